@@ -1,0 +1,91 @@
+"""xlate: translate models and their training setup between PyTorch and Keras 3, with proof.
+
+The public functions import torch and TensorFlow/Keras only when called, so importing xlate
+(and running ``xlate --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .errors import BadInputError, ParityError, UnsupportedOpError, XlateError
+
+__all__ = [
+    "__version__",
+    "torch_to_keras",
+    "keras_to_torch",
+    "check_parity",
+    "check_training_parity",
+    "translate_optimizer",
+    "translate_loss",
+    "translate_schedule",
+    "ParityReport",
+    "XlateError",
+    "BadInputError",
+    "UnsupportedOpError",
+    "ParityError",
+]
+
+
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+    """Rebuild a torch ``nn.Module`` as a native, trainable Keras 3 model with ported weights.
+
+    ``example_inputs``: a tensor or tuple of tensors the module is traced with. ``io_layout``:
+    "source" (the Keras model takes and returns NCHW like the module) or "native" (NHWC).
+    ``check=True`` raises ``ParityError`` unless the outputs match within atol/rtol.
+    """
+    from .convert import torch_to_keras as _impl
+
+    return _impl(module, example_inputs, io_layout=io_layout, via=via, check=check, atol=atol, rtol=rtol)
+
+
+def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+    """Rebuild a Keras 3 model as a torch ``nn.Module`` (generated source plus weights)."""
+    from .convert import keras_to_torch as _impl
+
+    return _impl(model, example_inputs=example_inputs, io_layout=io_layout, via=via, check=check, atol=atol,
+                 rtol=rtol)
+
+
+def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,
+                 seed=0):
+    """Run a torch module and a Keras model on the same seeded inputs and compare every output."""
+    from .parity import check_parity as _impl
+
+    return _impl(source, target, inputs, atol=atol, rtol=rtol, device=device, per_layer=per_layer, samples=samples,
+                 seed=seed)
+
+
+def check_training_parity(*args, **kwargs):
+    """Run k identical training steps in both frameworks and compare weights and predictions."""
+    from .training.parity import check_training_parity as _impl
+
+    return _impl(*args, **kwargs)
+
+
+def translate_optimizer(optimizer, target_params_or_model, **kwargs):
+    """Translate a torch.optim optimizer to Keras or back, with an exact emulation where formulas differ."""
+    from .training.optimizers import translate_optimizer as _impl
+
+    return _impl(optimizer, target_params_or_model, **kwargs)
+
+
+def translate_loss(loss, **kwargs):
+    """Translate a torch loss module to a Keras loss or back."""
+    from .training.losses import translate_loss as _impl
+
+    return _impl(loss, **kwargs)
+
+
+def translate_schedule(schedule_or_callback, *args, **kwargs):
+    """Translate an LR scheduler / Keras schedule or callback to the other framework."""
+    from .training.schedules import translate_schedule as _impl
+
+    return _impl(schedule_or_callback, *args, **kwargs)
+
+
+def __getattr__(name):
+    if name == "ParityReport":
+        from .parity import ParityReport
+
+        return ParityReport
+    raise AttributeError(f"module 'xlate' has no attribute {name!r}")

@@ -1,0 +1,87 @@
+"""The ``xlate`` command line (click). A thin layer: every command calls library functions.
+
+Exit codes: 0 ok, 1 parity failed, 2 bad input or usage, 3 unsupported model.
+torch and TensorFlow are imported only inside the commands that need them, so ``xlate --help``
+answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from ._version import __version__
+from .errors import XlateError
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(fn):
+    """Turn xlate's errors and foreign exceptions into a one-line cause and an exit code.
+
+    ``--debug`` on the group re-raises, so the full traceback is shown.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except XlateError as e:
+            if debug:
+                raise
+            first, *rest = str(e).splitlines() or [type(e).__name__]
+            if rest and e.exit_code == 1:
+                click.echo("\n".join(rest), err=True)
+            _fail(first, e.hint, e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
+            if debug:
+                raise
+            message = " ".join(str(e).split()) or type(e).__name__
+            _fail(f"{type(e).__name__}: {message[:400]}", "rerun with --debug for the traceback", 2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xlate")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Translate models and their training setup between PyTorch and Keras 3 / TensorFlow,
+    and prove the result computes the same numbers."""
+
+
+@main.command("table")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list, one object per row.")
+@click.option("--family", type=click.Choice(
+    ["layer", "activation", "op", "optimizer", "loss", "schedule", "callback"]), help="Only rows of this family.")
+@handles_errors
+def table_cmd(as_json: bool, family: str | None) -> None:
+    """Print the mapping table (every PyTorch <-> Keras equivalence xlate knows)."""
+    from .table import table
+
+    rows = [r for r in table() if family is None or r.family == family]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=1, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"xlate mapping table ({len(rows)} rows)", show_lines=False)
+    for col in ("id", "family", "PyTorch", "Keras", "directions", "summary"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        dirs = "both" if len(r.directions) == 2 else r.directions[0]
+        t.add_row(r.id, r.family, r.torch, r.keras, dirs, r.summary)
+    Console().print(t)

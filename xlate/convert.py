@@ -1,0 +1,86 @@
+"""The two conversion entry points: pick the path (direct or ONNX), run it, gate on parity."""
+
+from __future__ import annotations
+
+import time
+
+from .errors import BadInputError, ParityError, UnsupportedOpError, XlateError
+from .record import attach, record_of
+
+VIA = ("auto", "direct", "onnx")
+IO_LAYOUTS = ("source", "native")
+
+
+def _check_args(via: str, io_layout: str) -> None:
+    if via not in VIA:
+        raise BadInputError(f"via must be one of {', '.join(VIA)}, got {via!r}")
+    if io_layout not in IO_LAYOUTS:
+        raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
+
+
+def _run_paths(direct, onnx, via: str):
+    """Try the direct path, falling back to ONNX under via='auto'. Returns (result, note)."""
+    if via == "onnx":
+        return onnx(), "via='onnx' was asked for"
+    try:
+        return direct(), "direct path"
+    except UnsupportedOpError as e:
+        if via == "direct":
+            raise
+        direct_error = e
+    try:
+        return onnx(), f"direct path cannot convert it ({direct_error}); fell back to ONNX"
+    except XlateError as onnx_error:
+        raise UnsupportedOpError(direct_error.unsupported, direction=direct_error.direction,
+                                 hint=f"the ONNX fallback failed too: {onnx_error}") from onnx_error
+
+
+def _gate(source, target, *, check: bool, atol: float, rtol: float, inputs=None):
+    record = record_of(target)
+    if not check:
+        return
+    from .parity import check_parity
+
+    report = check_parity(source, target, inputs, atol=atol, rtol=rtol, path=record.path if record else None)
+    if not report.passed:
+        raise ParityError(report)
+    if record is not None:
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)")
+
+
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+    _check_args(via, io_layout)
+    from . import onnx_path
+    from .torch2keras import convert as direct
+
+    start = time.perf_counter()
+    model, note = _run_paths(
+        lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
+        lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
+        via,
+    )
+    record = record_of(model)
+    if record is not None:
+        record.seconds = time.perf_counter() - start
+        record.notes.append(note)
+    _gate(module, model, check=check, atol=atol, rtol=rtol)
+    return model
+
+
+def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+    _check_args(via, io_layout)
+    from . import onnx_path
+    from .keras2torch import convert as direct
+
+    start = time.perf_counter()
+    module, note = _run_paths(
+        lambda: direct.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
+        lambda: onnx_path.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
+        via,
+    )
+    record = record_of(module)
+    if record is not None:
+        record.seconds = time.perf_counter() - start
+        record.notes.append(note)
+    _gate(model, module, check=check, atol=atol, rtol=rtol)
+    return module

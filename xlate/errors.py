@@ -1,0 +1,54 @@
+"""Exceptions raised by xlate. The CLI maps each family to an exit code."""
+
+from __future__ import annotations
+
+
+class XlateError(Exception):
+    """Base class for every error xlate raises on purpose."""
+
+    exit_code = 2
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class BadInputError(XlateError):
+    """A file, argument or tensor that cannot be used as given (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnsupportedOpError(XlateError):
+    """The model uses ops no table row covers. Lists every one of them at once (exit code 3)."""
+
+    exit_code = 3
+
+    def __init__(self, unsupported: list[tuple[str, str]], *, direction: str, hint: str | None = None):
+        # unsupported: (op or layer name, where it occurs) pairs, in graph order, deduplicated
+        self.unsupported = list(dict.fromkeys(unsupported))
+        self.direction = direction
+        ops = sorted({op for op, _ in self.unsupported})
+        where = "; ".join(f"{op} at {loc}" for op, loc in self.unsupported)
+        super().__init__(
+            f"{len(ops)} unsupported op(s) for {direction}: {', '.join(ops)} ({where})",
+            hint=hint or "run `xlate inspect MODEL` for the coverage of every layer; via='onnx' may still convert it",
+        )
+
+
+class ParityError(XlateError):
+    """The converted model does not compute the same numbers as the source (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, report, message: str | None = None):
+        self.report = report
+        super().__init__(message or f"parity check failed:\n{report}")
+
+
+class TableError(XlateError):
+    """A mapping-table row is malformed (names an unknown transform, duplicates an id...)."""
+
+    exit_code = 2

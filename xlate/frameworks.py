@@ -1,0 +1,99 @@
+"""Small helpers that tell the frameworks apart and move data between them.
+
+Nothing here imports torch or Keras at module import time: an object can only be a torch
+module if torch is already imported, and likewise for Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def is_torch_module(obj) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def is_keras_model(obj) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(obj, keras.Layer)
+
+
+def framework_of(obj) -> str:
+    if is_torch_module(obj):
+        return "torch"
+    if is_keras_model(obj):
+        return "keras"
+    raise TypeError(f"expected a torch.nn.Module or a keras.Model, got {type(obj).__name__}")
+
+
+def to_numpy(x) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if hasattr(x, "numpy"):
+        return np.asarray(x.numpy())
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return np.asarray(keras.ops.convert_to_numpy(x))
+    return np.asarray(x)
+
+
+def flatten_outputs(out) -> list:
+    """Flatten a model's output (tensor, tuple, list, dict, Hugging Face ModelOutput) into a list of
+    leaves in a stable order: sequences in order, mappings in insertion order, None dropped."""
+    if out is None:
+        return []
+    if isinstance(out, dict) or (hasattr(out, "keys") and hasattr(out, "values") and hasattr(out, "to_tuple")):
+        leaves = []
+        for v in out.values():
+            leaves += flatten_outputs(v)
+        return leaves
+    if isinstance(out, (list, tuple)):
+        leaves = []
+        for v in out:
+            leaves += flatten_outputs(v)
+        return leaves
+    return [out]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape (batch axis may be None), dtype and, for integer inputs, the range [low, high)."""
+
+    shape: tuple
+    dtype: str = "float32"
+    low: int = 0
+    high: int | None = None
+    name: str = ""
+
+    @property
+    def is_integer(self) -> bool:
+        return np.issubdtype(np.dtype(self.dtype), np.integer) or self.dtype == "bool"
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """How a converted model is called compared to its source.
+
+    ``inputs`` describe the *source* model's inputs. ``input_perms[i]`` is the permutation that
+    turns source input i into the target's input i (None: passed as is); ``output_perms[i]``
+    turns the target's output i back into the source's layout.
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    input_perms: tuple[tuple[int, ...] | None, ...] = ()
+    output_perms: tuple[tuple[int, ...] | None, ...] = ()
+    source: str = "torch"
+    extras: dict = field(default_factory=dict)

@@ -1,0 +1,50 @@
+"""The conversion record: what a converter did, attached to the model it returns.
+
+Plain data shared by the converters (which fill it), the parity checker (which reads the I/O
+layout from it) and per-layer localization (which aligns source and target layers with it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .frameworks import IOSpec
+
+
+@dataclass
+class LayerRecord:
+    """One source layer and where its output lives in the target model.
+
+    source: torch module path (e.g. "layer1.0.conv1") or Keras layer name.
+    target: the target-side name: a Keras operation name (``model.operations``) or a torch
+            submodule path in the generated module.
+    output_perm: permutation that turns the target's output of this layer into the source's
+            layout (None: same layout).
+    """
+
+    source: str
+    target: str
+    row: str | None = None
+    output_perm: tuple[int, ...] | None = None
+
+
+@dataclass
+class ConversionRecord:
+    direction: str  # "torch2keras" | "keras2torch"
+    path: str  # "direct" | "onnx"
+    io: IOSpec
+    layers: list[LayerRecord] = field(default_factory=list)
+    rows_used: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def attach(model, record: ConversionRecord) -> None:
+    """Attach the record (and its I/O spec, which the parity checker reads) to a model object."""
+    object.__setattr__(model, "_xlate_record", record)
+    object.__setattr__(model, "_xlate_io", record.io)
+
+
+def record_of(model) -> ConversionRecord | None:
+    return getattr(model, "_xlate_record", None)
