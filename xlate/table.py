@@ -79,6 +79,7 @@ class Sample:
     int_high: int | None = None
     keras_inputs: tuple[tuple[int, ...], ...] | None = None
     torch_cls: str = ""  # construct this torch.nn class instead of the row's own (an alias)
+    call: str = ""  # how the torch test model calls the module, e.g. "m(x0, x0, x0)"; default m(*inputs)
     tol: float | None = None
     train: bool = False
     id: str = ""
