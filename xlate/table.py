@@ -32,6 +32,8 @@ VALUE_CONVERSIONS = {
     "one_minus": (lambda v: None if v is None else round(1.0 - v, 12), lambda v: round(1.0 - v, 12)),
     "not": (lambda v: not v, lambda v: not v),
     "tuple": (lambda v: tuple(v) if isinstance(v, (list, tuple)) else v, lambda v: v),
+    # GELU: torch approximate="none"|"tanh" <-> keras approximate=False|True
+    "tanh_flag": (lambda v: v == "tanh", lambda v: "tanh" if v else "none"),
 }
 
 

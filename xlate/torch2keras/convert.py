@@ -1,0 +1,79 @@
+"""torch -> Keras, the direct path: trace -> emit (layout plan + converters) -> port weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
+from ..record import ConversionRecord, LayerRecord, attach
+from .emit import DynamicShapeError, Emitter
+from .port import port_weights
+from .trace import TensorMeta, trace
+
+
+def _example_tensors(example_inputs):
+    import torch
+
+    if isinstance(example_inputs, torch.Tensor):
+        return [example_inputs]
+    if isinstance(example_inputs, dict):
+        return list(example_inputs.values())
+    return list(example_inputs)
+
+
+def _input_specs(graph, example_inputs) -> tuple[TensorSpec, ...]:
+    specs = []
+    for meta, name, example in zip(graph.input_metas, graph.inputs, _example_tensors(example_inputs)):
+        shape = tuple(d if isinstance(d, int) else None for d in meta.shape)
+        low, high = 0, None
+        if not example.dtype.is_floating_point and example.numel():
+            low, high = int(example.min()), int(example.max()) + 1
+        specs.append(TensorSpec(shape, meta.dtype, low, high, name))
+    return tuple(specs)
+
+
+def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
+    """Convert ``module`` into a Keras functional model with ported weights (no parity gate here:
+    ``xlate.convert`` runs it)."""
+    quiet_tensorflow()
+    import keras  # noqa: F401 - imported before building layers
+
+    graph = trace(module, example_inputs)
+    try:
+        emitter = Emitter(graph, io_layout=io_layout)
+        model = emitter.run()
+    except DynamicShapeError as e:
+        # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
+        graph = trace(module, example_inputs, dynamic=False)
+        batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
+        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch)
+        model = emitter.run()
+        emitter.notes = [f"static batch size {batch}: {e}"]
+    port_weights(emitter.assignments)
+    record = ConversionRecord(
+        direction="torch2keras", path="direct",
+        io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
+                  source="torch"),
+        layers=_layer_records(emitter), notes=list(getattr(emitter, "notes", [])),
+    )
+    record.rows_used.update(emitter.rows_used)
+    attach(model, record)
+    return model
+
+
+def _layer_records(emitter) -> list[LayerRecord]:
+    """One record per torch module that owns a table row, aligned on the module's last output."""
+    table = emitter.table
+    out = []
+    for path, (tensor, perm) in emitter.module_outputs.items():
+        module_type = emitter.graph.module_types.get(path, "")
+        row = table.by_torch.get(module_type)
+        if row is None:
+            continue
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        out.append(LayerRecord(source=path, target=history.operation.name, row=row.id,
+                               output_perm=None if inverse == tuple(range(len(perm))) else inverse))
+    return out

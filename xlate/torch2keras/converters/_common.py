@@ -1,0 +1,106 @@
+"""Helpers shared by the torch -> Keras converters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import plan
+from ..emit import Const, Value
+
+# Constants up to this many elements are written inline into the op; larger ones become a
+# Constant layer whose value is saved with the weights.
+INLINE_CONST_LIMIT = 64
+
+
+def ops():
+    import keras
+
+    return keras.ops
+
+
+def layers():
+    import keras
+
+    return keras.layers
+
+
+def rank_of(v) -> int:
+    if isinstance(v, Value):
+        return v.rank
+    if isinstance(v, Const):
+        return v.array.ndim
+    return 0
+
+
+def aligned(ctx, operands):
+    """Bring elementwise operands to one layout (torch broadcasting: trailing dims align).
+
+    Returns (keras operands, layout perm of the result, feature_order of the result).
+    Python scalars pass through; constants are permuted in NumPy at conversion time.
+    """
+    values = [v for v in operands if isinstance(v, Value)]
+    rank = max((rank_of(v) for v in operands), default=0)
+    ref = next((v for v in values if v.rank == rank), None)
+    feature_order = None
+    if ref is not None and ref.feature_order is not None:
+        same = all(v.feature_order is ref.feature_order or v.rank == 0 for v in values) and not any(
+            isinstance(v, Const) and v.array.size > 1 for v in operands)
+        if same:
+            feature_order = ref.feature_order
+        else:
+            ref = ctx.materialize(ref)
+    perm = ref.perm if ref is not None else plan.identity(rank)
+    out = []
+    for v in operands:
+        if isinstance(v, Value):
+            if feature_order is not None:
+                out.append(v.tensor)
+                continue
+            v = ctx.materialize(v)
+            if v.rank < rank:
+                t = ctx.keras_tensor(v, plan.identity(v.rank))
+                t = ops().reshape(t, (1,) * (rank - v.rank) + tuple(_static(v.meta.shape))) if _all_static(
+                    v.meta.shape) else _expand_leading(t, rank - v.rank)
+                tmp = Value(v.meta, plan.identity(rank), {plan.identity(rank): t})
+                out.append(ctx.keras_tensor(tmp, perm))
+            else:
+                out.append(ctx.keras_tensor(v, perm))
+        elif isinstance(v, Const):
+            a = v.array
+            if a.ndim < rank:
+                a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+            a = plan.permute_array(a, perm) if a.ndim else a
+            if v.trainable or a.size > INLINE_CONST_LIMIT:
+                out.append(ctx.const_tensor(Const(a, v.path, v.trainable), None))
+            else:
+                out.append(a.item() if a.ndim == 0 and a.dtype.kind == "f" else a)
+        else:
+            out.append(v)
+    return out, perm, feature_order
+
+
+def _all_static(shape) -> bool:
+    return all(isinstance(d, int) for d in shape)
+
+
+def _static(shape):
+    return [d if isinstance(d, int) else -1 for d in shape]
+
+
+def _expand_leading(t, n):
+    for _ in range(n):
+        t = ops().expand_dims(t, 0)
+    return t
+
+
+def input_value(ctx, name="input") -> Value:
+    v = ctx.arg(name)
+    if isinstance(v, Const):
+        return v
+    if not isinstance(v, Value):
+        raise ValueError(f"{ctx.node.target}: argument {name} is not a tensor")
+    return v
+
+
+def np_dtype(torch_dtype: str):
+    return np.dtype({"bfloat16": "float32"}.get(torch_dtype, torch_dtype))

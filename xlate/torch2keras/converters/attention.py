@@ -1,0 +1,145 @@
+"""Attention: nn.MultiheadAttention as one Keras MultiHeadAttention layer, and the
+scaled_dot_product_attention op as keras.ops.dot_product_attention."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from ...errors import UnsupportedOpError
+from .. import plan
+from ..emit import Const, Value
+from ..registry import converter
+from ._common import layers, ops
+from .linear import port
+
+def _bound_call(node) -> dict:
+    """The MultiheadAttention.forward arguments of this call, by name."""
+    import torch
+
+    params = list(inspect.signature(torch.nn.MultiheadAttention.forward).parameters)[1:]
+    bound = dict(zip(params, node.args["args"]))
+    bound.update(node.args["kwargs"])
+    return bound
+
+
+def _keep_mask(ctx, v, what):
+    """A torch mask (bool True = blocked, or additive float with -inf) as a Keras bool keep-mask."""
+    if v is None:
+        return None
+    if isinstance(v, Const):
+        a = v.array
+        if a.dtype == bool:
+            keep = ~a
+        elif np.all((a == 0) | np.isneginf(a)):
+            keep = a == 0
+        else:
+            raise UnsupportedOpError([(f"MultiheadAttention with a non-boolean additive {what}", ctx.where())],
+                                     direction="torch2keras")
+        return ctx.const_tensor(Const(keep), None, name_hint=f"{ctx.node.module_path}.{what}")
+    t = ctx.keras_tensor(ctx.materialize(v), plan.identity(v.rank))
+    if v.meta.dtype == "bool":
+        return ops().logical_not(t)
+    raise UnsupportedOpError([(f"MultiheadAttention with a computed float {what}", ctx.where())],
+                             direction="torch2keras")
+
+
+@converter("mha")
+def mha(ctx, node, row):
+    m = node.module
+    call = _bound_call(node)
+    if m.bias_k is not None or m.add_zero_attn:
+        raise UnsupportedOpError([("MultiheadAttention with add_bias_kv / add_zero_attn", ctx.where())],
+                                 direction="torch2keras")
+    q, k, v = (ctx.value(call[n]) for n in ("query", "key", "value"))
+    batch_perm = (0, 1, 2) if m.batch_first else (1, 0, 2)
+    tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), batch_perm) for x in (q, k, v))
+    heads, embed = m.num_heads, m.embed_dim
+    head_dim = embed // heads
+    layer = layers().MultiHeadAttention(num_heads=heads, key_dim=head_dim, value_dim=head_dim,
+                                        dropout=float(m.dropout), use_bias=m.in_proj_bias is not None,
+                                        name=ctx.layer_name())
+    keep = None
+    kpm = _keep_mask(ctx, ctx.value(call.get("key_padding_mask")), "key_padding_mask")
+    am = _keep_mask(ctx, ctx.value(call.get("attn_mask")), "attn_mask")
+    query_len = tq.shape[1]
+    if kpm is not None:  # (N, S) -> (N, L, S)
+        keep = ops().repeat(ops().expand_dims(kpm, 1), query_len, axis=1)
+    if am is not None:  # (L, S) or (N*H, L, S)
+        if len(am.shape) == 3:
+            raise UnsupportedOpError([("MultiheadAttention with a per-head 3-D attn_mask", ctx.where())],
+                                     direction="torch2keras")
+        am = ops().expand_dims(am, 0)
+        keep = am if keep is None else ops().logical_and(keep, am)
+    outputs = node.args["outputs"]
+    want_weights = len(outputs) > 1 and outputs[1] is not None and call.get("need_weights", True)
+    result = layer(tq, tv, key=tk, attention_mask=keep, return_attention_scores=bool(want_weights),
+                   use_causal_mask=bool(call.get("is_causal", False)) and am is None)
+    out, scores = (result if want_weights else (result, None))
+    # weights: packed in-projection or separate q/k/v projections (kdim/vdim != embed_dim)
+    bias = m.in_proj_bias.detach().numpy() if m.in_proj_bias is not None else None
+    arrays = {"out_proj.weight": m.out_proj.weight.detach().numpy(),
+              "out_proj.bias": m.out_proj.bias.detach().numpy() if m.out_proj.bias is not None else None}
+    params = {"in_proj_weight": {"num_heads": heads}, "out_proj.weight": {"num_heads": heads}}
+    if m._qkv_same_embed_dim:
+        zero_bias = np.zeros(3 * embed, np.float32)
+        arrays.update({"in_proj_weight": m.in_proj_weight.detach().numpy(),
+                       "in_proj_bias": bias if bias is not None else zero_bias})
+        port(ctx, row, layer, arrays, params=params)
+        if bias is None:  # the transform moves biases too; this layer has none
+            ctx.assignments[-1].values = {k: a for k, a in ctx.assignments[-1].values.items()
+                                          if not k.endswith("bias")}
+    else:
+        port(ctx, row, layer, arrays, params=params)
+        from ...transforms import get_transform
+
+        proj = get_transform("mha_proj")
+        b3 = np.split(bias, 3) if bias is not None else [np.zeros(embed, np.float32)] * 3
+        values = {}
+        for name, w, b in (("query", m.q_proj_weight, b3[0]), ("key", m.k_proj_weight, b3[1]),
+                           ("value", m.v_proj_weight, b3[2])):
+            kern, kb = proj.to_keras(w.detach().numpy(), b, num_heads=heads)
+            values[f"{name}/kernel"], values[f"{name}/bias"] = kern, kb
+        ctx.assign(layer, values)
+    meta0 = ctx.graph.node(outputs[0]).meta
+    value = ctx.new_value(out, batch_perm, meta=meta0)
+    if not want_weights:
+        return _set_outputs(ctx, node, [value, None])
+    weights = ops().mean(scores, axis=1) if call.get("average_attn_weights", True) else scores
+    return _set_outputs(ctx, node, [value, ctx.new_value(weights, None, meta=ctx.graph.node(outputs[1]).meta)])
+
+
+def _set_outputs(ctx, node, values):
+    ctx.set(node, tuple(values))
+    return None
+
+
+@converter("sdpa")
+def sdpa(ctx, node, row):
+    a = node.args
+    q, k, v = ctx.arg("query"), ctx.arg("key"), ctx.arg("value")
+    mask = ctx.arg("attn_mask")
+    if float(a.get("dropout_p", 0.0)) != 0.0:
+        raise UnsupportedOpError([("scaled_dot_product_attention with dropout_p > 0", ctx.where())],
+                                 direction="torch2keras")
+    rank = q.rank
+    if rank != 4:
+        raise UnsupportedOpError([(f"scaled_dot_product_attention on rank-{rank} tensors", ctx.where())],
+                                 direction="torch2keras")
+    # torch (B, H, L, D) is Keras (B, L, H, D): the layout (0, 2, 1, 3)
+    layout = (0, 2, 1, 3)
+    tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), layout) for x in (q, k, v))
+    kwargs = {"scale": a.get("scale"), "is_causal": bool(a.get("is_causal", False))}
+    if mask is not None:
+        dtype = mask.meta.dtype if isinstance(mask, Value) else str(mask.array.dtype)
+        rank_m = mask.rank if isinstance(mask, Value) else mask.array.ndim
+        tm = ctx.keras_tensor(ctx.materialize(mask) if isinstance(mask, Value) else mask, plan.identity(rank_m))
+        while len(tm.shape) < 4:
+            tm = ops().expand_dims(tm, 0)
+        if dtype == "bool":
+            kwargs["mask"] = tm
+        else:
+            kwargs["bias"] = tm
+    out = ops().dot_product_attention(tq, tk, tv, **kwargs)
+    return ctx.new_value(out, layout)

@@ -1,0 +1,164 @@
+"""Convolutions: Conv1d/2d/3d (grouped, depthwise, dilated, strided) and transposed convs.
+
+Padding is always made exact for the static input size: symmetric torch padding becomes Keras
+'same' only where TensorFlow's split (extra pixel at the end) is the same, else an explicit
+ZeroPadding + 'valid' (semantics.md: 'same' with stride > 1 is shifted by one pixel).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ...errors import UnsupportedOpError
+from .. import plan
+from ..emit import Const, Value
+from ..registry import converter
+from ._common import layers, ops
+from .linear import _shared_layer, port
+
+CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
+CONV_T = {1: "Conv1DTranspose", 2: "Conv2DTranspose", 3: "Conv3DTranspose"}
+ZERO_PAD = {1: "ZeroPadding1D", 2: "ZeroPadding2D", 3: "ZeroPadding3D"}
+CROP = {1: "Cropping1D", 2: "Cropping2D", 3: "Cropping3D"}
+
+
+def ntuple(v, n):
+    if isinstance(v, (list, tuple)):
+        return tuple(int(x) for x in v) if len(v) == n else tuple(int(v[0]) for _ in range(n))
+    return (int(v),) * n
+
+
+def tf_same_pads(size, k, s, d):
+    """TensorFlow's 'same' padding for one axis: (before, after), extra pixel after."""
+    k_eff = d * (k - 1) + 1
+    out = math.ceil(size / s)
+    total = max((out - 1) * s + k_eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def torch_pads(padding, kernel, dilation, n):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        # torch 'same' (stride 1 only): total d*(k-1), left total//2, extra on the right
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    p = ntuple(padding, n)
+    return tuple((x, x) for x in p)
+
+
+def keras_padding(spatial, kernel, stride, dilation, pads):
+    """'valid', 'same', or None when explicit padding is needed."""
+    if all(lo == 0 and hi == 0 for lo, hi in pads):
+        return "valid"
+    if all(isinstance(n, int) for n in spatial) and all(
+            tf_same_pads(n, k, s, d) == p for n, k, s, d, p in zip(spatial, kernel, stride, dilation, pads)):
+        return "same"
+    return None
+
+
+def pad_explicitly(ctx, tensor, pads, n, suffix="pad"):
+    spec = tuple(tuple(p) for p in pads) if n > 1 else tuple(pads[0])
+    layer = getattr(layers(), ZERO_PAD[n])(padding=spec, name=ctx.layer_name(suffix))
+    return layer(tensor)
+
+
+def _conv_args(ctx, node):
+    a = node.args
+    return (ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias"), a.get("stride", 1), a.get("padding", 0),
+            a.get("dilation", 1), int(a.get("groups", 1)))
+
+
+@converter("conv")
+def conv(ctx, node, row):
+    if node.target == "aten.convolution.default" and node.args.get("transposed"):
+        return conv_transpose(ctx, node, ctx.table.row("conv_transpose2d"))
+    x, w, b, stride, padding, dilation, groups = _conv_args(ctx, node)
+    if not isinstance(w, Const):
+        raise UnsupportedOpError([("convolution with a computed weight", ctx.where())], direction="torch2keras")
+    n = w.array.ndim - 2
+    kernel = w.array.shape[2:]
+    stride, dilation = ntuple(stride, n), ntuple(dilation, n)
+    pads = torch_pads(padding, kernel, dilation, n)
+    cl = plan.channels_last(n + 2)
+    t = ctx.keras_tensor(ctx.materialize(x), cl)
+    spatial = [x.meta.shape[2 + i] for i in range(n)]
+    in_channels = w.array.shape[1] * groups
+    out_channels = w.array.shape[0]
+    split_stride = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
+    kstride = (1,) * n if split_stride else stride  # Keras refuses stride > 1 with dilation > 1
+    padding_mode = keras_padding(spatial, kernel, kstride, dilation, pads) if not split_stride else None
+    if padding_mode is None:
+        t = pad_explicitly(ctx, t, pads, n)
+        padding_mode = "valid"
+    depthwise = groups > 1 and groups == in_channels and n in (1, 2)
+    use_bias = b is not None
+    if depthwise:
+        drow = ctx.table.row("depthwise_conv2d")
+        multiplier = out_channels // in_channels
+        cls = {1: layers().DepthwiseConv1D, 2: layers().DepthwiseConv2D}[n]
+        layer, new = _shared_layer(ctx, ("dwconv", w.path, getattr(b, "path", None), kstride, padding_mode), lambda: cls(
+            kernel_size=kernel, strides=kstride, padding=padding_mode, depth_multiplier=multiplier,
+            dilation_rate=dilation, use_bias=use_bias, name=ctx.layer_name()))
+        out = layer(t)
+        if new:
+            port(ctx, drow, layer, {"weight": w.array, "bias": b.array if use_bias else None},
+                 params={"weight": {"multiplier": multiplier}})
+        ctx.used(drow)
+    else:
+        cls = getattr(layers(), CONV[n])
+        layer, new = _shared_layer(ctx, ("conv", w.path, getattr(b, "path", None), kstride, padding_mode), lambda: cls(
+            out_channels, kernel_size=kernel, strides=kstride, padding=padding_mode, dilation_rate=dilation,
+            groups=groups, use_bias=use_bias, name=ctx.layer_name()))
+        out = layer(t)
+        crow = ctx.table.row(f"conv{n}d")
+        if new:
+            port(ctx, crow, layer, {"weight": w.array, "bias": b.array if use_bias else None})
+        if crow is not row:
+            ctx.used(crow)
+    if split_stride:
+        index = (slice(None),) + tuple(slice(None, None, s) for s in stride) + (slice(None),)
+        out = out[index]
+    return ctx.new_value(out, cl)
+
+
+@converter("conv_transpose")
+def conv_transpose(ctx, node, row):
+    a = node.args
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    if not isinstance(w, Const):
+        raise UnsupportedOpError([("transposed convolution with a computed weight", ctx.where())],
+                                 direction="torch2keras")
+    n = w.array.ndim - 2
+    row = ctx.table.row(f"conv_transpose{n}d")
+    kernel = w.array.shape[2:]
+    stride = ntuple(a.get("stride", 1), n)
+    padding = ntuple(a.get("padding", 0), n)
+    output_padding = ntuple(a.get("output_padding", 0), n)
+    dilation = ntuple(a.get("dilation", 1), n)
+    groups = int(a.get("groups", 1))
+    cl = plan.channels_last(n + 2)
+    t = ctx.keras_tensor(ctx.materialize(x), cl)
+    # Keras 'valid' with an explicit output_padding o gives (i-1)s + K_eff + o; torch crops p at
+    # the start and p - op at the end of (i-1)s + K_eff (+ op). o = max(op - p, 0) keeps both >= 0.
+    extra = tuple(max(op - p, 0) for op, p in zip(output_padding, padding))
+    crops = tuple((p, p - op + o) for p, op, o in zip(padding, output_padding, extra))
+    in_per_group = w.array.shape[0] // groups
+    out_per_group = w.array.shape[1]
+    cls = getattr(layers(), CONV_T[n])
+    pieces = ops().split(t, groups, axis=-1) if groups > 1 else [t]
+    outs = []
+    for g, piece in enumerate(pieces):
+        wg = w.array[g * in_per_group:(g + 1) * in_per_group]
+        bg = b.array[g * out_per_group:(g + 1) * out_per_group] if b is not None else None
+        suffix = f"group{g}" if groups > 1 else ""
+        layer = cls(out_per_group, kernel_size=kernel, strides=stride, padding="valid", output_padding=extra,
+                    dilation_rate=dilation, use_bias=b is not None, name=ctx.layer_name(suffix))
+        outs.append(layer(piece))
+        port(ctx, row, layer, {"weight": wg, "bias": bg})
+    out = outs[0] if groups == 1 else ops().concatenate(outs, axis=-1)
+    if any(c != (0, 0) for c in crops):
+        spec = crops if n > 1 else crops[0]
+        out = getattr(layers(), CROP[n])(cropping=spec, name=ctx.layer_name("crop"))(out)
+    return ctx.new_value(out, cl)
+

@@ -1,0 +1,116 @@
+"""Elementwise ops: arithmetic, comparisons, logic, where, clamp, casts."""
+
+from __future__ import annotations
+
+from ..emit import Const, Value
+from ..registry import converter
+from ._common import aligned, ops
+
+# aten op name (without overload) -> keras.ops function, for ops whose row hook is generic
+BINARY = {
+    "add": "add", "sub": "subtract", "rsub": "subtract", "mul": "multiply", "div": "divide",
+    "pow": "power", "maximum": "maximum", "minimum": "minimum", "fmax": "maximum", "fmin": "minimum",
+    "logical_and": "logical_and", "logical_or": "logical_or", "bitwise_and": "logical_and",
+    "bitwise_or": "logical_or", "floor_divide": "floor_divide", "square": "square",
+}
+COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
+
+
+def _op_name(node) -> str:
+    return node.target.split(".")[1].rstrip("_")
+
+
+def elementwise_result(ctx, fn, operands):
+    args, perm, feature_order = aligned(ctx, operands)
+    out = ctx.new_value(fn(*args), perm)
+    out.feature_order = feature_order
+    if feature_order is not None:
+        src = next(v for v in operands if isinstance(v, Value) and v.feature_order is not None)
+        out.unflattened = lambda: _unflattened(ctx, fn, operands, src)
+    return out
+
+
+def _unflattened(ctx, fn, operands, src):
+    # the same op on torch-order inputs
+    ops_ = [ctx.materialize(v) if isinstance(v, Value) else v for v in operands]
+    args, perm, _ = aligned(ctx, ops_)
+    return ctx.new_value(fn(*args), perm, meta=src.meta)
+
+
+@converter("binary")
+def binary(ctx, node, row):
+    name = _op_name(node)
+    a = ctx.arg("input")
+    if name == "square":
+        return elementwise_result(ctx, ops().square, [a])
+    b = ctx.arg("other") if "other" in node.args else ctx.arg("exponent")
+    alpha = node.args.get("alpha")
+    if name == "rsub":  # other - alpha * input
+        a, b = b, (_scaled(ctx, a, alpha) if alpha not in (None, 1) else a)
+    elif alpha not in (None, 1):  # input +/- alpha * other
+        b = _scaled(ctx, b, alpha)
+    if name == "div":
+        mode = node.args.get("rounding_mode")
+        if mode == "floor":
+            return elementwise_result(ctx, ops().floor_divide, [a, b])
+        if mode == "trunc":
+            return elementwise_result(ctx, lambda x, y: ops().trunc(ops().divide(x, y)), [a, b])
+    fn = getattr(ops(), BINARY[name])
+    return elementwise_result(ctx, fn, [a, b])
+
+
+def _scaled(ctx, b, alpha):
+    if isinstance(b, Const):
+        return Const(b.array * alpha)
+    if isinstance(b, (int, float)):
+        return b * alpha
+    return elementwise_result(ctx, ops().multiply, [b, alpha])
+
+
+@converter("unary")
+def unary(ctx, node, row):
+    fn = getattr(ops(), row.keras_op)
+    return elementwise_result(ctx, fn, [ctx.arg("input")])
+
+
+@converter("compare")
+def compare(ctx, node, row):
+    fn = getattr(ops(), COMPARE[_op_name(node)])
+    return elementwise_result(ctx, fn, [ctx.arg("input"), ctx.arg("other")])
+
+
+@converter("where")
+def where(ctx, node, row):
+    name = _op_name(node)
+    if name == "masked_fill":
+        x, mask, value = ctx.arg("input"), ctx.arg("mask"), ctx.arg("value")
+        return elementwise_result(ctx, lambda m, v, xx: ops().where(m, v, xx), [mask, value, x])
+    cond, a, b = ctx.arg("condition"), ctx.arg("input"), ctx.arg("other")
+    return elementwise_result(ctx, ops().where, [cond, a, b])
+
+
+@converter("clamp")
+def clamp(ctx, node, row):
+    x = ctx.arg("input")
+    lo = ctx.arg("min")
+    hi = ctx.arg("max")
+    if node.target.startswith("aten.clamp_min"):
+        return elementwise_result(ctx, ops().maximum, [x, lo])
+    if node.target.startswith("aten.clamp_max"):
+        return elementwise_result(ctx, ops().minimum, [x, hi])
+    if lo is None:
+        return elementwise_result(ctx, ops().minimum, [x, hi])
+    if hi is None:
+        return elementwise_result(ctx, ops().maximum, [x, lo])
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        return elementwise_result(ctx, lambda t: ops().clip(t, lo, hi), [x])
+    return elementwise_result(ctx, lambda t, a, b: ops().minimum(ops().maximum(t, a), b), [x, lo, hi])
+
+
+@converter("cast")
+def cast(ctx, node, row):
+    x = ctx.arg("input")
+    if isinstance(x, Value):
+        # new_value casts to the dtype torch.export recorded for this node
+        return elementwise_result(ctx, lambda t: t, [x])
+    return x

@@ -1,0 +1,137 @@
+"""Linear algebra: Linear -> Dense, matmul/addmm/bmm, einsum."""
+
+from __future__ import annotations
+
+from ...transforms import get_transform
+from .. import plan
+from ..emit import Const, Value
+from ..registry import converter
+from ._common import layers, ops
+
+
+def port(ctx, row, layer, arrays: dict, *, transforms: dict | None = None, params: dict | None = None):
+    """Queue a layer's weights through its row's named transforms (torch names -> Keras names).
+
+    Weight maps whose torch tensors are absent (a Linear without bias) are skipped.
+    """
+    out = {}
+    for wm in row.weights:
+        if any(arrays.get(t) is None for t in wm.torch):
+            continue
+        name = (transforms or {}).get(wm.torch[0], wm.transform)
+        kparams = (params or {}).get(wm.torch[0], {})
+        converted = get_transform(name).to_keras(*(arrays[t] for t in wm.torch), **kparams)
+        out.update(zip(wm.keras, converted))
+    ctx.assign(layer, out)
+
+
+def _shared_layer(ctx, key, make):
+    """One Keras layer per torch parameter set: a module called twice shares its weights."""
+    layer = ctx.layer_cache.get(key)
+    if layer is None:
+        layer = make()
+        ctx.layer_cache[key] = layer
+        return layer, True
+    return layer, False
+
+
+@converter("dense")
+def dense(ctx, node, row):
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    if not isinstance(w, Const) or not isinstance(x, Value):
+        # a computed weight: plain matmul with the transposed weight
+        return _matmul_value(ctx, x, _transposed(ctx, w), b)
+    transforms, params = {}, {}
+    if x.feature_order is not None and x.rank == 2:
+        transforms["weight"], params["weight"] = "flatten_dense_kernel", {"chw": x.flat_chw}
+        tensor = x.tensor
+        perm = x.perm
+    else:
+        x = ctx.materialize(x)
+        perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
+        tensor = ctx.keras_tensor(x, perm)
+    key = ("dense", w.path or id(w), getattr(b, "path", None), "flat" if transforms else "")
+    layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
+        w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
+    out = layer(tensor)
+    if new:
+        port(ctx, row, layer, {"weight": w.array, "bias": b.array if isinstance(b, Const) else None},
+             transforms=transforms, params=params)
+        if b is not None and not isinstance(b, Const):
+            raise ValueError("computed Linear bias")
+    return ctx.new_value(out, perm)
+
+
+def _transposed(ctx, w):
+    if isinstance(w, Const):
+        return Const(w.array.T, w.path, w.trainable)
+    return ctx.new_value(ops().swapaxes(ctx.keras_tensor(w, plan.identity(w.rank)), -1, -2))
+
+
+def _matmul_value(ctx, a, b, bias=None):
+    ta = _operand(ctx, a)
+    tb = _operand(ctx, b)
+    out = ops().matmul(ta, tb)
+    if bias is not None:
+        out = ops().add(out, _operand(ctx, bias))
+    return ctx.new_value(out)
+
+
+def _operand(ctx, v):
+    if isinstance(v, Value):
+        return ctx.keras_tensor(ctx.materialize(v), plan.identity(v.rank))
+    if isinstance(v, Const):
+        return ctx.const_tensor(v, None)
+    return v
+
+
+@converter("matmul")
+def matmul(ctx, node, row):
+    name = node.target.split(".")[1]
+    if name in ("addmm", "baddbmm"):
+        bias, a, b = ctx.arg("input"), ctx.arg("mat1", ctx.arg("batch1")), ctx.arg("mat2", ctx.arg("batch2"))
+        beta, alpha = node.args.get("beta", 1), node.args.get("alpha", 1)
+        if beta != 1 or alpha != 1:
+            out = ops().add(ops().multiply(_operand(ctx, bias), beta),
+                            ops().multiply(ops().matmul(_operand(ctx, a), _operand(ctx, b)), alpha))
+            return ctx.new_value(out)
+    else:
+        bias = None
+        a, b = ctx.arg("input"), ctx.arg("other", ctx.arg("mat2"))
+    # x @ W with a parameter W of shape (in, out): a Dense layer (e.g. Hugging Face Conv1D)
+    if (isinstance(a, Value) and isinstance(b, Const) and b.trainable and b.array.ndim == 2
+            and (bias is None or (isinstance(bias, Const) and bias.array.ndim == 1))):
+        linear_row = ctx.table.row("linear")
+        x = ctx.materialize(a)
+        perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
+        key = ("dense-in-out", b.path or id(b), getattr(bias, "path", None))
+        layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
+            b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()))
+        out = layer(ctx.keras_tensor(x, perm))
+        if new:
+            # torch keeps this weight as (in, out): transposing it gives nn.Linear's (out, in)
+            port(ctx, linear_row, layer, {"weight": b.array.T, "bias": bias.array if bias is not None else None})
+        ctx.used(linear_row)
+        return ctx.new_value(out, perm)
+    return _matmul_value(ctx, a, b, bias)
+
+
+@converter("einsum")
+def einsum(ctx, node, row):
+    equation = node.args["equation"]
+    operands = [_operand(ctx, v) for v in ctx.arg("tensors")]
+    return ctx.new_value(ops().einsum(equation, *operands))
+
+
+@converter("embedding")
+def embedding(ctx, node, row):
+    w, idx = ctx.arg("weight"), ctx.arg("indices")
+    if not isinstance(w, Const):
+        raise ValueError("embedding with a computed table")
+    idx = ctx.materialize(idx)
+    layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
+        w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
+    out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
+    if new:
+        port(ctx, row, layer, {"weight": w.array})
+    return ctx.new_value(out)

@@ -1,0 +1,135 @@
+"""Normalization: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm.
+
+eps and momentum are always passed explicitly (Keras defaults differ: eps 1e-3, momentum 0.99,
+and the momentum convention is inverted: keras = 1 - torch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import UnsupportedOpError
+from .. import plan
+from ..emit import Const, Value
+from ..registry import converter
+from ._common import layers
+from .linear import _shared_layer, port
+
+
+def _array(v):
+    return v.array if isinstance(v, Const) else None
+
+
+def _path(v):
+    return v.path if isinstance(v, Const) else None
+
+
+@converter("batch_norm")
+def batch_norm(ctx, node, row):
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    mean, var = ctx.arg("running_mean"), ctx.arg("running_var")
+    training = bool(node.args.get("training", False))
+    momentum, eps = node.args.get("momentum", 0.1), float(node.args.get("eps", 1e-5))
+    legit = node.target.startswith("aten._native_batch_norm_legit")
+    if mean is None or var is None or training:
+        raise UnsupportedOpError([("BatchNorm without running statistics (track_running_stats=False)",
+                                   ctx.where())], direction="torch2keras")
+    if momentum is None:
+        raise UnsupportedOpError([("BatchNorm with momentum=None (cumulative average)", ctx.where())],
+                                 direction="torch2keras")
+    x = ctx.materialize(x)
+    perm = plan.channels_last(x.rank)
+    key = ("bn", _path(w), _path(b), _path(mean))
+    layer, new = _shared_layer(ctx, key, lambda: layers().BatchNormalization(
+        axis=-1, momentum=row.to_keras_value("momentum", float(momentum)), epsilon=eps,
+        center=b is not None, scale=w is not None, name=ctx.layer_name()))
+    out = layer(ctx.keras_tensor(x, perm))
+    if new:
+        port(ctx, row, layer, {"weight": _array(w), "bias": _array(b), "running_mean": mean.array,
+                               "running_var": var.array})
+    value = ctx.new_value(out, perm, meta=node.meta[0] if legit else node.meta)
+    return (value, None, None) if legit else value
+
+
+def _normalized_axes(x: Value, k: int):
+    """Keras axes of the last k torch dims, and whether they are the last k Keras axes in order."""
+    dims = list(range(x.rank - k, x.rank))
+    axes = [x.perm.index(d) for d in dims]
+    return axes, axes == list(range(x.rank - k, x.rank))
+
+
+@converter("layer_norm")
+def layer_norm(ctx, node, row):
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    shape = node.args["normalized_shape"]
+    k = len(shape) if isinstance(shape, (list, tuple)) else 1
+    eps = float(node.args.get("eps", 1e-5))
+    native = node.target == "aten.native_layer_norm.default"
+    x = ctx.materialize(x)
+    axes, in_order = _normalized_axes(x, k)
+    transforms = {}
+    if not in_order:
+        if k == x.rank - 1 and x.perm == plan.channels_last(x.rank):
+            transforms = {"weight": "channels_last_param", "bias": "channels_last_param"}
+        else:
+            x = Value(x.meta, plan.identity(x.rank), {plan.identity(x.rank): ctx.keras_tensor(x, plan.identity(x.rank))})
+            axes = list(range(x.rank - k, x.rank))
+    axis = axes[0] if len(axes) == 1 else sorted(axes)
+    key = ("ln", _path(w), _path(b), tuple(transforms))
+    layer, new = _shared_layer(ctx, key, lambda: layers().LayerNormalization(
+        axis=axis, epsilon=eps, center=b is not None, scale=w is not None, name=ctx.layer_name()))
+    out = layer(x.tensor if x.perm in x.tensors else ctx.keras_tensor(x))
+    if new:
+        port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)}, transforms=transforms)
+    value = ctx.new_value(out, x.perm, meta=node.meta[0] if native else node.meta)
+    return (value, None, None) if native else value
+
+
+@converter("group_norm")
+def group_norm(ctx, node, row):
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    groups = int(node.args.get("num_groups", node.args.get("group")))
+    eps = float(node.args.get("eps", 1e-5))
+    x = ctx.materialize(x)
+    perm = plan.channels_last(x.rank)
+    layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=eps, center=b is not None,
+                                        scale=w is not None, name=ctx.layer_name())
+    out = layer(ctx.keras_tensor(x, perm))
+    port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)})
+    return ctx.new_value(out, perm)
+
+
+@converter("instance_norm")
+def instance_norm(ctx, node, row):
+    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
+    if not node.args.get("use_input_stats", True):
+        raise UnsupportedOpError([("InstanceNorm with track_running_stats=True in eval mode", ctx.where())],
+                                 direction="torch2keras")
+    eps = float(node.args.get("eps", 1e-5))
+    x = ctx.materialize(x)
+    perm = plan.channels_last(x.rank)
+    layer = layers().GroupNormalization(groups=-1, axis=-1, epsilon=eps, center=b is not None,
+                                        scale=w is not None, name=ctx.layer_name())
+    out = layer(ctx.keras_tensor(x, perm))
+    port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)})
+    return ctx.new_value(out, perm)
+
+
+@converter("rms_norm")
+def rms_norm(ctx, node, row):
+    x, w = ctx.arg("input"), ctx.arg("weight")
+    shape = node.args["normalized_shape"]
+    k = len(shape) if isinstance(shape, (list, tuple)) else 1
+    eps = node.args.get("eps")
+    eps = float(np.finfo(np.float32).eps) if eps is None else float(eps)
+    x = ctx.materialize(x)
+    axes, in_order = _normalized_axes(x, k)
+    if not in_order:
+        x = Value(x.meta, plan.identity(x.rank), {plan.identity(x.rank): ctx.keras_tensor(x, plan.identity(x.rank))})
+        axes = list(range(x.rank - k, x.rank))
+    layer = layers().RMSNormalization(axis=axes[0] if k == 1 else axes, epsilon=eps, name=ctx.layer_name())
+    out = layer(x.tensor)
+    if w is None:
+        raise UnsupportedOpError([("RMSNorm without a weight", ctx.where())], direction="torch2keras")
+    port(ctx, row, layer, {"weight": w.array})
+    return ctx.new_value(out, x.perm)

@@ -1,0 +1,189 @@
+"""Pooling, adaptive/global pooling, upsampling and padding ops (channels-last)."""
+
+from __future__ import annotations
+
+import math
+
+from ...errors import UnsupportedOpError
+from .. import plan
+from ..registry import converter
+from ._common import layers, ops
+from .conv import ntuple, tf_same_pads
+
+MAX = {1: "MaxPooling1D", 2: "MaxPooling2D", 3: "MaxPooling3D"}
+AVG = {1: "AveragePooling1D", 2: "AveragePooling2D", 3: "AveragePooling3D"}
+GLOBAL_AVG = {1: "GlobalAveragePooling1D", 2: "GlobalAveragePooling2D", 3: "GlobalAveragePooling3D"}
+GLOBAL_MAX = {1: "GlobalMaxPooling1D", 2: "GlobalMaxPooling2D", 3: "GlobalMaxPooling3D"}
+ADAPTIVE = {("avg", 1): "AdaptiveAveragePooling1D", ("avg", 2): "AdaptiveAveragePooling2D",
+            ("avg", 3): "AdaptiveAveragePooling3D", ("max", 1): "AdaptiveMaxPooling1D",
+            ("max", 2): "AdaptiveMaxPooling2D", ("max", 3): "AdaptiveMaxPooling3D"}
+UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}
+
+
+def _unsupported(ctx, what):
+    return UnsupportedOpError([(what, ctx.where())], direction="torch2keras")
+
+
+def _ceil_extra(n, k, s, p):
+    """Extra end padding that reproduces torch's ceil_mode output size."""
+    out = math.ceil((n + 2 * p - k) / s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return max(0, (out - 1) * s + k - (n + 2 * p))
+
+
+@converter("pool")
+def pool(ctx, node, row):
+    kind = "max" if "max_pool" in node.target else "avg"
+    x = ctx.materialize(ctx.arg("input"))
+    n = x.rank - 2
+    a = node.args
+    kernel = ntuple(a["kernel_size"], n)
+    stride = ntuple(a.get("stride") or kernel, n)
+    padding = ntuple(a.get("padding", 0), n)
+    if any(d != 1 for d in ntuple(a.get("dilation", 1), n)):
+        raise _unsupported(ctx, "max pooling with dilation > 1")
+    if a.get("divisor_override") is not None:
+        raise _unsupported(ctx, "avg pooling with divisor_override")
+    spatial = [x.meta.shape[2 + i] for i in range(n)]
+    if not all(isinstance(s, int) for s in spatial):
+        raise _unsupported(ctx, "pooling over dynamic spatial sizes")
+    extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
+             for s, k, st, p in zip(spatial, kernel, stride, padding)]
+    pads = [(p, p + e) for p, e in zip(padding, extra)]
+    cl = plan.channels_last(x.rank)
+    t = ctx.keras_tensor(x, cl)
+    same = all(tf_same_pads(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
+    if all(pd == (0, 0) for pd in pads):
+        mode = "valid"
+    elif kind == "max":
+        # TF 'same' max pooling ignores the padding, like torch's -inf padding
+        mode = "same" if same else "valid"
+        if mode == "valid":
+            width = [[0, 0], *[list(pd) for pd in pads], [0, 0]]
+            t = ops().pad(t, width, constant_values=float("-inf"))
+    else:
+        include_pad = a.get("count_include_pad", True)
+        if any(e for e in extra):
+            raise _unsupported(ctx, "average pooling with ceil_mode windows past the input")
+        if include_pad:
+            t = getattr(layers(), f"ZeroPadding{n}D")(padding=tuple(pads) if n > 1 else pads[0],
+                                                      name=ctx.layer_name("pad"))(t)
+            mode = "valid"
+        elif same:
+            mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
+        else:
+            raise _unsupported(ctx, "average pooling with count_include_pad=False and symmetric padding")
+    cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
+    out = cls(pool_size=kernel, strides=stride, padding=mode, name=ctx.layer_name())(t)
+    value = ctx.new_value(out, cl, meta=node.meta[0] if isinstance(node.meta, tuple) else node.meta)
+    return (value, None) if "with_indices" in node.target else value
+
+
+@converter("adaptive_pool")
+def adaptive_pool(ctx, node, row):
+    kind = "max" if "max" in node.target else "avg"
+    x = ctx.materialize(ctx.arg("input"))
+    n = x.rank - 2
+    out_size = ntuple(node.args["output_size"], n)
+    spatial = [x.meta.shape[2 + i] for i in range(n)]
+    cl = plan.channels_last(x.rank)
+    t = ctx.keras_tensor(x, cl)
+    if all(o == 1 for o in out_size):
+        cls = getattr(layers(), (GLOBAL_MAX if kind == "max" else GLOBAL_AVG)[n])
+        out = cls(keepdims=True, name=ctx.layer_name())(t)
+    elif all(isinstance(s, int) and s % o == 0 for s, o in zip(spatial, out_size)):
+        k = tuple(s // o for s, o in zip(spatial, out_size))
+        cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
+        out = cls(pool_size=k, strides=k, padding="valid", name=ctx.layer_name())(t)
+    else:
+        out = getattr(layers(), ADAPTIVE[(kind, n)])(output_size=out_size, name=ctx.layer_name())(t)
+    meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
+    value = ctx.new_value(out, cl, meta=meta)
+    return (value, None) if kind == "max" else value
+
+
+@converter("upsample")
+def upsample(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    n = x.rank - 2
+    bilinear = "bilinear" in node.target
+    if bilinear and node.args.get("align_corners"):
+        raise _unsupported(ctx, "bilinear upsampling with align_corners=True")
+    out_shape = node.meta.shape
+    factors = []
+    for i in range(n):
+        a, b = x.meta.shape[2 + i], out_shape[2 + i]
+        if not (isinstance(a, int) and isinstance(b, int) and b % a == 0):
+            raise _unsupported(ctx, "upsampling by a non-integer factor")
+        factors.append(b // a)
+    cl = plan.channels_last(x.rank)
+    cls = getattr(layers(), UPSAMPLE[n])
+    kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
+    if bilinear and n != 2:
+        raise _unsupported(ctx, f"{n}-D linear upsampling")
+    layer = cls(size=tuple(factors) if n > 1 else factors[0], name=ctx.layer_name(), **kwargs)
+    return ctx.new_value(layer(ctx.keras_tensor(x, cl)), cl)
+
+
+@converter("pad")
+def pad(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    flat = list(node.args.get("pad", node.args.get("padding")))
+    mode = node.args.get("mode", "constant")
+    if "reflection" in node.target:
+        mode = "reflect"
+    elif "replication" in node.target:
+        mode = "replicate"
+    value = node.args.get("value") or 0.0
+    if any(p < 0 for p in flat):
+        raise _unsupported(ctx, "negative padding (cropping) through pad")
+    # torch lists (begin, end) pairs starting from the last dim
+    per_dim = {x.rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
+    perm = x.perm
+    t = ctx.keras_tensor(x, perm)
+    width = [list(per_dim.get(d, (0, 0))) for d in perm]
+    if mode == "constant":
+        out = ops().pad(t, width, constant_values=value)
+    elif mode == "reflect":
+        out = ops().pad(t, width, mode="reflect")
+    elif mode == "replicate":
+        out = _edge_pad(t, width)
+    elif mode == "circular":
+        out = _circular_pad(t, width)
+    else:
+        raise _unsupported(ctx, f"padding mode {mode!r}")
+    return ctx.new_value(out, perm)
+
+
+def _edge_pad(t, width):
+    """Replicate padding from slices, so it runs on every Keras backend."""
+    for axis, (lo, hi) in enumerate(width):
+        if not lo and not hi:
+            continue
+        parts = []
+        if lo:
+            parts.append(ops().repeat(_take(t, axis, 0, 1), lo, axis=axis))
+        parts.append(t)
+        if hi:
+            parts.append(ops().repeat(_take(t, axis, -1, None), hi, axis=axis))
+        t = ops().concatenate(parts, axis=axis)
+    return t
+
+
+def _circular_pad(t, width):
+    for axis, (lo, hi) in enumerate(width):
+        if not lo and not hi:
+            continue
+        parts = [_take(t, axis, -lo, None)] if lo else []
+        parts.append(t)
+        if hi:
+            parts.append(_take(t, axis, 0, hi))
+        t = ops().concatenate(parts, axis=axis)
+    return t
+
+
+def _take(t, axis, start, stop):
+    index = [slice(None)] * len(t.shape)
+    index[axis] = slice(start, stop)
+    return t[tuple(index)]

@@ -1,0 +1,109 @@
+"""Reductions and scans: mean, sum, max/min, prod, argmax, var/std, cumsum, norms, top-k."""
+
+from __future__ import annotations
+
+import math
+
+from ...errors import UnsupportedOpError
+from .. import plan
+from ..registry import converter
+from ._common import ops
+
+REDUCE = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "max": "max", "min": "min",
+          "prod": "prod", "argmax": "argmax", "argmin": "argmin"}
+
+
+def _reduced(ctx, x, dims, keepdim):
+    """Keras axes for torch dims, and the layout of the result."""
+    rank = x.rank
+    dims = list(range(rank)) if dims is None or dims == [] else [d % rank for d in (
+        [dims] if isinstance(dims, int) else dims)]
+    axes = tuple(x.perm.index(d) for d in dims)
+    perm = x.perm if keepdim else plan.drop_dims(x.perm, dims)
+    return dims, axes, perm
+
+
+@converter("reduce")
+def reduce(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    name = node.target.split(".")[1]
+    overload = node.target.split(".")[2]
+    keepdim = bool(node.args.get("keepdim", False))
+    dims = node.args.get("dim")
+    if overload == "default" and name in ("max", "min", "sum", "mean", "prod"):
+        dims = None
+    dims, axes, perm = _reduced(ctx, x, dims, keepdim)
+    fn = getattr(ops(), REDUCE[name])
+    if name in ("argmax", "argmin"):
+        if node.args.get("dim") is None:
+            t = ops().reshape(ctx.keras_tensor(x, plan.identity(x.rank)), (-1,))
+            return ctx.new_value(fn(t, axis=0))
+        return ctx.new_value(fn(x.tensor, axis=axes[0], keepdims=keepdim), perm)
+    out = fn(x.tensor, axis=axes if len(axes) > 1 else axes[0], keepdims=keepdim)
+    if name in ("max", "min") and overload == "dim":  # (values, indices)
+        arg = getattr(ops(), "argmax" if name == "max" else "argmin")(x.tensor, axis=axes[0], keepdims=keepdim)
+        return ctx.new_value(out, perm, meta=node.meta[0]), ctx.new_value(arg, perm, meta=node.meta[1])
+    return ctx.new_value(out, perm)
+
+
+@converter("variance")
+def variance(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    name = node.target.split(".")[1]
+    keepdim = bool(node.args.get("keepdim", False))
+    dims, axes, perm = _reduced(ctx, x, node.args.get("dim"), keepdim)
+    correction = node.args.get("correction")
+    if correction is None:
+        correction = 1 if node.args.get("unbiased", True) else 0
+    n = math.prod(x.meta.shape[d] for d in dims)
+    if not isinstance(n, int):
+        raise UnsupportedOpError([("variance over a dynamic dim", ctx.where())], direction="torch2keras")
+    axis = axes if len(axes) > 1 else axes[0]
+    var = ops().var(x.tensor, axis=axis, keepdims=keepdim)
+    if correction:
+        var = var * (n / (n - correction))  # Keras is biased; torch defaults to the unbiased estimator
+    if name == "var_mean":
+        mean = ops().mean(x.tensor, axis=axis, keepdims=keepdim)
+        return ctx.new_value(var, perm, meta=node.meta[0]), ctx.new_value(mean, perm, meta=node.meta[1])
+    return ctx.new_value(ops().sqrt(var) if name == "std" else var, perm)
+
+
+@converter("cumulative")
+def cumulative(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    axis = x.perm.index(int(node.args["dim"]) % x.rank)
+    return ctx.new_value(ops().cumsum(x.tensor, axis=axis), x.perm)
+
+
+@converter("norm")
+def norm(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    order = node.args.get("ord", node.args.get("p", 2))
+    keepdim = bool(node.args.get("keepdim", False))
+    _, axes, perm = _reduced(ctx, x, node.args.get("dim"), keepdim)
+    axis = axes if len(axes) > 1 else axes[0]
+    t = x.tensor
+    if order == 2:
+        out = ops().sqrt(ops().sum(ops().square(t), axis=axis, keepdims=keepdim))
+    elif order == 1:
+        out = ops().sum(ops().abs(t), axis=axis, keepdims=keepdim)
+    elif order == float("inf"):
+        out = ops().max(ops().abs(t), axis=axis, keepdims=keepdim)
+    else:
+        out = ops().power(ops().sum(ops().power(ops().abs(t), order), axis=axis, keepdims=keepdim), 1.0 / order)
+    return ctx.new_value(out, perm)
+
+
+@converter("topk")
+def topk(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    k = int(node.args["k"])
+    dim = int(node.args.get("dim", -1)) % x.rank
+    largest = node.args.get("largest", True)
+    # keras top_k works on the last axis
+    perm = x.perm if x.perm[-1] == dim else tuple([p for p in x.perm if p != dim] + [dim])
+    t = ctx.keras_tensor(x, perm)
+    values, indices = ops().top_k(t if largest else -t, k, sorted=True)
+    if not largest:
+        values = -values
+    return ctx.new_value(values, perm, meta=node.meta[0]), ctx.new_value(indices, perm, meta=node.meta[1])

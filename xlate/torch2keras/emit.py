@@ -1,0 +1,361 @@
+"""Emit stage: walk the source graph and build a Keras functional model, node by node.
+
+Like torch.fx's Interpreter, the emitter runs the graph once, but over Keras symbolic tensors:
+each node is dispatched to the converter named by its table row's hook. Converters create
+real Keras layers (named after the torch module they come from) and queue weights for the
+port stage; the layout plan (``plan.py``) decides where a transpose is really needed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BadInputError, UnsupportedOpError
+from ..table import Row, table
+from . import plan
+from .registry import INTERNAL, get_converter, load
+from .trace import Ref, SourceGraph, SourceNode, Sym, TensorMeta
+
+
+class DynamicShapeError(Exception):
+    """A shape that depends on the batch size in a way the Keras graph cannot express; the
+    converter retries with a static batch size."""
+
+
+@dataclass
+class Const:
+    """A value known at conversion time (a buffer, a folded constant), in torch layout."""
+
+    array: np.ndarray
+    path: str = ""  # torch parameter/buffer path when it is one
+    trainable: bool = False
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+
+@dataclass
+class Value:
+    """A dynamic tensor of the torch graph as it exists in the Keras graph."""
+
+    meta: TensorMeta
+    perm: tuple  # layout of the canonical Keras tensor (see plan.py)
+    tensors: dict = field(default_factory=dict)  # perm -> KerasTensor
+    # A flatten of a channels-last tensor keeps Keras order: feature j here is torch feature
+    # feature_order[j]. ``unflattened`` rebuilds the torch-order tensor when a consumer needs it.
+    feature_order: np.ndarray | None = None
+    flat_chw: tuple | None = None  # the (C, *S) block a channels-last flatten came from
+    unflattened: object = None
+
+    @property
+    def rank(self) -> int:
+        return len(self.perm)
+
+    @property
+    def tensor(self):
+        return self.tensors[self.perm]
+
+
+@dataclass
+class WeightAssignment:
+    layer: object
+    values: dict  # keras variable name (path suffix) -> array
+    source: str
+
+
+class Emitter:
+    def __init__(self, graph: SourceGraph, *, io_layout: str = "source", batch_size: int | None = None):
+        import keras
+
+        load()
+        self.keras = keras
+        self.graph = graph
+        self.io_layout = io_layout
+        self.batch_size = batch_size
+        self.table = table()
+        self.env: dict[str, object] = {}
+        self.assignments: list[WeightAssignment] = []
+        self.rows_used: dict[str, int] = {}
+        self.layer_names: set[str] = set()
+        self.layer_cache: dict = {}
+        self.module_outputs: dict[str, tuple] = {}  # torch module path -> (keras tensor, perm)
+        self.node: SourceNode | None = None
+        self.inputs = []
+        self.input_perms = []
+        self.output_perms = []
+        self.anchor = None
+
+    # --- values ------------------------------------------------------------------------------
+
+    def value(self, arg):
+        """Resolve an argument: Refs to their Value/Const/python value, lists element-wise."""
+        if isinstance(arg, Ref):
+            return self.env[arg.name]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self.value(a) for a in arg)
+        return arg
+
+    def arg(self, name: str, default=None):
+        return self.value(self.node.args.get(name, default))
+
+    def keras_tensor(self, v, perm=None):
+        """The Keras tensor for a value in layout ``perm`` (default: its own), transposing once."""
+        if isinstance(v, Const):
+            return self.const_tensor(v, perm)
+        if not isinstance(v, Value):
+            raise BadInputError(f"expected a tensor, got {v!r}")
+        if v.feature_order is not None and perm is not None:
+            return self.keras_tensor(self.materialize(v), perm)
+        perm = v.perm if perm is None else tuple(perm)
+        if perm not in v.tensors:
+            base = v.tensors[v.perm]
+            rel = plan.relative(v.perm, perm)
+            v.tensors[perm] = self.keras.ops.transpose(base, rel)
+        return v.tensors[perm]
+
+    def materialize(self, v: Value) -> Value:
+        """A feature-permuted flat value, rebuilt in torch feature order."""
+        if v.feature_order is None:
+            return v
+        if v.unflattened is None:
+            raise BadInputError("internal: flattened value without its source")
+        return v.unflattened()
+
+    def const_tensor(self, c: Const, perm=None, *, name_hint: str = ""):
+        from ..keras_layers import Constant, Parameter
+
+        array = plan.permute_array(c.array, perm)
+        key = ("const", id(c), tuple(perm) if perm else None)
+        if key in self.layer_cache:
+            return self.layer_cache[key]
+        dtype = _keras_dtype(str(array.dtype))
+        hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
+        if c.trainable:
+            layer = Parameter(array.shape, dtype, name=self.unique_name(hint))
+        else:
+            layer = Constant(array.shape, dtype, name=self.unique_name(hint))
+        out = layer(self.anchor)
+        self.assignments.append(WeightAssignment(layer, {"value": array}, c.path or hint))
+        self.layer_cache[key] = out
+        return out
+
+    def set(self, node: SourceNode, result) -> None:
+        self.env[node.name] = result
+        if isinstance(result, Value) and node.module_path:
+            self.module_outputs[node.module_path] = (result.tensor, result.perm)
+
+    def new_value(self, tensor, perm=None, meta: TensorMeta | None = None) -> Value:
+        """Wrap a Keras tensor as the node's value, cast to the dtype torch gives that node."""
+        meta = meta if meta is not None else self.node.meta
+        rank = len(tensor.shape)
+        perm = tuple(perm) if perm is not None else plan.identity(rank)
+        if isinstance(meta, TensorMeta):
+            want = _keras_dtype(meta.dtype)
+            if str(tensor.dtype) != want:
+                tensor = self.keras.ops.cast(tensor, want)
+        return Value(meta, perm, {perm: tensor})
+
+    # --- layers ------------------------------------------------------------------------------
+
+    def unique_name(self, hint: str) -> str:
+        base = re.sub(r"[^0-9A-Za-z_.\-]", "_", hint or "op").strip("._") or "op"
+        name, i = base, 1
+        while name in self.layer_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.layer_names.add(name)
+        return name
+
+    def layer_name(self, suffix: str = "") -> str:
+        """A name for a layer made for the current node: its torch module path."""
+        path = self.node.module_path or self.node.name
+        return self.unique_name(f"{path}.{suffix}" if suffix else path)
+
+    def assign(self, layer, values: dict, source: str = "") -> None:
+        self.assignments.append(WeightAssignment(layer, values, source or self.node.module_path))
+
+    def used(self, row: Row) -> None:
+        self.rows_used[row.id] = self.rows_used.get(row.id, 0) + 1
+
+    def param_path(self, v) -> str:
+        return v.path if isinstance(v, Const) else ""
+
+    def static_array(self, v, what: str) -> np.ndarray:
+        if isinstance(v, Const):
+            return v.array
+        raise UnsupportedOpError([(f"{self.node.target} with a computed {what}", self.where())],
+                                 direction="torch2keras")
+
+    def where(self) -> str:
+        return self.node.module_path or "<root>"
+
+    # --- the walk ----------------------------------------------------------------------------
+
+    def run(self):
+        keras = self.keras
+        g = self.graph
+        unsupported = self._unsupported_ops()
+        if unsupported:
+            raise UnsupportedOpError(unsupported, direction="torch2keras")
+        for i, name in enumerate(g.inputs):
+            self._make_input(i, g.node(name))
+        self.anchor = self.inputs[0]
+        for node in g.nodes:
+            self.node = node
+            if node.op == "input":
+                continue
+            if node.op == "param":
+                path, array, trainable = g.params[node.name]
+                self.env[node.name] = Const(array, path, trainable)
+                continue
+            self._run_node(node)
+        outputs = []
+        for out in g.outputs:
+            v = self.value(out)
+            outputs.append(self._output_tensor(v))
+        model = keras.Model(self.inputs if len(self.inputs) != 1 else self.inputs[0],
+                            outputs if len(outputs) != 1 else outputs[0], name="xlate_converted")
+        return model
+
+    def _run_node(self, node: SourceNode) -> None:
+        if node.op == "module":
+            row = self.table.by_torch[node.module_type]
+            get_converter(row.hook)(self, node, row)
+            self.used(row)
+            return
+        internal = INTERNAL.get(node.target)
+        if internal is not None:
+            self.set(node, internal(self, node))
+            return
+        if self._foldable(node):
+            self.set(node, self._fold(node))
+            return
+        row = self.table.by_aten[node.target]
+        result = get_converter(row.hook)(self, node, row)
+        self.used(row)
+        self.set(node, result)
+
+    def _unsupported_ops(self) -> list[tuple[str, str]]:
+        missing = []
+        for node in self.graph.nodes:
+            if node.op == "call" and node.target not in INTERNAL and node.target not in self.table.by_aten:
+                missing.append((node.target, node.module_path or "<root>"))
+            elif node.op == "module" and node.module_type not in self.table.by_torch:
+                missing.append((node.module_type, node.module_path))
+        return missing
+
+    # --- constant folding --------------------------------------------------------------------
+
+    _NEVER_FOLD = ("aten.dropout", "aten.native_dropout", "aten.rand", "aten.bernoulli", "aten.feature_dropout")
+
+    def _foldable(self, node: SourceNode) -> bool:
+        if node.fn is None or node.target.startswith(self._NEVER_FOLD):
+            return False
+        refs = list(_refs((node.call_args, node.call_kwargs)))
+        if not refs:
+            # creation ops (arange, full...) with static sizes
+            return not _has_sym(node.meta)
+        return all(isinstance(self.env.get(r.name), (Const, int, float, bool)) or self.env.get(r.name) is None
+                   for r in refs) and not _has_sym(node.meta)
+
+    def _fold(self, node: SourceNode):
+        import torch
+
+        def real(a):
+            if isinstance(a, Ref):
+                v = self.env[a.name]
+                return torch.from_numpy(np.array(v.array)) if isinstance(v, Const) else v
+            if isinstance(a, (list, tuple)):
+                return type(a)(real(x) for x in a)
+            if isinstance(a, str) and hasattr(torch, a) and isinstance(getattr(torch, a), torch.dtype):
+                return getattr(torch, a)
+            return a
+
+        kwargs = {k: real(v) for k, v in node.call_kwargs.items()}
+        if "device" in kwargs:
+            kwargs["device"] = torch.device("cpu")
+        with torch.no_grad():
+            out = node.fn(*real(node.call_args), **kwargs)
+        return _to_const(out)
+
+    # --- boundaries --------------------------------------------------------------------------
+
+    def _make_input(self, index: int, node: SourceNode) -> None:
+        keras = self.keras
+        meta: TensorMeta = node.meta
+        shape = list(meta.static_shape)
+        if shape and shape[0] is None and self.batch_size:
+            shape[0] = self.batch_size
+        perm = plan.identity(meta.rank)
+        if self.io_layout == "native" and self._feeds_channel_op(node.name) and meta.rank >= 3:
+            perm = plan.channels_last(meta.rank)
+        keras_shape = [shape[p] for p in perm]
+        dtype = _keras_dtype(meta.dtype)
+        x = keras.Input(batch_shape=tuple(keras_shape), dtype=dtype, name=self.unique_name(node.name))
+        self.inputs.append(x)
+        self.input_perms.append(None if plan.is_identity(perm) else perm)
+        self.env[node.name] = Value(meta, perm, {perm: x})
+
+    def _feeds_channel_op(self, name: str) -> bool:
+        from .registry import CHANNEL_HOOKS
+
+        for n in self.graph.nodes:
+            if n.op == "call" and any(r.name == name for r in _refs(n.args)):
+                row = self.table.by_aten.get(n.target)
+                if row is not None and row.hook in CHANNEL_HOOKS:
+                    return True
+        return False
+
+    def _output_tensor(self, v):
+        if isinstance(v, Value):
+            v = self.materialize(v)
+            if self.io_layout == "native" and v.perm == plan.channels_last(v.rank) and v.rank >= 3:
+                self.output_perms.append(tuple(int(i) for i in np.argsort(v.perm)))
+                return self.keras_tensor(v, v.perm)
+            self.output_perms.append(None)
+            return self.keras_tensor(v, plan.identity(v.rank))
+        if isinstance(v, Const):
+            self.output_perms.append(None)
+            return self.const_tensor(v, None, name_hint="output_const")
+        raise UnsupportedOpError([(f"model output of type {type(v).__name__}", "<output>")], direction="torch2keras")
+
+
+def _keras_dtype(torch_dtype: str) -> str:
+    return {"bool": "bool", "long": "int64", "int": "int32"}.get(torch_dtype, torch_dtype)
+
+
+def _refs(value):
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _refs(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _refs(v)
+
+
+def _has_sym(meta) -> bool:
+    if isinstance(meta, Sym):
+        return True
+    if isinstance(meta, TensorMeta):
+        return any(isinstance(d, Sym) for d in meta.shape)
+    if isinstance(meta, (list, tuple)):
+        return any(_has_sym(m) for m in meta)
+    return False
+
+
+def _to_const(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return Const(out.detach().cpu().numpy())
+    if isinstance(out, (list, tuple)):
+        return type(out)(_to_const(o) for o in out)
+    return out
+
+

@@ -1,0 +1,381 @@
+"""Trace stage: torch.export a module into a small, plain source graph.
+
+The exported program (training IR, non-strict) keeps high-level ATen ops (aten.conv2d,
+aten.linear, aten.layer_norm, aten.lstm, aten.scaled_dot_product_attention...), which map onto
+Keras layers one to one. Modules whose table row converts them as a whole (e.g.
+nn.MultiheadAttention) are exported with a preserved call signature and collapsed into one
+``module`` node, so they become one Keras layer.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError, UnsupportedOpError
+
+# torch.nn classes converted as a whole module rather than op by op (their row's hook).
+MODULE_LEVEL = {"torch.nn.MultiheadAttention": "mha", "torch.nn.modules.activation.MultiheadAttention": "mha"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another node's value."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A symbolic integer (a dynamic size), e.g. the batch size ``s0`` or ``2*s0``."""
+
+    expr: str
+
+
+@dataclass
+class TensorMeta:
+    shape: tuple  # ints, or Sym for dynamic sizes
+    dtype: str
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def static_shape(self) -> tuple:
+        return tuple(d if isinstance(d, int) else None for d in self.shape)
+
+
+@dataclass
+class SourceNode:
+    name: str
+    op: str  # "input" | "param" | "const" | "call" | "module" | "output"
+    target: str = ""  # "aten.conv2d.default", "getitem", "operator.mul", module class for "module"
+    args: dict = field(default_factory=dict)  # normalized by the op schema's argument names
+    meta: Any = None  # TensorMeta, a tuple/list of TensorMeta, a Sym/int/float, or None
+    module_path: str = ""  # innermost torch module path ("" for the root)
+    module_type: str = ""
+    stack: tuple = ()  # ((path, qualified type name), ...) outermost first
+    module: Any = None  # the torch module object, for "module" nodes
+    fn: Any = None  # the callable (ATen overload), for constant folding
+    call_args: tuple = ()  # positional args as called (Refs in place of nodes), for constant folding
+    call_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceGraph:
+    nodes: list[SourceNode]
+    inputs: list[str]  # user input node names, in forward() order
+    outputs: list  # Refs / constants, in order (flattened)
+    params: dict[str, tuple[str, np.ndarray, bool]]  # node name -> (torch path, value, trainable)
+    symbols: dict[str, tuple[int, int]]  # symbol name -> (input index, axis) where it first appears
+    module_types: dict[str, str]
+    input_metas: list[TensorMeta]
+    mutated_buffers: set = field(default_factory=set)
+    dynamic_batch: bool = True
+
+    def node(self, name: str) -> SourceNode:
+        return self._by_name[name]
+
+    def __post_init__(self):
+        self._by_name = {n.name: n for n in self.nodes}
+
+
+def _qualname(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _public_name(cls) -> str:
+    """torch.nn.modules.conv.Conv2d -> torch.nn.Conv2d where that alias exists."""
+    import torch
+
+    if getattr(torch.nn, cls.__name__, None) is cls:
+        return f"torch.nn.{cls.__name__}"
+    return _qualname(cls)
+
+
+def _meta_of(val):
+    import torch
+
+    if isinstance(val, torch.Tensor):
+        return TensorMeta(tuple(_size(d) for d in val.shape), str(val.dtype).replace("torch.", ""))
+    if isinstance(val, (list, tuple)):
+        return type(val)(_meta_of(v) for v in val)
+    if isinstance(val, torch.SymInt):
+        return _size(val)
+    if isinstance(val, (int, float, bool)) or val is None:
+        return val
+    return None
+
+
+def _size(d):
+    import torch
+
+    if isinstance(d, torch.SymInt):
+        expr = d.node.expr
+        return int(expr) if expr.is_number else Sym(str(expr))
+    return int(d)
+
+
+def _target_name(target) -> str:
+    import torch
+
+    if isinstance(target, torch._ops.OpOverload):
+        return f"aten.{target._schema.name.split('::')[-1]}.{target._overloadname}"
+    if target is operator.getitem:
+        return "getitem"
+    if getattr(target, "__module__", None) in ("_operator", "operator"):
+        return f"operator.{target.__name__}"
+    if hasattr(target, "__module__") and hasattr(target, "__name__"):
+        return f"{target.__module__}.{target.__name__}"
+    return str(target)
+
+
+def _convert_arg(a):
+    import torch
+    import torch.fx
+
+    if isinstance(a, torch.fx.Node):
+        return Ref(a.name)
+    if isinstance(a, (list, tuple)):
+        return type(a)(_convert_arg(x) for x in a)
+    if isinstance(a, torch.dtype):
+        return str(a).replace("torch.", "")
+    if isinstance(a, (torch.device, torch.memory_format, torch.layout)):
+        return str(a)
+    return a
+
+
+def _normalized_args(node) -> dict:
+    """Positional and keyword arguments keyed by the op schema's names ("self" becomes "input")."""
+    import torch
+
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        names = [a.name for a in target._schema.arguments]
+        out = {}
+        for name, value in zip(names, node.args):
+            out[name] = _convert_arg(value)
+        for k, v in node.kwargs.items():
+            out[k] = _convert_arg(v)
+        if "self" in out:
+            out["input"] = out.pop("self")
+        return out
+    out = {f"arg{i}": _convert_arg(a) for i, a in enumerate(node.args)}
+    out.update({k: _convert_arg(v) for k, v in node.kwargs.items()})
+    return out
+
+
+def _as_tuple(example_inputs):
+    import torch
+
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,), {}
+    if isinstance(example_inputs, dict):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, (list, tuple)):
+        return tuple(example_inputs), {}
+    raise BadInputError(f"example_inputs must be a tensor, a tuple of tensors or a dict of tensors, "
+                        f"got {type(example_inputs).__name__}")
+
+
+def _export(module, args, kwargs, *, dynamic: bool, preserve: tuple):
+    import torch
+    from torch.export import Dim
+
+    dynamic_shapes = None
+    if dynamic:
+        def dyn(t):
+            return {0: Dim.AUTO} if isinstance(t, torch.Tensor) and t.dim() >= 1 else None
+
+        dynamic_shapes = (tuple(dyn(a) for a in args) if args else None)
+        if kwargs:
+            dynamic_shapes = {**{k: dyn(v) for k, v in kwargs.items()}}
+            if args:
+                raise BadInputError("pass example inputs either positionally or as keywords, not both")
+    return torch.export.export(module, args, kwargs or None, strict=False, dynamic_shapes=dynamic_shapes,
+                               preserve_module_call_signature=preserve)
+
+
+def export_module(module, example_inputs, *, dynamic: bool = True):
+    """torch.export the module in eval mode: dynamic batch first, static shapes if that fails."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    args, kwargs = _as_tuple(example_inputs)
+    preserve = tuple(name for name, m in module.named_modules() if name and _public_name(type(m)) in MODULE_LEVEL)
+    was_training = module.training
+    module.eval()
+    errors = []
+    try:
+        for dyn in ((True, False) if dynamic else (False,)):
+            for keep in ((preserve, ()) if preserve else ((),)):
+                try:
+                    return _export(module, args, kwargs, dynamic=dyn, preserve=keep), dyn
+                except Exception as e:  # noqa: BLE001 - collected and reported below
+                    errors.append(e)
+    finally:
+        module.train(was_training)
+    last = errors[-1]
+    msg = " ".join(str(last).split())[:300]
+    raise UnsupportedOpError([("torch.export", f"{type(last).__name__}: {msg}")], direction="torch2keras",
+                             hint="torch.export could not trace the module; via='onnx' may still convert it")
+
+
+def trace(module, example_inputs, *, dynamic: bool = True) -> SourceGraph:
+    """Export ``module`` and turn the program into a SourceGraph (dynamic batch unless told not to)."""
+    ep, dynamic = export_module(module, example_inputs, dynamic=dynamic)
+    return graph_from_exported(ep, module, dynamic=dynamic)
+
+
+def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph:
+    import torch
+
+    sig = ep.graph_signature
+    state = ep.state_dict
+    constants = ep.constants
+    params: dict[str, tuple[str, np.ndarray, bool]] = {}
+    for node_name, path in sig.inputs_to_parameters.items():
+        params[node_name] = (path, state[path].detach().cpu().numpy(), True)
+    for node_name, path in sig.inputs_to_buffers.items():
+        value = state[path] if path in state else constants[path]
+        params[node_name] = (path, value.detach().cpu().numpy(), False)
+    for node_name, path in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
+        params[node_name] = (path, constants[path].detach().cpu().numpy(), False)
+    mutated = set(getattr(sig, "buffers_to_mutate", {}).values())
+
+    module_types: dict[str, str] = {}
+    nodes: list[SourceNode] = []
+    inputs: list[str] = []
+    outputs: list = []
+    input_metas: list[TensorMeta] = []
+    user_inputs = set(sig.user_inputs)
+    for n in ep.graph.nodes:
+        stack = tuple((path, _stack_type(tp)) for path, tp in (n.meta.get("nn_module_stack") or {}).values())
+        for path, tp in stack:
+            module_types.setdefault(path, tp)
+        inner_path, inner_type = stack[-1] if stack else ("", "")
+        meta = _meta_of(n.meta.get("val"))
+        if n.op == "placeholder":
+            if n.name in params:
+                nodes.append(SourceNode(n.name, "param", meta=meta))
+            elif n.name in user_inputs:
+                inputs.append(n.name)
+                input_metas.append(meta)
+                nodes.append(SourceNode(n.name, "input", meta=meta))
+            else:
+                raise BadInputError(f"unexpected exported input {n.name}")
+        elif n.op == "call_function":
+            nodes.append(SourceNode(n.name, "call", _target_name(n.target), _normalized_args(n), meta,
+                                    inner_path, inner_type, stack, fn=n.target,
+                                    call_args=_convert_arg(tuple(n.args)),
+                                    call_kwargs={k: _convert_arg(v) for k, v in n.kwargs.items()}))
+        elif n.op == "output":
+            (outs,) = n.args
+            outputs = [_convert_arg(o) for o in outs]
+            # drop the buffer mutations torch.export appends (e.g. BatchNorm's num_batches_tracked)
+            outputs = outputs[len(sig.buffers_to_mutate):] if sig.buffers_to_mutate else outputs
+        else:
+            raise BadInputError(f"unexpected node kind {n.op} in the exported program")
+
+    symbols = {}
+    for i, m in enumerate(input_metas):
+        if isinstance(m, TensorMeta):
+            for axis, d in enumerate(m.shape):
+                if isinstance(d, Sym):
+                    symbols.setdefault(d.expr, (i, axis))
+    graph = SourceGraph(nodes, inputs, outputs, params, symbols, module_types, input_metas, mutated,
+                        dynamic_batch=dynamic)
+    if module is not None:
+        graph = _collapse_module_calls(graph, ep, module)
+    return graph
+
+
+def _stack_type(tp) -> str:
+    if isinstance(tp, str):
+        return tp
+    try:
+        return _public_name(tp)
+    except Exception:  # noqa: BLE001
+        return str(tp)
+
+
+def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:
+    """Replace the nodes of each preserved module call with one ``module`` node."""
+    modules = dict(module.named_modules())
+    entries = [e for e in ep.module_call_graph if e.fqn and e.signature is not None]
+    if not entries:
+        return graph
+    nodes = graph.nodes
+    for entry in entries:
+        path = entry.fqn
+        mod = modules.get(path)
+        if mod is None or _public_name(type(mod)) not in MODULE_LEVEL:
+            continue
+        in_names = [getattr(a, "name", None) for a in entry.signature.inputs]
+        out_names = [getattr(a, "name", None) for a in entry.signature.outputs]
+        member = [i for i, n in enumerate(nodes) if n.op == "call" and any(p == path for p, _ in n.stack)]
+        if not member:
+            continue
+        group = {nodes[i].name for i in member}
+        leaving = _used_outside(nodes, group) | {r.name for r in _refs(graph.outputs) if r.name in group}
+        if not leaving <= set(filter(None, out_names)):
+            continue  # the module's internals are used elsewhere: keep converting it op by op
+        first = member[0]
+        call_args, call_kwargs = _module_call_arguments(entry.signature)
+        call = SourceNode(
+            name=f"{path}.__call__", op="module", target=_public_name(type(mod)),
+            args={"args": call_args, "kwargs": call_kwargs, "outputs": out_names},
+            meta=None, module_path=path, module_type=_public_name(type(mod)), stack=nodes[first].stack,
+            module=mod,
+        )
+        # outputs keep their node names: alias nodes pick element k of the module call
+        aliases = [SourceNode(name, "call", "getitem", {"arg0": Ref(call.name), "arg1": k},
+                              graph.node(name).meta, path, call.module_type, call.stack)
+                   for k, name in enumerate(out_names) if name]
+        call.meta = tuple(graph.node(n).meta if n else None for n in out_names)
+        nodes = [n for n in nodes[:first] if n.name not in group] + [call, *aliases] + [
+            n for n in nodes[first:] if n.name not in group]
+    return SourceGraph(nodes, graph.inputs, graph.outputs, graph.params, graph.symbols, graph.module_types,
+                       graph.input_metas, graph.mutated_buffers, graph.dynamic_batch)
+
+
+def _module_call_arguments(signature):
+    """Rebuild (args, kwargs) of a preserved module call: tensors as Refs, constants as values."""
+    leaves = [Ref(a.name) if type(a).__name__ == "TensorArgument" else getattr(a, "value", None)
+              for a in signature.inputs]
+    args_spec, kwargs_spec = signature.in_spec.children_specs
+    n_args = args_spec.num_leaves
+    args = leaves[:n_args]
+    kwargs = {}
+    pos = n_args
+    for key, spec in zip(kwargs_spec.context, kwargs_spec.children_specs):
+        kwargs[key] = leaves[pos] if spec.num_leaves == 1 else leaves[pos:pos + spec.num_leaves]
+        pos += spec.num_leaves
+    return args, kwargs
+
+
+def _used_outside(nodes, group) -> set:
+    used = set()
+    for n in nodes:
+        if n.name in group:
+            continue
+        for r in _refs(n.args):
+            if r.name in group:
+                used.add(r.name)
+    return used
+
+
+def _refs(value):
+    if isinstance(value, Ref):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _refs(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _refs(v)
