@@ -1,0 +1,110 @@
+"""``xlate tf2torch MODEL -o OUTDIR``: a Keras model (.keras, .h5, SavedModel) to a PyTorch folder.
+
+OUTDIR gets ``model.py`` (readable source of an ``nn.Module``) and the weights. As with torch2tf,
+the parity gate runs on the converted module and again on the folder reloaded from its temporary
+path; a failure exits 1 and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..cli import handles_errors
+from ._common import (
+    ParityFailed,
+    Steps,
+    conversion_options,
+    fail_parity,
+    human_size,
+    print_report,
+    write_json_report,
+)
+
+
+def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
+                     io_layout="source", steps: Steps | None = None):
+    """Convert a loaded Keras model, gate it, write the folder atomically and gate the written folder.
+
+    Returns (module, report of the written folder or None with check=False, conversion path).
+    Raises ``ParityFailed`` (nothing written) when either gate fails.
+    """
+    import xlate
+
+    from ..load import load_torch_package
+    from ..parity import check_parity
+    from ..record import record_of
+    from ..save import save_torch
+
+    steps = steps or Steps()
+    with steps.step("converting"):
+        module = xlate.keras_to_torch(loaded.model, io_layout=io_layout, via=via, check=False)
+    record = record_of(module)
+    path_used = record.path if record else None
+    if check:
+        with steps.step("checking parity of the converted module"):
+            report = check_parity(loaded.model, module, atol=atol, rtol=rtol, path=path_used)
+        if not report.passed:
+            raise ParityFailed(report, "the converted PyTorch module")
+
+    final = []
+
+    def verify(tmp: Path) -> None:
+        if not check:
+            return
+        reloaded = load_torch_package(tmp)
+        spec = getattr(module, "_xlate_io", None)
+        if spec is not None:
+            object.__setattr__(reloaded, "_xlate_io", spec)
+        with steps.step("checking the written folder"):
+            report = check_parity(loaded.model, reloaded, atol=atol, rtol=rtol, path=path_used)
+        if not report.passed:
+            raise ParityFailed(report, "the written PyTorch folder")
+        final.append(report)
+
+    with steps.step(f"writing {output}"):
+        save_torch(module, output, force=force, verify=verify)
+    return module, (final[0] if final else None), path_used
+
+
+@click.command("tf2torch")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write model.py and the weights to.")
+@click.option("--trust", is_flag=True, help="Allow Keras files with Lambda layers (they run code).")
+@conversion_options
+@handles_errors
+def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, json_path):
+    """Convert a Keras MODEL (.keras, .h5, or a SavedModel written by xlate) to PyTorch, with proof.
+
+    Writes OUTPUT/model.py (the module's source) and its weights.
+    """
+    from ..errors import BadInputError
+    from ..load import load_keras
+    from ..save import check_destination
+
+    start = time.perf_counter()
+    if output.suffix:
+        raise BadInputError(f"-o {output}: tf2torch writes a folder (model.py + weights), not a {output.suffix} file",
+                            hint="give a folder name without an extension, e.g. -o net/")
+    check_destination(output, force=force)
+    steps = Steps()
+    with steps.step("loading"):
+        loaded = load_keras(model, trust=trust, architecture=True)
+    steps.for_model(loaded.model)
+    files = {"source": model, "target": output}
+    try:
+        _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
+                                                rtol=rtol, via=via, io_layout=io_layout, steps=steps)
+    except ParityFailed as e:
+        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
+    if report is not None:
+        print_report(report, f"{model} -> {output} (PyTorch)")
+        write_json_report(report, json_path, **files)
+    else:
+        click.echo("parity check skipped (--no-check)")
+    via_note = f" via the {path_used} path" if path_used else ""
+    click.echo(f"wrote {output}/ ({', '.join(sorted(p.name for p in output.iterdir()))}; {human_size(output)})"
+               f"{via_note} in {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,130 @@
+"""``xlate torch2tf MODEL -o OUT``: a PyTorch model file to Keras (.keras), a SavedModel or TFLite.
+
+The parity gate runs twice by default: on the converted Keras model, then on the written file
+itself (reloaded from its temporary path), so what lands on disk is what was checked. A failed
+gate exits 1 with the report and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..cli import handles_errors
+from ._common import (
+    ParityFailed,
+    Steps,
+    conversion_options,
+    fail_parity,
+    human_size,
+    model_options,
+    print_report,
+    write_json_report,
+)
+
+
+def conversion_module(loaded):
+    """The module handed to the converter: an ExportedProgram's own graph module, else the model."""
+    return getattr(loaded.model, "program", loaded.model) if loaded.format == "torch.export" else loaded.model
+
+
+def reload_artifact(path: Path, like):
+    """Load a written Keras/TF artifact as it will run (SavedModel graph, TFLite interpreter) and give
+    it the converted model's I/O spec, so the check feeds it the same inputs in the same layout."""
+    from ..load import load_keras
+
+    reloaded = load_keras(path).model
+    spec = getattr(like, "_xlate_io", None)
+    if spec is not None:
+        object.__setattr__(reloaded, "_xlate_io", spec)
+    return reloaded
+
+
+def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
+                     io_layout="source", steps: Steps | None = None):
+    """Convert a loaded torch model, gate it, write it atomically and gate the written file.
+
+    Returns (keras_model, report of the written file or None with check=False, conversion path).
+    Raises ``ParityFailed`` (nothing written) when either gate fails.
+    """
+    import xlate
+
+    from ..parity import check_parity
+    from ..record import record_of
+    from ..save import keras_output_kind, save_keras
+
+    steps = steps or Steps()
+    kind = keras_output_kind(output)
+    with steps.step("converting"):
+        keras_model = xlate.torch_to_keras(conversion_module(loaded), loaded.example_inputs, io_layout=io_layout,
+                                           via=via, check=False)
+    record = record_of(keras_model)
+    path_used = record.path if record else None
+    if check:
+        with steps.step("checking parity of the converted model"):
+            report = check_parity(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used)
+        if not report.passed:
+            raise ParityFailed(report, "the converted Keras model")
+
+    final = []
+
+    def verify(tmp: Path) -> None:
+        if not check:
+            return
+        with steps.step(f"checking the written {kind} file"):
+            report = check_parity(loaded.model, reload_artifact(tmp, keras_model), atol=atol, rtol=rtol,
+                                  path=path_used)
+        if not report.passed:
+            raise ParityFailed(report, f"the written {kind} file")
+        final.append(report)
+
+    with steps.step(f"writing {output}"):
+        save_keras(keras_model, output, force=force, verify=verify)
+    return keras_model, (final[0] if final else None), path_used
+
+
+@click.command("torch2tf")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="name.keras, name.tflite, or a SavedModel folder (no extension).")
+@model_options
+@conversion_options
+@handles_errors
+def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, force, no_check, atol, rtol, via,
+             io_layout, json_path):
+    """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
+
+    MODEL: a torch.export program (.pt2), a TorchScript archive, a state_dict (.pth/.pt/.safetensors)
+    with --model-class and --input-shape, or (with --trust) a whole pickled model. The output format
+    follows -o: name.keras, name.tflite, or a SavedModel folder (no extension).
+    """
+    from ..errors import BadInputError
+    from ..load import load_torch
+    from ..save import check_destination, keras_output_kind
+
+    start = time.perf_counter()
+    kind = keras_output_kind(output)
+    check_destination(output, force=force)
+    steps = Steps()
+    with steps.step("loading"):
+        loaded = load_torch(model, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes,
+                            trust=trust)
+    if loaded.example_inputs is None:
+        raise BadInputError(f"{model} does not say what inputs the model takes ({loaded.format})",
+                            hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
+    steps.for_model(loaded.model)
+    files = {"source": model, "target": output}
+    try:
+        _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
+                                                rtol=rtol, via=via, io_layout=io_layout, steps=steps)
+    except ParityFailed as e:
+        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
+    if report is not None:
+        print_report(report, f"{model} -> {output} ({kind})")
+        write_json_report(report, json_path, **files)
+    else:
+        click.echo("parity check skipped (--no-check)")
+    via_note = f" via the {path_used} path" if path_used else ""
+    click.echo(f"wrote {output} ({kind}, {human_size(output)}){via_note} in {time.perf_counter() - start:.1f} s")
