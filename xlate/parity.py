@@ -7,7 +7,6 @@ compares a model with itself.
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import sys
@@ -44,6 +43,9 @@ class LayerParity:
     max_abs_err: float
     max_rel_err: float
     passed: bool
+    note: str = ""
+    shape: list = field(default_factory=list)
+    row: str | None = None
 
 
 @dataclass
@@ -66,6 +68,9 @@ class ParityReport:
     per_layer: list[LayerParity] | None = None
     first_divergence: LayerParity | None = None
     message: str = ""
+    #: where each side actually ran ("cpu", "cuda:0 (NVIDIA H100 ...)") and in which float dtype
+    devices: dict = field(default_factory=dict)
+    dtypes: dict = field(default_factory=dict)
 
     @property
     def tolerance(self) -> dict:
@@ -106,9 +111,18 @@ class ParityReport:
             table.add_row(o.name, "x".join(map(str, o.shape)), f"{o.max_abs_err:.3g}", f"{o.max_rel_err:.3g}",
                           f"{o.mismatched}/{o.total}", "yes" if o.passed else "NO" + (f" ({o.note})" if o.note else ""))
         parts = [head, table]
+        if self.per_layer:
+            layers = Table(show_header=True, header_style="bold", title="per layer (network order)")
+            for col in ("#", "layer", "target", "max abs err", "max rel err", "ok"):
+                layers.add_column(col, justify="right" if "err" in col or col == "#" else "left")
+            for i, row in enumerate(self.per_layer):
+                layers.add_row(str(i), row.name, row.target_name, f"{row.max_abs_err:.3g}", f"{row.max_rel_err:.3g}",
+                               "yes" if row.passed else "NO" + (f" ({row.note})" if row.note else ""))
+            parts.append(layers)
         if self.first_divergence is not None:
             f = self.first_divergence
-            parts.append(Text(f"first diverging layer: {f.name} (max abs {f.max_abs_err:.3g})", style="bold red"))
+            parts.append(Text(f"first diverging layer: {f.name} -> {f.target_name} "
+                              f"(max abs {f.max_abs_err:.3g}, max rel {f.max_rel_err:.3g})", style="bold red"))
         if self.message:
             parts.append(Text(self.message))
         return Group(*parts)
@@ -218,47 +232,72 @@ def _permute(a: np.ndarray, perm) -> np.ndarray:
 
 
 class _TorchRunner:
-    def __init__(self, module, device: str, training: bool):
+    """Runs the torch module on ``device`` in ``dtype`` (None: as it is), then puts every parameter
+    and buffer back exactly as it was (values, dtype, device; the Parameter objects are kept)."""
+
+    def __init__(self, module, device: str, training: bool, dtype=None):
         import torch
 
         self.torch = torch
         self.module = module
         self.device = device
         self.training = training
+        self.dtype = dtype
 
     def __enter__(self):
-        self.state = copy.deepcopy(self.module.state_dict())
+        self.state = {k: v.detach().clone() for k, v in self.module.state_dict(keep_vars=True).items()}
+        self.tensors = {id(t): t for t in list(self.module.parameters()) + list(self.module.buffers())}
+        self.saved = {i: t.detach().clone() for i, t in self.tensors.items()}
         self.was_training = self.module.training
         self.module.train(self.training)
         self.module.to(self.device)
+        if self.dtype is not None:
+            self.module.to(self.dtype)
+        self.tf32 = _disable_torch_tf32(self.torch) if str(self.device).startswith("cuda") else None
         return self
 
     def __call__(self, arrays):
         torch = self.torch
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
+        tensors = []
+        for a in arrays:
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            if self.dtype is not None and t.is_floating_point():
+                t = t.to(self.dtype)
+            tensors.append(t)
         with torch.no_grad():
             out = self.module(*tensors)
-        return [to_numpy(o) for o in flatten_outputs(out) if isinstance(o, torch.Tensor)]
+        # numpy has no bfloat16: compare reduced-precision outputs as float32
+        return [to_numpy(o.float() if o.is_floating_point() and o.dtype != torch.float64 else o)
+                for o in flatten_outputs(out) if isinstance(o, torch.Tensor)]
 
     def __exit__(self, *exc):
-        self.module.to("cpu")
-        self.module.load_state_dict(self.state)
+        if self.tf32 is not None:
+            _restore_torch_tf32(self.torch, self.tf32)
+        for i, t in self.tensors.items():
+            t.data = self.saved[i]
         self.module.train(self.was_training)
 
 
 class _KerasRunner:
-    def __init__(self, model, training: bool):
+    def __init__(self, model, training: bool, device: str | None = None):
         self.model = model
         self.training = training
+        self.device = device
 
     def __enter__(self):
         self.weights = [v.numpy() for v in self.model.weights]
         return self
 
     def __call__(self, arrays):
+        import keras
+
         x = arrays[0] if len(arrays) == 1 else list(arrays)
-        out = self.model(x, training=self.training)
-        return [to_numpy(o) for o in flatten_outputs(out)]
+        if self.device is None:
+            out = self.model(x, training=self.training)
+        else:
+            with keras.device(self.device):
+                out = self.model(x, training=self.training)
+        return [_float32(to_numpy(o)) for o in flatten_outputs(out)]
 
     def __exit__(self, *exc):
         for v, w in zip(self.model.weights, self.weights):
@@ -287,13 +326,20 @@ def compare_arrays(name: str, expected: np.ndarray, actual: np.ndarray, atol: fl
 
 
 def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,
-                 seed=0, training: bool | None = None, path: str | None = None) -> ParityReport:
+                 seed=0, training: bool | None = None, path: str | None = None,
+                 dtype: str = "float32") -> ParityReport:
     """Compare a torch module and a Keras model (either may be the source) on seeded inputs.
 
     ``inputs``: None (generated from the models' input specs), one array, a tuple of arrays, or a
     list of such tuples; given in the *source* model's layout. ``training``: run torch in train
     mode and Keras with training=True (default: the torch module's current mode). The models'
     weights and buffers are restored afterwards, so a train-mode check leaves no trace.
+
+    ``device="cuda"``: the torch side runs on CUDA (TensorFlow on its GPU when it has one, else on
+    the CPU as the reference), with TF32 off on both sides. ``dtype="float16"|"bfloat16"``: both
+    sides run in that precision where they can (a Keras model is re-instantiated with that dtype
+    policy; when it cannot be, Keras stays float32 as the reference and the report says so), and
+    atol/rtol are raised to at least ``DTYPE_TOL_FACTOR`` x the dtype's machine epsilon.
     """
     src_fw, tgt_fw = framework_of(source), framework_of(target)
     if {src_fw, tgt_fw} != {"torch", "keras"}:
@@ -309,6 +355,12 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
             raise BadInputError("--device cuda asked for, but torch sees no CUDA device here")
     if training is None:
         training = bool(torch_model.training)
+    if dtype not in DTYPE_EPS:
+        raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_EPS)}")
+    atol, rtol, tol_note = scaled_tolerances(dtype, atol, rtol)
+    torch_dtype = None if dtype == "float32" else _torch_dtype(dtype)
+    run_keras_model, keras_dtype, keras_note = _keras_in_dtype(keras_model, dtype)
+    keras_device, devices = _devices(device)
 
     spec = io_spec_of(target) or io_spec_of(source)
     if inputs is None:
@@ -330,7 +382,9 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
     given_source_is_torch = src_fw == "torch"
 
     reports: list[list[OutputParity]] = []
-    with _TorchRunner(torch_model, device, training) as run_torch, _KerasRunner(keras_model, training) as run_keras:
+    tf32 = _disable_tf_tf32() if str(device).startswith("cuda") else None
+    with _TorchRunner(torch_model, device, training, torch_dtype) as run_torch, \
+            _KerasRunner(run_keras_model, training, keras_device) as run_keras:
         for arrays in batches:
             # inputs arrive in the spec-source layout
             t_in = [_permute(a, _perm_at(torch_in_perm, i)) for i, a in enumerate(arrays)]
@@ -345,23 +399,149 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
                 raise BadInputError(f"the models return {len(expected)} and {len(actual)} outputs")
             reports.append([compare_arrays(f"output{i}", e, a, atol, rtol)
                             for i, (e, a) in enumerate(zip(expected, actual))])
+    if tf32 is not None:
+        _restore_tf_tf32(tf32)
 
     per_output = _merge(reports)
     report = ParityReport(
         passed=all(o.passed for o in per_output) and bool(per_output),
         max_abs_err=max((o.max_abs_err for o in per_output), default=0.0),
         max_rel_err=max((o.max_rel_err for o in per_output), default=0.0),
-        per_output=per_output, atol=atol, rtol=rtol, device=str(device), dtype=_dtype_of(batches),
+        per_output=per_output, atol=atol, rtol=rtol, device=str(device),
+        dtype=dtype if dtype != "float32" else _dtype_of(batches),
         samples=len(batches), seed=seed, training=training, source=src_fw, target=tgt_fw,
-        versions=versions(), path=path,
+        versions=versions(), path=path, devices=devices,
+        dtypes={"torch": dtype, "keras": keras_dtype},
     )
+    notes = [n for n in (tol_note, keras_note) if n]
     if not per_output:
-        report.message = "the models returned no tensors to compare"
+        notes.insert(0, "the models returned no tensors to compare")
+    report.message = "; ".join(notes)
     if per_layer:
         from .diagnose import localize
+        from .record import record_of
 
-        localize(report, source, target, batches[0], atol=atol, rtol=rtol, training=training)
+        # the same device, dtype and mode as the outputs compared above
+        swap = {id(keras_model): run_keras_model}
+        layer_source, layer_target = swap.get(id(source), source), swap.get(id(target), target)
+        with _TorchRunner(torch_model, device, training, torch_dtype), _KerasRunner(run_keras_model, training):
+            localize(report, layer_source, layer_target, batches[0], atol=atol, rtol=rtol, training=training,
+                     device=device, torch_dtype=torch_dtype, record=record_of(target) or record_of(source),
+                     spec=spec)
     return report
+
+
+# --- device and dtype ---------------------------------------------------------------------------
+
+#: machine epsilon of each supported compute dtype
+DTYPE_EPS = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+#: reduced-precision tolerances are at least this many epsilons (absolute and relative)
+DTYPE_TOL_FACTOR = 16
+
+
+def scaled_tolerances(dtype: str, atol: float, rtol: float) -> tuple[float, float, str]:
+    """(atol, rtol, note) for comparing in ``dtype``: the given ones for float32, else raised to at
+    least DTYPE_TOL_FACTOR x the dtype's epsilon (a handful of roundings through a network)."""
+    if dtype == "float32":
+        return atol, rtol, ""
+    floor = DTYPE_TOL_FACTOR * DTYPE_EPS[dtype]
+    new_atol, new_rtol = max(atol, floor), max(rtol, floor)
+    return new_atol, new_rtol, (f"{dtype}: tolerances scaled to atol {new_atol:.3g}, rtol {new_rtol:.3g} "
+                                f"({DTYPE_TOL_FACTOR} x eps {DTYPE_EPS[dtype]:.3g})")
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype.itemsize < 4 else a
+
+
+def _keras_in_dtype(model, dtype: str):
+    """(model to run, its dtype, note): the Keras model re-instantiated with a ``dtype`` policy and
+    the same weights, or the model itself in float32 when that is impossible (said in the note)."""
+    if dtype == "float32":
+        return model, "float32", ""
+    import keras
+
+    try:
+        def with_dtype(layer):
+            config = layer.get_config()
+            config["dtype"] = dtype
+            return layer.__class__.from_config(config)
+
+        clone = keras.models.clone_model(model, clone_function=with_dtype)
+        if len(clone.weights) != len(model.weights):
+            raise ValueError("the clone has different weights")
+        for new, old in zip(clone.weights, model.weights):
+            new.assign(keras.ops.cast(old.value, new.dtype))
+    except Exception as e:  # noqa: BLE001 - any reason: Keras stays the float32 reference, said below
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        return model, "float32", f"the Keras side ran in float32 (cannot re-instantiate it in {dtype}: {reason})"
+    return clone, dtype, ""
+
+
+def _devices(device: str):
+    """(Keras device scope or None, {side: where it runs})."""
+    devices = {"torch": str(device)}
+    if str(device).startswith("cuda"):
+        import torch
+
+        index = torch.device(device).index or 0
+        devices["torch"] = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    keras = sys.modules.get("keras")
+    backend = keras.backend.backend() if keras is not None else "tensorflow"
+    if str(device).startswith("cuda") and _keras_sees_gpu(backend):
+        devices["keras"] = f"gpu:0 ({backend})"
+        return "gpu:0", devices
+    devices["keras"] = f"cpu ({backend})"
+    return "cpu:0", devices
+
+
+def _keras_sees_gpu(backend: str) -> bool:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def _disable_torch_tf32(torch):
+    """TF32 off for CUDA matmul and cuDNN conv (semantics.md section 10); returns the old flags."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return old
+
+
+def _restore_torch_tf32(torch, old) -> None:
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _disable_tf_tf32():
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    old = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    return old
+
+
+def _restore_tf_tf32(old) -> None:
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and old is not None:
+        tf.config.experimental.enable_tensor_float_32_execution(old)
 
 
 def _perm_at(perms, i):

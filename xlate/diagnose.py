@@ -1,0 +1,173 @@
+"""Per-layer localization: where does a converted model start to compute different numbers?
+
+Runs the torch module and the Keras model once on the same inputs, capturing the output of every
+layer the conversion record maps (``ConversionRecord.layers``: source name, target name, the
+permutation that brings the target's layout back to the source's), and compares them in the
+source network's execution order. The first layer past tolerance is where to look.
+
+torch side: forward hooks on the named submodules (a module called several times is matched call
+by call with the record's repeated entries). Keras side: a probe ``keras.Model`` from the model's
+inputs to the mapped operations' outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .frameworks import flatten_outputs, framework_of, to_numpy
+from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of
+from .record import record_of
+
+
+def _first_tensor(out):
+    leaves = flatten_outputs(out)
+    return leaves[0] if leaves else None
+
+
+def capture_torch(module, names: list[str], inputs: list, *, device: str = "cpu", dtype=None) -> tuple[dict, list]:
+    """Run ``module`` on ``inputs`` (numpy arrays) and return ({name: [output per call]}, the names
+    in the order they first ran)."""
+    import torch
+
+    modules = dict(module.named_modules())
+    outputs: dict[str, list] = {n: [] for n in names}
+    order: list[str] = []
+    handles = []
+
+    def hook_for(name):
+        def hook(_mod, _inp, out):
+            t = _first_tensor(out)
+            if isinstance(t, torch.Tensor):
+                outputs[name].append(to_numpy(t.float() if t.is_floating_point() else t))
+                if name not in order:
+                    order.append(name)
+
+        return hook
+
+    for name in dict.fromkeys(names):
+        if name in modules:
+            handles.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        tensors = []
+        for a in inputs:
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            tensors.append(t)
+        with torch.no_grad():
+            module(*tensors)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, order
+
+
+def _keras_op(model, name: str):
+    for op in model.operations:
+        if op.name == name:
+            return op
+    return None
+
+
+def _op_output(op):
+    try:
+        out = op.output
+    except (AttributeError, ValueError):  # shared layer: several call sites, take the first
+        nodes = getattr(op, "_inbound_nodes", [])
+        out = nodes[0].output_tensors if nodes else None
+    return _first_tensor(out)
+
+
+def capture_keras(model, names: list[str], inputs: list, *, training: bool) -> tuple[dict, list]:
+    """Run a functional Keras model on ``inputs`` and return ({operation name: [output]}, the mapped
+    names in network order)."""
+    import keras
+
+    ops, tensors = [], []
+    for name in dict.fromkeys(names):
+        op = _keras_op(model, name)
+        t = None if op is None else _op_output(op)
+        if t is not None:
+            ops.append(name)
+            tensors.append(t)
+    if not tensors:
+        return {n: [] for n in names}, []
+    probe = keras.Model(model.inputs if len(model.inputs) > 1 else model.inputs[0], tensors)
+    x = inputs[0] if len(inputs) == 1 else list(inputs)
+    outs = probe(x, training=training)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    captured = {n: [] for n in names}
+    for name, o in zip(ops, outs):
+        a = to_numpy(o)
+        captured[name].append(a.astype(np.float32) if a.dtype.kind == "f" else a)
+    order = [op.name for op in model.operations if op.name in set(ops)]
+    return captured, order
+
+
+def localize(report, source, target, inputs, *, atol: float, rtol: float, training: bool,
+             device: str = "cpu", torch_dtype=None, record=None, spec=None) -> None:
+    """Fill ``report.per_layer`` (network order) and ``report.first_divergence``.
+
+    ``inputs``: one sample (list of arrays) in the layout of the I/O spec's source framework.
+    ``record``/``spec``: the conversion record and I/O spec (default: read from the models).
+    """
+    record = record or record_of(target) or record_of(source)
+    report.per_layer = []
+    report.first_divergence = None
+    if record is None or not record.layers:
+        why = "no conversion record" if record is None else f"the {record.path} path recorded no layer mapping"
+        report.message = _join(report.message, f"per-layer: nothing to align ({why})")
+        return
+    torch_model = source if framework_of(source) == "torch" else target
+    keras_model = target if torch_model is source else source
+    torch_is_source = record.direction == "torch2keras"
+
+    spec = spec or io_spec_of(target) or io_spec_of(source)
+    src_is_torch = spec is None or spec.source == "torch"
+    in_perms = spec.input_perms if spec is not None else ()
+    torch_in = [a if src_is_torch else _permute(a, _perm_at(in_perms, i)) for i, a in enumerate(inputs)]
+    keras_in = [_permute(a, _perm_at(in_perms, i)) if src_is_torch else a for i, a in enumerate(inputs)]
+
+    torch_names = [lr.source if torch_is_source else lr.target for lr in record.layers]
+    keras_names = [lr.target if torch_is_source else lr.source for lr in record.layers]
+    t_out, t_order = capture_torch(torch_model, torch_names, torch_in, device=device, dtype=torch_dtype)
+    k_out, k_order = capture_keras(keras_model, keras_names, keras_in, training=training)
+
+    rows = []
+    seen: dict[str, int] = {}
+    for lr in record.layers:
+        call = seen.get(lr.source, 0)
+        seen[lr.source] = call + 1
+        t_name, k_name = (lr.source, lr.target) if torch_is_source else (lr.target, lr.source)
+        t_calls, k_calls = t_out.get(t_name, []), k_out.get(k_name, [])
+        if call and not torch_is_source:
+            report.message = _join(report.message, f"per-layer: shared Keras layer {lr.source!r}: only its first "
+                                                   "call is compared")
+            continue
+        t_idx, k_idx = (call if torch_is_source else 0), 0
+        label = lr.source if call == 0 else f"{lr.source} (call {call + 1})"
+        if t_idx >= len(t_calls) or k_idx >= len(k_calls):
+            missing = t_name if t_idx >= len(t_calls) else k_name
+            side = "torch" if t_idx >= len(t_calls) else "keras"
+            rows.append(LayerParity(label, lr.source, lr.target, float("inf"), float("inf"), False,
+                                    note=f"{side} layer {missing!r} not found or did not run", shape=[]))
+            continue
+        src, tgt = (t_calls[t_idx], k_calls[k_idx]) if torch_is_source else (k_calls[k_idx], t_calls[t_idx])
+        aligned = _permute(tgt, lr.output_perm) if lr.output_perm and tgt.ndim == len(lr.output_perm) else tgt
+        o = compare_arrays(label, src, aligned, atol, rtol)
+        rows.append(LayerParity(label, lr.source, lr.target, o.max_abs_err, o.max_rel_err, o.passed, note=o.note,
+                                shape=o.shape, row=lr.row))
+
+    source_order = t_order if torch_is_source else k_order
+    rank = {name: i for i, name in enumerate(source_order)}
+    # stable sort: execution order of the source network; repeated calls keep record order
+    rows.sort(key=lambda r: rank.get(r.source_name, len(rank)))
+    report.per_layer = rows
+    report.first_divergence = next((r for r in rows if not r.passed), None)
+    if report.first_divergence is None and not report.passed:
+        report.message = _join(report.message, "per-layer: every mapped layer agrees; the difference arises after "
+                                               "the last mapped layer (unmapped glue or output layout)")
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
