@@ -24,6 +24,7 @@ torch, Keras and TensorFlow are imported only by the functions that need them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -328,6 +329,12 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
 # --- torch -------------------------------------------------------------------------------------
 
 
+def exported_program_module(program):
+    """An ``nn.Module`` running an ExportedProgram that, unlike ``program.module()``, takes eval()."""
+    return _exported_program_module_cls()(program)
+
+
+@functools.cache
 def _exported_program_module_cls():
     import torch
 
@@ -454,17 +461,22 @@ def _build_from_state_dict(state, path: Path, model_class: str | None):
                             hint="the class must be constructible without arguments; wrap it in one that is") from None
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"--model-class {model_class} is not a torch.nn.Module", hint="name the nn.Module subclass")
-    result = module.load_state_dict(state, strict=False)
-    wrong = [k for k, v in state.items() if k in module.state_dict() and module.state_dict()[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or wrong:
+    own = module.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or wrong:
         parts = []
-        if result.missing_keys:
-            parts.append(f"missing {', '.join(result.missing_keys[:5])}" + (" ..." if len(result.missing_keys) > 5 else ""))
-        if result.unexpected_keys:
-            parts.append(f"unexpected {', '.join(result.unexpected_keys[:5])}"
-                         + (" ..." if len(result.unexpected_keys) > 5 else ""))
+        if wrong:
+            parts.append(f"shapes differ for {', '.join(wrong[:3])}" + (" ..." if len(wrong) > 3 else ""))
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else ""))
         raise BadInputError(f"the weights in {path} do not fit {cls.__name__}: {'; '.join(parts)}",
                             hint="--model-class must name the class the state_dict was saved from")
+    module.load_state_dict(state)
     module.eval()
     return module
 
@@ -509,7 +521,7 @@ def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_d
         except Exception as e:  # noqa: BLE001 - torch raises many types for damaged archives
             raise BadInputError(f"{path} is a damaged torch.export archive ({type(e).__name__}: {_one_line(e, 200)})",
                                 hint="save it again with torch.export.save(program, 'model.pt2')") from None
-        module = _exported_program_module_cls()(ep)
+        module = exported_program_module(ep)
         example = example or _exported_example_inputs(ep)
     elif fmt == "torch.script":
         try:
@@ -532,61 +544,49 @@ def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_d
 
 
 def load_torch_package(folder) -> object:
-    """Load a folder written by ``xlate tf2torch`` (``model.py`` + weights) as an ``nn.Module``."""
-    folder = Path(folder)
-    try:
-        from .keras2torch.convert import load_torch_package as _load
-    except ImportError:
-        _load = None
-    if _load is not None:
-        try:
-            return _load(folder)
-        except BadInputError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise BadInputError(f"cannot load the PyTorch package {folder} ({type(e).__name__}: {_one_line(e)})",
-                                hint="write it again with `xlate tf2torch MODEL -o FOLDER --force`") from None
-    return _load_generated_package(folder)
+    """Load a folder written by ``xlate tf2torch`` as an ``nn.Module`` in eval mode.
 
-
-def _load_generated_package(folder: Path):
-    """Import ``model.py`` from the folder, build its model and load ``model.safetensors``."""
+    Imports its ``model.py`` (plain PyTorch source, readable before running), builds class ``Net``
+    (or the file's only ``nn.Module`` class) and loads ``model.safetensors`` (or ``model.pth``,
+    with ``weights_only=True``).
+    """
     import torch
 
+    folder = Path(folder)
     code = folder / TORCH_PACKAGE_CODE
-    name = f"_xlate_pkg_{abs(hash(str(folder.resolve())))}"
+    name = f"_xlate_package_{abs(hash(str(folder.resolve())))}"
     try:
         spec = importlib.util.spec_from_file_location(name, code)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        builder = getattr(module, "build_model", None) or getattr(module, "load_model", None)
-        if builder is not None:
-            try:
-                net = builder(folder)
-            except TypeError:
-                net = builder()
-        else:
-            classes = [v for v in vars(module).values()
-                       if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == name]
-            if len(classes) != 1:
-                raise BadInputError(f"{code} defines {len(classes)} nn.Module classes and no build_model()",
-                                    hint="write it again with `xlate tf2torch`")
-            net = classes[0]()
-    except BadInputError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"cannot load {code} ({type(e).__name__}: {_one_line(e)})",
+    except Exception as e:  # noqa: BLE001 - whatever the file's code raises
+        raise BadInputError(f"cannot import {code} ({type(e).__name__}: {_one_line(e)})",
                             hint="write the folder again with `xlate tf2torch MODEL -o FOLDER --force`") from None
-    weights = folder / "model.safetensors"
-    if weights.exists():
-        from safetensors.torch import load_file
-
-        try:
-            net.load_state_dict(load_file(str(weights)))
-        except Exception as e:  # noqa: BLE001
-            raise BadInputError(f"the weights in {weights} do not fit {code} ({_one_line(e)})",
-                                hint="write the folder again with `xlate tf2torch MODEL -o FOLDER --force`") from None
+    classes = [v for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == name]
+    cls = getattr(module, "Net", None) or (classes[0] if len(classes) == 1 else None)
+    if cls is None:
+        raise BadInputError(f"{code} defines no class Net and {len(classes)} nn.Module classes",
+                            hint="point at a folder written by `xlate tf2torch`")
+    try:
+        net = cls()
+    except Exception as e:  # noqa: BLE001
+        raise BadInputError(f"{code}: {cls.__name__}() failed ({type(e).__name__}: {_one_line(e)})",
+                            hint="write the folder again with `xlate tf2torch MODEL -o FOLDER --force`") from None
+    weights = [folder / "model.safetensors", folder / "model.pth"]
+    found = [w for w in weights if w.exists()]
+    if not found:
+        raise BadInputError(f"{folder} has {TORCH_PACKAGE_CODE} but no weights (model.safetensors or model.pth)",
+                            hint="copy the whole folder that `xlate tf2torch` wrote")
+    fmt = "torch.safetensors" if found[0].suffix == ".safetensors" else "torch.state_dict"
+    state = _read_state_dict(found[0], fmt, trust=False)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise BadInputError(f"the weights in {found[0]} do not fit {code} ({_one_line(e, 200)})",
+                            hint="the folder's files come from different runs; write it again with `xlate tf2torch`") \
+            from None
     return net.eval()
 
 

@@ -194,7 +194,7 @@ def save_torch(module, folder, *, force: bool = False, verify: Callable[[Path], 
         raise BadInputError(f"-o {folder}: tf2torch writes a folder (model.py + weights), not a {folder.suffix} file",
                             hint="give a folder name without an extension, e.g. -o net/")
     with atomic_path(folder, force=force, directory=True) as tmp:
-        save_torch_package(module, tmp)
+        save_torch_package(module, tmp, overwrite=True)  # tmp: the fresh folder atomic_path made
         if verify is not None:
             verify(tmp)
     return folder

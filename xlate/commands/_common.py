@@ -34,8 +34,10 @@ def model_options(fn):
 
 
 def tolerance_options(fn):
-    fn = click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")(fn)
-    fn = click.option("--atol", type=float, default=1e-5, show_default=True, help="Absolute tolerance.")(fn)
+    fn = click.option("--rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                      help="Relative tolerance.")(fn)
+    fn = click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
+                      help="Absolute tolerance.")(fn)
     return fn
 
 

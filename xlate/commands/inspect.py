@@ -31,9 +31,9 @@ def coverage_items(loaded) -> list[dict]:
             raise BadInputError(f"{loaded.path}: tracing the model needs example inputs ({loaded.format})",
                                 hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
         from ..torch2keras.inspect import coverage
+        from .torch2tf import conversion_module
 
-        module = getattr(loaded.model, "program", loaded.model) if loaded.format == "torch.export" else loaded.model
-        items = coverage(module, loaded.example_inputs)
+        items = coverage(conversion_module(loaded), loaded.example_inputs)
     else:
         from ..keras2torch.inspect import coverage
 
