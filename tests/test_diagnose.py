@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xlate.frameworks import IOSpec, TensorSpec  # noqa: E402
-from xlate.parity import check_parity  # noqa: E402
-from xlate.record import ConversionRecord, LayerRecord, attach, record_of  # noqa: E402
+from xlate.frameworks import IOSpec, TensorSpec
+from xlate.parity import check_parity
+from xlate.record import ConversionRecord, LayerRecord, attach, record_of
 
 NCHW_FROM_NHWC = (0, 3, 1, 2)
 NHWC_FROM_NCHW = (0, 2, 3, 1)

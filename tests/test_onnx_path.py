@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from fixtures import onnx_fallback  # noqa: E402
-from xlate import onnx_path  # noqa: E402
-from xlate.errors import BadInputError, UnsupportedOpError  # noqa: E402
-from xlate.parity import check_parity  # noqa: E402
-from xlate.record import record_of  # noqa: E402
+from fixtures import onnx_fallback
+from xlate import onnx_path
+from xlate.errors import BadInputError, UnsupportedOpError
+from xlate.parity import check_parity
+from xlate.record import record_of
 
 needs_onnx2tf = pytest.mark.skipif(
     onnx_path.find_onnx2tf() is None and not onnx_path.onnx2tf_in_process(),

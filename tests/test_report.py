@@ -11,10 +11,10 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 pytest.importorskip("matplotlib")
 
-from tests.test_diagnose import _pair  # noqa: E402
-from xlate.errors import BadInputError  # noqa: E402
-from xlate.parity import check_parity  # noqa: E402
-from xlate.report import render_png, write_report  # noqa: E402
+from tests.test_diagnose import _pair
+from xlate.errors import BadInputError
+from xlate.parity import check_parity
+from xlate.report import render_png, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

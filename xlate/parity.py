@@ -544,6 +544,43 @@ def _restore_tf_tf32(old) -> None:
         tf.config.experimental.enable_tensor_float_32_execution(old)
 
 
+def check_torch_against_reference(module, inputs, expected, *, atol=1e-5, rtol=1e-4, device="cpu",
+                                  dtype: str = "float32", reference: str = "keras (cpu, float32)") -> ParityReport:
+    """Run a torch module on ``inputs`` (a list of samples, each a list of arrays in the module's
+    layout) and compare with ``expected`` outputs computed elsewhere (a list of samples, each a list
+    of arrays), e.g. the Keras side's outputs computed on a CPU machine with TensorFlow and carried
+    to a GPU machine that has none. Same device, dtype and tolerance rules as ``check_parity``."""
+    if dtype not in DTYPE_EPS:
+        raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_EPS)}")
+    if len(inputs) != len(expected):
+        raise BadInputError(f"{len(inputs)} input samples but {len(expected)} expected outputs")
+    atol, rtol, tol_note = scaled_tolerances(dtype, atol, rtol)
+    torch_dtype = None if dtype == "float32" else _torch_dtype(dtype)
+    devices = {"torch": str(device), "reference": reference}
+    if str(device).startswith("cuda"):
+        import torch
+
+        index = torch.device(device).index or 0
+        devices["torch"] = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    reports = []
+    with _TorchRunner(module, device, False, torch_dtype) as run_torch:
+        for arrays, want in zip(inputs, expected):
+            got = run_torch([np.asarray(a) for a in arrays])
+            if len(got) != len(want):
+                raise BadInputError(f"the module returns {len(got)} outputs, the reference has {len(want)}")
+            reports.append([compare_arrays(f"output{i}", np.asarray(w), g, atol, rtol)
+                            for i, (w, g) in enumerate(zip(want, got))])
+    per_output = _merge(reports)
+    return ParityReport(
+        passed=all(o.passed for o in per_output) and bool(per_output),
+        max_abs_err=max((o.max_abs_err for o in per_output), default=0.0),
+        max_rel_err=max((o.max_rel_err for o in per_output), default=0.0),
+        per_output=per_output, atol=atol, rtol=rtol, device=str(device), dtype=dtype, samples=len(inputs),
+        seed=-1, training=False, source="reference", target="torch", versions=versions(), devices=devices,
+        dtypes={"torch": dtype, "reference": "float32"}, message=tol_note,
+    )
+
+
 def _perm_at(perms, i):
     return perms[i] if perms is not None and i < len(perms) else None
 
