@@ -152,9 +152,9 @@ class KerasRMSprop(_KerasFormula):
 
     keras_class = "keras.optimizers.RMSprop"
 
-    def __init__(self, params, lr=0.001, rho=0.9, momentum=0.0, eps=1e-7, centered=False, weight_decay=0.0,
+    def __init__(self, params, lr=0.001, alpha=0.9, momentum=0.0, eps=1e-7, centered=False, weight_decay=0.0,
                  **kwargs):
-        super().__init__(params, {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps, "centered": centered,
+        super().__init__(params, {"lr": lr, "alpha": alpha, "momentum": momentum, "eps": eps, "centered": centered,
                                   "weight_decay": weight_decay}, **kwargs)
 
     def _slots_for(self, group):
@@ -166,7 +166,7 @@ class KerasRMSprop(_KerasFormula):
         return tuple(slots)
 
     def _update(self, p, g, state, group, lr):
-        rho = group["rho"]
+        rho = group["alpha"]  # torch's name for Keras's rho (the same decay of the square average)
         v = state["velocity"]
         v.copy_(v * rho + (1 - rho) * g * g)
         if group["centered"]:
