@@ -23,8 +23,8 @@ def _class_and_defaults(name: str):
     if inner and "=" in inner:
         try:
             defaults = eval(f"dict({inner})", {})  # noqa: S307 - our own table
-        except Exception:
-            return None, {}
+        except NameError:
+            defaults = {}  # a descriptive variant such as Conv2d(groups=in_channels)
     return path, defaults
 
 

@@ -98,6 +98,8 @@ class Row:
     keras_op: str = ""  # keras.ops function a generic hook calls
     torch_fn: str = ""  # torch function a generic hook calls / generated code writes
     aten: tuple[str, ...] = ()
+    # rows that convert it instead, where torch.export decomposes the torch op (softsign -> abs/add/div)
+    traced_as: tuple[str, ...] = ()
     torch_aliases: tuple[str, ...] = ()
     keras_aliases: tuple[str, ...] = ()
     directions: tuple[str, ...] = DIRECTIONS
@@ -153,7 +155,7 @@ def _build_row(raw: dict, source: str) -> Row:
                       "keras_inputs": tuple(tuple(i) for i in s["keras_inputs"]) if "keras_inputs" in s else None})
             for s in raw.pop("samples", ())
         )
-        for key in ("aten", "torch_aliases", "keras_aliases", "directions", "notes"):
+        for key in ("aten", "traced_as", "torch_aliases", "keras_aliases", "directions", "notes"):
             if key in raw:
                 raw[key] = _tuple(raw[key])
         return Row(**raw, args=args, weights=weights, limitations=limitations, samples=samples, source=source)

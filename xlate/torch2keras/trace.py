@@ -348,12 +348,12 @@ def _module_call_arguments(signature):
     """Rebuild (args, kwargs) of a preserved module call: tensors as Refs, constants as values."""
     leaves = [Ref(a.name) if type(a).__name__ == "TensorArgument" else getattr(a, "value", None)
               for a in signature.inputs]
-    args_spec, kwargs_spec = signature.in_spec.children_specs
+    args_spec, kwargs_spec = signature.in_spec.children()
     n_args = args_spec.num_leaves
     args = leaves[:n_args]
     kwargs = {}
     pos = n_args
-    for key, spec in zip(kwargs_spec.context, kwargs_spec.children_specs):
+    for key, spec in zip(kwargs_spec.context, kwargs_spec.children()):
         kwargs[key] = leaves[pos] if spec.num_leaves == 1 else leaves[pos:pos + spec.num_leaves]
         pos += spec.num_leaves
     return args, kwargs

@@ -13,6 +13,8 @@ from .elementwise import elementwise_result
 def keras_fn(name: str):
     import keras
 
+    if name == "mish":  # keras.activations.mish calls TensorFlow directly: compose it from ops
+        return lambda t: keras.ops.multiply(t, keras.ops.tanh(keras.ops.softplus(t)))
     return getattr(keras.ops, name, None) or getattr(keras.activations, name)
 
 

@@ -63,9 +63,8 @@ def mha(ctx, node, row):
     keep = None
     kpm = _keep_mask(ctx, ctx.value(call.get("key_padding_mask")), "key_padding_mask")
     am = _keep_mask(ctx, ctx.value(call.get("attn_mask")), "attn_mask")
-    query_len = tq.shape[1]
-    if kpm is not None:  # (N, S) -> (N, L, S)
-        keep = ops().repeat(ops().expand_dims(kpm, 1), query_len, axis=1)
+    if kpm is not None:  # (N, S) -> (N, 1, S), broadcast over the queries
+        keep = ops().expand_dims(kpm, 1)
     if am is not None:  # (L, S) or (N*H, L, S)
         if len(am.shape) == 3:
             raise UnsupportedOpError([("MultiheadAttention with a per-head 3-D attn_mask", ctx.where())],

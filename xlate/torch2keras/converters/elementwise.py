@@ -11,13 +11,14 @@ BINARY = {
     "add": "add", "sub": "subtract", "rsub": "subtract", "mul": "multiply", "div": "divide",
     "pow": "power", "maximum": "maximum", "minimum": "minimum", "fmax": "maximum", "fmin": "minimum",
     "logical_and": "logical_and", "logical_or": "logical_or", "bitwise_and": "logical_and",
-    "bitwise_or": "logical_or", "floor_divide": "floor_divide", "square": "square",
+    "bitwise_or": "logical_or", "and": "logical_and", "or": "logical_or", "floor_divide": "floor_divide",
+    "square": "square",
 }
 COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
 
 
 def _op_name(node) -> str:
-    return node.target.split(".")[1].rstrip("_")
+    return node.target.split(".")[1].strip("_")
 
 
 def elementwise_result(ctx, fn, operands):

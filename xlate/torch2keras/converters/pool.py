@@ -143,6 +143,9 @@ def pad(ctx, node, row):
     perm = x.perm
     t = ctx.keras_tensor(x, perm)
     width = [list(per_dim.get(d, (0, 0))) for d in perm]
+    mode_row = {"reflect": "reflection_pad2d", "replicate": "replication_pad2d"}.get(mode)
+    if mode_row and mode_row != row.id:
+        ctx.used(ctx.table.row(mode_row))
     if mode == "constant":
         out = ops().pad(t, width, constant_values=value)
     elif mode == "reflect":

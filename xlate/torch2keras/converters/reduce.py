@@ -107,3 +107,17 @@ def topk(ctx, node, row):
     if not largest:
         values = -values
     return ctx.new_value(values, perm, meta=node.meta[0]), ctx.new_value(indices, perm, meta=node.meta[1])
+
+
+@converter("sort", "argsort")
+def sort(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    dim = int(node.args.get("dim", -1)) % x.rank
+    descending = bool(node.args.get("descending", False))
+    axis = x.perm.index(dim)
+    t = -x.tensor if descending else x.tensor
+    indices = ops().argsort(t, axis=axis)
+    if node.target.startswith("aten.argsort"):
+        return ctx.new_value(indices, x.perm)
+    values = ops().take_along_axis(x.tensor, indices, axis=axis)
+    return ctx.new_value(values, x.perm, meta=node.meta[0]), ctx.new_value(indices, x.perm, meta=node.meta[1])
