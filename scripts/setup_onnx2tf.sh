@@ -9,8 +9,8 @@
 #
 # Environment: PYTHON311 (the interpreter to build it with; onnx2tf 1.x wants Python 3.10-3.11
 # here), ONNX2TF_VERSION (default below). Idempotent: a venv that already has the wanted version
-# is left alone. Cost on the reference machine: about 1.6 GB of disk and 1-2 minutes with a warm
-# pip cache (several minutes cold).
+# is left alone. Cost on the reference machine (2 cores): 2.6 GB of disk (1.8 GB of it TensorFlow)
+# and 1 min 47 s from the local package mirror; a second run is a no-op (under a second).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,5 +40,5 @@ echo '*' > "$VENV/.gitignore"
 # onnx2tf's own metadata pins its whole stack (numpy, onnx, onnxruntime, protobuf, tensorflow,
 # tf-keras, onnx-graphsurgeon, ...); installing it by its exact version installs exactly that.
 "$VENV/bin/python" -m pip install -q "onnx2tf==$ONNX2TF_VERSION"
-"$VENV/bin/onnx2tf" -h >/dev/null
+"$VENV/bin/onnx2tf" -h >/dev/null 2>&1
 echo "onnx2tf $ONNX2TF_VERSION installed in $VENV ($(du -sh "$VENV" | cut -f1))"

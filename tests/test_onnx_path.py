@@ -158,3 +158,46 @@ def test_keras_auto_falls_back_to_onnx_for_lambda_and_says_so():
     assert fallback and "Lambda" in fallback[0], record.notes
     report = check_parity(model, module)
     assert report.passed and report.max_abs_err < 1e-5, str(report)
+
+
+def _export_static(tmp_path):
+    module = onnx_fallback.torch_model()
+    onnx_file = tmp_path / "model.onnx"
+    torch.onnx.export(module, onnx_fallback.torch_example_inputs(), str(onnx_file), input_names=["input_0"],
+                      external_data=False)
+    return onnx_file
+
+
+@needs_onnx2tf
+def test_static_batch_image_model_converts_offline_with_the_local_calibration(tmp_path):
+    """onnx2tf fetches sample images for static-batch RGB models (and fails with no network): the
+    generated local file written next to the ONNX file is used instead."""
+    onnx_file = _export_static(tmp_path)
+    how = onnx_path.run_onnx2tf(onnx_file, tmp_path / "saved")
+    assert "onnx2tf" in how
+    assert (tmp_path / "saved" / "saved_model.pb").is_file()
+    assert (tmp_path / onnx_path.CALIBRATION_FILE).is_file()
+
+
+def test_in_process_onnx2tf_inside_its_own_venv(tmp_path):
+    """The in-process branch, exercised where onnx2tf's pinned stack is installed: its venv."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = onnx_path.find_onnx2tf()
+    python = Path(exe).parent / "python" if exe else None
+    if python is None or not python.is_file():
+        pytest.skip(f"no onnx2tf venv with a python next to onnx2tf: {onnx_path.SETUP_HINT}")
+    onnx_file = _export_static(tmp_path)
+    root = Path(onnx_path.__file__).resolve().parents[1]
+    code = ("import sys; from pathlib import Path; from xlate import onnx_path; "
+            "assert onnx_path.onnx2tf_in_process(); "
+            "print(onnx_path.run_onnx2tf(Path(sys.argv[1]), Path(sys.argv[2])))")
+    proc = subprocess.run([str(python), "-c", code, str(onnx_file), str(tmp_path / "saved")], capture_output=True,
+                          text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "in-process" in proc.stdout
+    assert (tmp_path / "saved" / "saved_model.pb").is_file()
+    assert sys.executable != str(python)

@@ -1,0 +1,1 @@
+"""Keras 3 -> PyTorch: rebuild a Keras model as readable torch source plus weights."""

@@ -1,0 +1,158 @@
+"""Direct Keras 3 -> PyTorch conversion: walk -> plan/emit -> instantiate -> record.
+
+``keras_to_torch`` returns the generated module, instantiated from its own source with the
+ported weights loaded: the object a user gets is exactly what ``save_torch_package`` writes as
+``model.py`` + ``model.safetensors``. ``xlate.convert.keras_to_torch`` calls it and then runs
+the parity gate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import os
+import shutil
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import BadInputError
+from ..frameworks import IOSpec, TensorSpec
+from ..record import ConversionRecord, attach
+from . import plan
+from .emit import CLASS_NAME, Emitter, render
+from .walk import Graph, walk
+
+_counter = itertools.count()
+
+
+def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
+    """Rebuild a Keras 3 Sequential/Functional model as a readable torch ``nn.Module``.
+
+    The module is generated as Python source (``module._xlate_source``), instantiated from it
+    and loaded with the Keras weights moved through the table's named transforms; it is
+    returned in eval mode, like a Keras model called without ``training=True``.
+    ``io_layout="source"`` takes and returns the Keras (channels-last) layout, ``"native"``
+    takes and returns channels-first feature maps. Raises UnsupportedOpError listing every
+    layer the direct path cannot convert (``xlate.keras_to_torch`` then tries ONNX).
+    """
+    import keras
+
+    if not isinstance(model, keras.Layer):
+        raise BadInputError(f"expected a keras.Model, got {type(model).__name__}")
+    if io_layout not in ("source", "native"):
+        raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
+    graph = walk(model)
+    emitter = Emitter(graph, io_layout=io_layout)
+    emitter.run()
+    source = render(emitter, model_name=model.name, version=__version__)
+    module = instantiate(source, emitter.state)
+    _, out_perms = emitter.return_statement()
+    io = IOSpec(
+        inputs=_input_specs(model, graph),
+        input_perms=tuple(None if plan.is_identity(p) else tuple(p) for p in emitter.input_perms),
+        output_perms=tuple(None if plan.is_identity(p) else plan.inverse(p) for p in out_perms),
+        source="keras",
+        extras={"example_inputs": example_inputs is not None},
+    )
+    record = ConversionRecord(direction="keras2torch", path="direct", io=io, layers=emitter.layers,
+                              rows_used=emitter.rows_used, notes=emitter.notes)
+    attach(module, record)
+    object.__setattr__(module, "_xlate_source", source)
+    return module
+
+
+def load_source(source: str):
+    """Execute generated source as a fresh module; returns the module object."""
+    name = f"xlate_generated_{next(_counter)}"
+    filename = f"<xlate:{name}/model.py>"
+    mod = types.ModuleType(name)
+    mod.__file__ = filename
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), mod.__dict__)  # noqa: S102 - our own generated code
+    sys.modules[name] = mod  # so the class can be pickled within this process
+    return mod
+
+
+def instantiate(source: str, state: dict[str, np.ndarray]):
+    """Build the generated class without running torch's initializers and load ``state`` into it."""
+    import torch
+
+    cls = getattr(load_source(source), CLASS_NAME)
+    with torch.device("meta"):
+        module = cls()
+    tensors = state_dict_tensors(state, module)
+    module.load_state_dict(tensors, strict=True, assign=True)
+    return module.eval()
+
+
+def state_dict_tensors(state: dict[str, np.ndarray], module) -> dict:
+    """The numpy state as torch tensors; BatchNorm's num_batches_tracked (no Keras counterpart) is 0."""
+    import torch
+
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    for key in module.state_dict(keep_vars=True):
+        if key not in tensors and key.endswith("num_batches_tracked"):
+            tensors[key] = torch.zeros((), dtype=torch.long)
+    return tensors
+
+
+def _input_specs(model, graph: Graph) -> tuple[TensorSpec, ...]:
+    bound = None
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer).__name__ == "Embedding" and isinstance(getattr(layer, "input_dim", None), int):
+            bound = layer.input_dim if bound is None else min(bound, layer.input_dim)
+    specs = []
+    for tid, name in zip(graph.inputs, graph.input_names):
+        t = graph.tensors[tid]
+        is_int = "int" in t.dtype
+        specs.append(TensorSpec(t.shape, t.dtype, 0, (bound or 2) if is_int else None, name))
+    return tuple(specs)
+
+
+def save_torch_package(module, outdir, *, weights: str = "safetensors", overwrite: bool = False) -> Path:
+    """Write ``model.py`` and ``model.safetensors`` (or ``model.pth``) into ``outdir``, atomically.
+
+    The files are written to a temporary folder next to ``outdir`` and renamed into place, so a
+    failure leaves no half-written package; an existing ``outdir`` is replaced only with
+    ``overwrite=True``. Loading needs torch (and safetensors) only:
+    ``from model import Net; net = Net(); net.load_state_dict(load_file("model.safetensors"))``.
+    """
+    source = getattr(module, "_xlate_source", None)
+    if source is None:
+        raise BadInputError("this module was not generated by xlate's keras->torch path (no _xlate_source)")
+    if weights not in ("safetensors", "pth"):
+        raise BadInputError(f"weights must be 'safetensors' or 'pth', got {weights!r}")
+    outdir = Path(outdir)
+    if outdir.exists() and not overwrite:
+        raise BadInputError(f"{outdir} already exists", hint="pass --force (overwrite=True) to replace it")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        (tmp / "model.py").write_text(source)
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        if weights == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "generator": "xlate"})
+        else:
+            import torch
+
+            torch.save(state, tmp / "model.pth")
+        if outdir.exists():
+            old = outdir.with_name(f".{outdir.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(outdir, old)
+            os.replace(tmp, outdir)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir

@@ -1,0 +1,1 @@
+"""Keras -> PyTorch converters, one module per family (registered by hook name)."""

@@ -1,0 +1,74 @@
+"""Pooling: local (max/average), global and adaptive."""
+
+from __future__ import annotations
+
+from .. import plan
+from ..emit import Code, call, compact
+from ..registry import NotConvertible, converter
+from .conv import conv_pads
+
+
+def _tuple(v, rank: int) -> tuple:
+    return (v,) * rank if isinstance(v, int) else tuple(v)
+
+
+@converter("pool")
+def pool(em, node, row):
+    cfg = node.config
+    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
+    x = em.input(node, 0, "cf" if channels_last else "keras")
+    rank = x.rank - 2
+    size = _tuple(cfg["pool_size"], rank)
+    strides = _tuple(cfg["strides"] if cfg.get("strides") is not None else cfg["pool_size"], rank)
+    spatial = x.shape[1:-1] if channels_last else x.shape[2:]
+    pads = conv_pads(cfg["padding"], spatial, size, strides, (1,) * rank)
+    is_max = type(node.op).__name__.startswith("Max")
+    symmetric = all(left == right for left, right in pads) and all(2 * left <= k for (left, _), k in zip(pads, size))
+    kind = "Max" if is_max else "Avg"
+    kwargs = {"stride": compact(strides)}
+    if symmetric:
+        if any(left for left, _ in pads):
+            kwargs["padding"] = compact(tuple(left for left, _ in pads))
+            if not is_max:
+                kwargs["count_include_pad"] = False  # Keras 'same' averages only the real pixels
+        attr = em.module(node, call(f"nn.{kind}Pool{rank}d", compact(size), **kwargs))
+        em.assign(node, f"self.{attr}({x.var})", x.perm, module=attr)
+        return
+    pad_arg = plan.torch_pad_arg(pads)
+    attr = em.module(node, call(f"nn.{kind}Pool{rank}d", compact(size), **kwargs))
+    if is_max:
+        src = em.pre(node, call("F.pad", Code(x.var), pad_arg, value=Code("float('-inf')")),
+                     comment="Keras 'same': the extra pixel goes at the end")
+        em.assign(node, f"self.{attr}({src})", x.perm, module=attr)
+        return
+    # Keras 'same' average pooling divides by the number of real pixels in each window
+    ones = f"F.pad(torch.ones_like({x.var}[:, :1]), {pad_arg})"
+    em.assign(node, f"self.{attr}(F.pad({x.var}, {pad_arg})) / self.{attr}({ones})", x.perm, module=attr,
+              comment="Keras 'same': asymmetric pad, average over real pixels only")
+
+
+@converter("global_pool")
+def global_pool(em, node, row):
+    cfg = node.config
+    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
+    x = em.input(node, 0)
+    if node.kwargs.get("mask") is not None:
+        raise NotConvertible("a Keras mask argument is not converted")
+    axes = tuple(range(1, x.rank - 1)) if channels_last else tuple(range(2, x.rank))
+    dims = tuple(sorted(x.dim(a) for a in axes))
+    keep = bool(cfg.get("keepdims"))
+    method = "mean" if "Average" in type(node.op).__name__ else "amax"
+    expr = call(f"{x.var}.{method}", dim=dims[0] if len(dims) == 1 else dims, **({"keepdim": True} if keep else {}))
+    em.assign(node, expr, x.perm if keep else plan.drop_axes(x.perm, axes))
+
+
+@converter("adaptive_pool")
+def adaptive_pool(em, node, row):
+    cfg = node.config
+    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
+    x = em.input(node, 0, "cf" if channels_last else "keras")
+    rank = x.rank - 2
+    kind = "Max" if "Max" in type(node.op).__name__ else "Avg"
+    size = cfg["output_size"]
+    attr = em.module(node, call(f"nn.Adaptive{kind}Pool{rank}d", compact(_tuple(size, rank))))
+    em.assign(node, f"self.{attr}({x.var})", x.perm, module=attr)

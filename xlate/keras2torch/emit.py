@@ -1,0 +1,605 @@
+"""Emit stage: generate a readable PyTorch module (source plus state dict) from the walked graph.
+
+Like torch.fx's Interpreter, the emitter visits the nodes once, in order, dispatching each to
+the converter its table row names. Converters add ``self.<name> = nn.Xxx(...)`` lines to
+``__init__`` and plain statements to ``forward``; weights go through the row's named transforms
+into ``state``. Variables are named after the Keras layers, and a value whose last use is the
+current statement passes its name on, so a chain of layers reads ``x = self.a(x)``,
+``x = self.b(x)``. The layout plan (``plan.py``) decides where a permute is really needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ..record import LayerRecord
+from ..table import Row, table
+from ..transforms import get_transform
+from . import plan
+from .registry import NotConvertible, get_converter, load
+from .walk import Graph, Node, Ref
+
+CLASS_NAME = "Net"
+_RESERVED = {"self", "torch", "nn", "F", "math", "Net"} | set(dir(__builtins__) if isinstance(__builtins__, dict)
+                                                               else dir(__import__("builtins")))
+_LAYOUT_SUFFIX = {3: ("nlc", "ncl"), 4: ("nhwc", "nchw"), 5: ("ndhwc", "ncdhw")}
+
+
+@dataclass
+class Value:
+    """A Keras tensor as it exists in the generated forward: a variable and its layout."""
+
+    tid: int
+    var: str
+    perm: plan.Perm
+    shape: tuple  # the Keras shape
+    dtype: str
+    # Set by a Flatten of a channels-first map left in torch order: the (C, *S) it flattened.
+    flat_chw: tuple | None = None
+    alts: dict = field(default_factory=dict)  # perm -> variable holding a permuted copy
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def torch_shape(self) -> tuple:
+        return plan.torch_shape(self.perm, self.shape)
+
+    def dim(self, axis: int) -> int:
+        """The torch dim of Keras axis ``axis``."""
+        return plan.torch_dim(self.perm, axis)
+
+
+def identifier(name: str) -> str:
+    """A Python identifier from a Keras name ('conv1/conv' -> 'conv1_conv')."""
+    s = re.sub(r"\W", "_", str(name)).strip("_") or "layer"
+    if s[0].isdigit():
+        s = f"layer_{s}"
+    if keyword.iskeyword(s):
+        s += "_"
+    return s
+
+
+def literal(value) -> str:
+    """Python source for a plain value (tuples of equal ints collapse to one int)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        items = [literal(v) for v in value]
+        if isinstance(value, tuple):
+            return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+        return f"[{', '.join(items)}]"
+    if isinstance(value, float):
+        if value == float("inf"):
+            return "float('inf')"
+        if value == float("-inf"):
+            return "float('-inf')"
+        return repr(value)
+    return repr(value)
+
+
+def compact(value):
+    """(3, 3) -> 3 for kernel/stride/padding arguments torch accepts either way."""
+    if isinstance(value, (list, tuple)) and value and all(v == value[0] for v in value):
+        return value[0]
+    return tuple(value) if isinstance(value, list) else value
+
+
+def call(fn: str, *args, **kwargs) -> str:
+    """Render ``fn(arg, ..., key=value)``; args are literals unless already strings of code (``Code``)."""
+    parts = [a if isinstance(a, Code) else literal(a) for a in args]
+    parts += [f"{k}={v if isinstance(v, Code) else literal(v)}" for k, v in kwargs.items()]
+    return f"{fn}({', '.join(parts)})"
+
+
+class Code(str):
+    """A string that is already Python source (not to be quoted by ``call``)."""
+
+
+def torch_fn_name(qualified: str) -> str:
+    """'torch.nn.functional.gelu' -> 'F.gelu', 'torch.nn.ReLU' -> 'nn.ReLU'."""
+    if qualified.startswith("torch.nn.functional."):
+        return "F." + qualified[len("torch.nn.functional."):]
+    if qualified.startswith("torch.nn."):
+        return "nn." + qualified[len("torch.nn."):]
+    return qualified
+
+
+class Emitter:
+    def __init__(self, graph: Graph, *, io_layout: str = "source"):
+        load()
+        self.graph = graph
+        self.io_layout = io_layout
+        self.table = table()
+        self.init_lines: list[str] = []
+        self.forward_lines: list[str] = []
+        self.state: dict[str, np.ndarray] = {}
+        self.values: dict[int, Value] = {}
+        self.rows_used: Counter = Counter()
+        self.layers: list[LayerRecord] = []
+        self.notes: list[str] = []
+        self.input_vars: list[str] = []
+        self.input_perms: list[plan.Perm] = []
+        self.unsupported: list[tuple[str, str]] = []
+        self._modules: dict[tuple, tuple[str, str]] = {}  # (id(op), suffix) -> (attr, ctor)
+        self._attrs: set[str] = set()
+        self._live: Counter = Counter()  # variable -> number of live values bound to it
+        self._remaining: Counter = Counter()  # tensor id -> consumers still to emit (+1 if an output)
+        self._outputs = set(graph.outputs)
+        self._node: Node | None = None
+        self._node_tmp: str | None = None
+        self._temps: list[str] = []
+        for node in graph.nodes:
+            for tid in set(node.inputs):
+                self._remaining[tid] += 1
+        for tid in graph.outputs:
+            self._remaining[tid] += 1
+
+    # --- the walk ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._bind_inputs()
+        for node in self.graph.nodes:
+            row = self.table.by_keras.get(node.kind)
+            fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
+            if fn is None:
+                self.unsupported.append((node.kind, node.path))
+                self._placeholder(node)
+                continue
+            self._node, self._node_tmp = node, None
+            try:
+                fn(self, node, row)
+            except NotConvertible as e:
+                self.unsupported.append((f"{node.kind} ({e})", node.path))
+                self._placeholder(node)
+                continue
+            except Exception:
+                if self.unsupported:
+                    break  # a consequence of an earlier placeholder; report what is known
+                raise
+            self.use_row(row)
+            for name in self._temps:
+                self._live[name] -= 1
+            self._temps = []
+            for tid in node.outputs:
+                if tid not in self.values and self._remaining[tid]:
+                    raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
+            for tid in set(node.inputs):
+                self._consume(tid)
+        if self.unsupported:
+            raise UnsupportedOpError(self.unsupported, direction="keras2torch",
+                                     hint="via='onnx' may still convert it; run `xlate inspect MODEL` for coverage")
+
+    def _placeholder(self, node: Node) -> None:
+        for tid in node.outputs:
+            t = self.graph.tensors[tid]
+            self.values[tid] = Value(tid, "UNSUPPORTED", plan.identity(t.rank), t.shape, t.dtype)
+
+    def _bind_inputs(self) -> None:
+        names = ["x"] if len(self.graph.inputs) == 1 else [identifier(n) for n in self.graph.input_names]
+        seen: set[str] = set()
+        for tid, name in zip(self.graph.inputs, names):
+            if name in _RESERVED or name in seen:
+                name = f"{name}_input"
+            seen.add(name)
+            t = self.graph.tensors[tid]
+            perm = plan.identity(t.rank)
+            if self.io_layout == "native" and t.rank >= 3 and self._wants_channels_first(tid):
+                perm = plan.channels_first(t.rank)
+            self.input_vars.append(name)
+            self.input_perms.append(perm)
+            self._bind(tid, name, perm)
+
+    def _wants_channels_first(self, tid: int) -> bool:
+        for node in self.graph.consumers(tid):
+            row = self.table.by_keras.get(node.kind)
+            if row is not None and row.hook in plan.CHANNELS_FIRST_HOOKS:
+                return True
+        return False
+
+    def _bind(self, tid: int, var: str, perm, *, flat_chw=None) -> Value:
+        t = self.graph.tensors[tid]
+        value = Value(tid, var, tuple(perm), t.shape, t.dtype, flat_chw)
+        self.values[tid] = value
+        self._live[var] += 1
+        return value
+
+    def _consume(self, tid: int) -> None:
+        self._remaining[tid] -= 1
+        if self._remaining[tid] <= 0 and tid in self.values:
+            v = self.values[tid]
+            self._live[v.var] -= 1
+            for alt in v.alts.values():
+                self._live[alt] -= 1
+
+    def use_row(self, row: Row) -> None:
+        self.rows_used[row.id] += 1
+
+    def row(self, key: str) -> Row:
+        """The table row for a Keras name ('activation:relu', 'keras.ops.add') or a row id."""
+        row = self.table.by_keras.get(key) or self.table.by_id.get(key)
+        if row is None:
+            raise NotConvertible(f"no table row for {key}")
+        return row
+
+    # --- reading inputs ---------------------------------------------------------------------
+
+    def value(self, tid_or_ref) -> Value:
+        tid = tid_or_ref.id if isinstance(tid_or_ref, Ref) else tid_or_ref
+        return self.values[tid]
+
+    def input(self, node: Node, index: int = 0, layout=None) -> Value:
+        """Input ``index`` of ``node``, in ``layout`` ("cf", "keras", an explicit perm, or None for
+        whatever layout it has)."""
+        return self.in_layout(node.inputs[index], layout)
+
+    def in_layout(self, tid_or_ref, layout=None) -> Value:
+        v = self.value(tid_or_ref)
+        if layout is None:
+            if v.flat_chw is not None:
+                return self._unflatten_order(v)
+            return v
+        want = self._resolve(layout, v.rank)
+        if v.flat_chw is not None:
+            v = self._unflatten_order(v)
+        if v.perm == want:
+            return v
+        if want in v.alts:
+            return replace(v, var=v.alts[want], perm=want, alts={})
+        q = plan.relative(v.perm, want)
+        expr = f"{v.var}.permute{literal(q)}"
+        if self._remaining[v.tid] == 1 and self._live[v.var] == 1 and v.tid not in self._outputs and not v.alts:
+            self.emit(f"{v.var} = {expr}")
+            v.perm = want
+            return v
+        pair = _LAYOUT_SUFFIX.get(v.rank)
+        suffix = (pair[1] if want == plan.channels_first(v.rank) else pair[0]) if pair and (
+            want in (plan.channels_first(v.rank), plan.identity(v.rank))) else "t"
+        name = self.fresh(f"{v.var}_{suffix}")
+        self.emit(f"{name} = {expr}")
+        v.alts[want] = name
+        self._live[name] += 1
+        return replace(v, var=name, perm=want, alts={})
+
+    def _unflatten_order(self, v: Value) -> Value:
+        """A channels-first flatten read by something other than a Dense: restore Keras order."""
+        spatial = v.flat_chw[1:]
+        key = ("keras_order",)
+        if key in v.alts:
+            return replace(v, var=v.alts[key], flat_chw=None, alts={})
+        rank = len(spatial) + 2
+        q = plan.relative(plan.channels_first(rank), plan.identity(rank))
+        name = self.fresh(f"{v.var}_hwc")
+        self.emit(f"{name} = {v.var}.reshape(-1, {', '.join(map(str, v.flat_chw))}).permute{literal(q)}.flatten(1)")
+        v.alts[key] = name
+        self._live[name] += 1
+        return replace(v, var=name, flat_chw=None, alts={})
+
+    @staticmethod
+    def _resolve(layout, rank: int) -> plan.Perm:
+        if layout == "cf":
+            return plan.channels_first(rank)
+        if layout == "keras":
+            return plan.identity(rank)
+        return tuple(layout)
+
+    def arg(self, x, layout=None) -> str:
+        """Source for an argument that is either a tensor reference or a plain constant."""
+        if isinstance(x, Ref):
+            return self.in_layout(x, layout).var
+        return literal(x)
+
+    def consumers(self, tid: int) -> list[Node]:
+        return self.graph.consumers(tid)
+
+    def is_output(self, tid: int) -> bool:
+        return tid in self._outputs
+
+    # --- writing code -----------------------------------------------------------------------
+
+    def emit(self, line: str, comment: str = "") -> None:
+        self.forward_lines.append(f"{line}  # {comment}" if comment else line)
+
+    def fresh(self, base: str) -> str:
+        base = identifier(base)
+        if base in _RESERVED:
+            base += "_"
+        name, i = base, 1
+        while self._live[name] > 0:
+            name = f"{base}_{i}"
+            i += 1
+        return name
+
+    def _output_name(self, node: Node) -> str:
+        if self._node_tmp is not None:
+            return self._node_tmp
+        # the main data path (the first input) passes its name on when this is its last use;
+        # auxiliary inputs (masks, states) never lend theirs
+        if node.inputs:
+            tid = node.inputs[0]
+            v = self.values.get(tid)
+            if v is not None and not v.alts and self._remaining[tid] == 1 and tid not in self._outputs \
+                    and self._live[v.var] == 1:
+                return v.var
+        return self.fresh(node.name)
+
+    def temp(self, base: str) -> str:
+        """A fresh local for a value inside one node's statements (e.g. an LSTM's state tuple)."""
+        name = self.fresh(base)
+        self._live[name] += 1
+        self._temps.append(name)
+        return name
+
+    def pre(self, node: Node, expr: str, comment: str = "", *, pattern: str = "{}") -> str:
+        """Emit an intermediate statement of ``node`` (e.g. an explicit pad); returns its variable.
+        ``pattern`` shapes the assignment target, e.g. "{}, _" to unpack a tuple."""
+        name = self._output_name(node)
+        self.emit(f"{pattern.format(name)} = {expr}", comment)
+        if self._node_tmp is None:
+            self._live[name] += 1  # held by this node until its output takes the name over
+        self._node_tmp = name
+        return name
+
+    def assign(self, node: Node, expr: str, perm=None, *, index: int = 0, comment: str = "",
+               flat_chw=None, module: str | None = None, pattern: str = "{}") -> Value:
+        """``var = expr`` for output ``index`` of ``node``, laid out as ``perm`` (identity if None)."""
+        tid = node.outputs[index]
+        rank = self.graph.tensors[tid].rank
+        perm = plan.identity(rank) if perm is None else self._resolve(perm, rank)
+        name = self._output_name(node) if index == 0 else self.fresh(f"{node.name}_{index}")
+        if self._node_tmp is not None:
+            self._live[self._node_tmp] -= 1
+            self._node_tmp = None
+        self.emit(f"{pattern.format(name)} = {expr}", comment)
+        value = self._bind(tid, name, perm, flat_chw=flat_chw)
+        if module is not None:
+            self.record_layer(node, module, value)
+        return value
+
+    def assign_many(self, node: Node, expr: str, perms, *, comment: str = "", module: str | None = None) -> None:
+        """``a, b = expr`` for several outputs (``_`` for outputs nobody reads)."""
+        names = []
+        for i, tid in enumerate(node.outputs):
+            if self._remaining[tid] == 0 and tid not in self._outputs:
+                names.append("_")
+                continue
+            name = self._output_name(node) if i == 0 else self.fresh(f"{node.name}_{i}")
+            self._live[name] += 1  # reserved while the other names are picked
+            names.append(name)
+        for name in names:
+            if name != "_":
+                self._live[name] -= 1
+        if self._node_tmp is not None:
+            self._live[self._node_tmp] -= 1
+            self._node_tmp = None
+        self.emit(f"{', '.join(names)} = {expr}", comment)
+        for tid, name, perm in zip(node.outputs, names, perms):
+            if name != "_":
+                rank = self.graph.tensors[tid].rank
+                value = self._bind(tid, name, plan.identity(rank) if perm is None else self._resolve(perm, rank))
+                if module is not None and tid == node.outputs[0]:
+                    self.record_layer(node, module, value)
+
+    def alias(self, node: Node, value: Value, index: int = 0) -> None:
+        """Output ``index`` of ``node`` is ``value`` itself (identity layers, Dropout-free paths)."""
+        tid = node.outputs[index]
+        self.values[tid] = Value(tid, value.var, value.perm, self.graph.tensors[tid].shape, value.dtype,
+                                 value.flat_chw, dict(value.alts))
+        self._live[value.var] += 1
+        for alt in value.alts.values():
+            self._live[alt] += 1
+
+    def record_layer(self, node: Node, attr: str, value: Value) -> None:
+        perm = None if plan.is_identity(value.perm) else plan.inverse(value.perm)
+        row = self.table.by_keras.get(node.kind)
+        self.layers.append(LayerRecord(source=node.name, target=attr, row=row.id if row else None, output_perm=perm))
+
+    # --- declaring submodules, parameters and weights --------------------------------------
+
+    def _attr_name(self, base: str) -> str:
+        import torch
+
+        base = identifier(base)
+        if hasattr(torch.nn.Module, base) or base in _RESERVED:
+            base += "_layer"
+        name, i = base, 1
+        while name in self._attrs:
+            name = f"{base}_{i}"
+            i += 1
+        self._attrs.add(name)
+        return name
+
+    def module(self, node: Node, ctor: str, *, suffix: str = "") -> str:
+        """Declare ``self.<attr> = ctor`` once per Keras layer (shared layers reuse it); returns attr."""
+        key = (id(node.op), suffix)
+        known = self._modules.get(key)
+        if known is not None and known[1] == ctor:
+            return known[0]
+        attr = self._attr_name(f"{node.name}{suffix}")
+        if known is None:
+            self._modules[key] = (attr, ctor)
+        self.init_lines.append(f"self.{attr} = {ctor}")
+        return attr
+
+    def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
+        attr = self._attr_name(name)
+        shape = ", ".join(str(d) for d in array.shape) or ""
+        if trainable:
+            self.init_lines.append(f"self.{attr} = nn.Parameter(torch.zeros({shape}))")
+        else:
+            self.init_lines.append(
+                f"self.{attr} = nn.Parameter(torch.zeros({shape}), requires_grad=False)")
+        self.state[attr] = np.asarray(array, dtype=np.float32)
+        return attr
+
+    def buffer(self, name: str, array: np.ndarray) -> str:
+        attr = self._attr_name(name)
+        array = np.asarray(array)
+        shape = literal(tuple(int(d) for d in array.shape))
+        dtype = _TORCH_DTYPES.get(str(array.dtype), "torch.float32")
+        self.init_lines.append(f'self.register_buffer("{attr}", torch.zeros({shape}, dtype={dtype}))')
+        self.state[attr] = array
+        return attr
+
+    def keras_weights(self, layer) -> dict[str, np.ndarray]:
+        """The layer's variables by path relative to the layer ('kernel', 'query/kernel'...), and
+        by the attribute that holds them (custom layers often leave a variable unnamed)."""
+        out = {}
+        prefix = f"{layer.path}/"
+        by_id = {}
+        for v in layer.weights:
+            rel = v.path.removeprefix(prefix)
+            out[rel] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            by_id[id(v)] = rel
+        for attr, value in vars(layer).items():
+            if id(value) in by_id and attr not in out and not attr.startswith("_"):
+                out[attr] = out[by_id[id(value)]]
+        return out
+
+    def port(self, row: Row, attr: str, arrays: dict[str, np.ndarray], *, override: dict | None = None,
+             params: dict | None = None, suffix: str = "", attrs: dict | None = None, sep: str = ".") -> None:
+        """Move Keras arrays into the state dict through ``row.weights`` (named transforms only).
+
+        ``arrays`` are looked up by name or by path suffix ('kernel' finds 'lstm_cell/kernel');
+        ``override`` swaps a transform by name for a layout reason (flatten_dense_kernel);
+        ``suffix`` is appended to torch names ('_reverse'); ``attrs`` routes torch names with a
+        prefix ('depthwise.weight') to separate submodules.
+        """
+        for w in row.weights:
+            found = [_lookup(arrays, k) for k in w.keras]
+            if all(f is None for f in found):
+                continue  # e.g. no bias (use_bias=False)
+            if any(f is None for f in found):
+                missing = [k for k, f in zip(w.keras, found) if f is None]
+                raise NotConvertible(f"weights {missing} missing for row {row.id}")
+            name = (override or {}).get(w.transform, w.transform)
+            transform = get_transform(name)
+            kwargs = _accepted(transform.inverse, (params or {}).get(name, {}))
+            torch_arrays = transform.to_torch(*found, **kwargs)
+            for tname, array in zip(w.torch, torch_arrays):
+                tname = tname + suffix
+                if attrs and "." in tname:
+                    head, rest = tname.split(".", 1)
+                    key = f"{attrs[head]}.{rest}"
+                else:
+                    key = f"{attr}{sep}{tname}"
+                self.state[key] = array
+
+    # --- activations --------------------------------------------------------------------------
+
+    def fused_activation(self, node: Node, expr: str, value_perm=None) -> str:
+        """Wrap ``expr`` in the layer's own ``activation=`` (Dense, Conv...), if any."""
+        act = node.config.get("activation")
+        if act in (None, "linear"):
+            return expr
+        if not isinstance(act, str):
+            raise NotConvertible(f"activation {act!r} is not a built-in activation name")
+        from .converters.activations import functional_activation
+
+        return functional_activation(self, f"activation:{act}", {}, expr, value_perm)
+
+    # --- output -------------------------------------------------------------------------------
+
+    def return_statement(self) -> tuple[str, list[plan.Perm]]:
+        exprs, perms = [], []
+        for tid in self.graph.outputs:
+            v = self.values[tid]
+            if v.flat_chw is not None:
+                v = self._unflatten_order(v)
+            if self.io_layout == "source" and not plan.is_identity(v.perm):
+                exprs.append(f"{v.var}.permute{literal(plan.relative(v.perm, plan.identity(v.rank)))}")
+                perms.append(plan.identity(v.rank))
+            else:
+                exprs.append(v.var)
+                perms.append(v.perm)
+        if self.graph.output_keys is not None:
+            body = ", ".join(f"{k!r}: {e}" for k, e in zip(self.graph.output_keys, exprs))
+            return f"return {{{body}}}", perms
+        return f"return {', '.join(exprs)}", perms
+
+
+_TORCH_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "float16": "torch.float16",
+                 "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool", "uint8": "torch.uint8",
+                 "int8": "torch.int8", "int16": "torch.int16", "bfloat16": "torch.bfloat16"}
+
+
+def torch_dtype(dtype: str) -> str:
+    return _TORCH_DTYPES.get(str(dtype), "torch.float32")
+
+
+def _lookup(arrays: dict, name: str):
+    if name in arrays:
+        return arrays[name]
+    hits = [k for k in arrays if k.endswith("/" + name)]
+    return arrays[hits[0]] if len(hits) == 1 else None
+
+
+def _accepted(fn, params: dict) -> dict:
+    names = inspect.signature(fn).parameters
+    return {k: v for k, v in params.items() if k in names}
+
+
+# --- the generated file --------------------------------------------------------------------------
+
+
+def render(em: Emitter, *, model_name: str, version: str) -> str:
+    """The generated ``model.py``: one ``nn.Module`` class, standard torch only."""
+    graph = em.graph
+    ret, _ = em.return_statement()
+    args = ", ".join(["self", *em.input_vars])
+    layout = "channels-first (NCHW) where the Keras input is a feature map" if em.io_layout == "native" \
+        else "the same layout as the Keras model (channels-last)"
+    inputs_doc = []
+    for var, tid in zip(em.input_vars, graph.inputs):
+        t = graph.tensors[tid]
+        shape = ", ".join("N" if i == 0 else ("?" if d is None else str(d)) for i, d in enumerate(t.shape))
+        inputs_doc.append(f"        {var}: ({shape}) {t.dtype}")
+    body = [
+        f"class {CLASS_NAME}(nn.Module):",
+        f'    """Keras model {model_name!r}, rebuilt as a PyTorch module by xlate {version}.',
+        "",
+        f"    Inputs, in {layout}:",
+        *inputs_doc,
+        '    """',
+        "",
+        "    def __init__(self):",
+        "        super().__init__()",
+        *(f"        {line}" for line in em.init_lines),
+        "",
+        f"    def forward({args}):",
+        *(f"        {line}" for line in em.forward_lines),
+        f"        {ret}",
+    ]
+    text = "\n".join(body)
+    imports = []
+    if re.search(r"\bmath\.", text):
+        imports.append("import math")
+    imports.append("")  # placeholder keeps stdlib and torch imports apart
+    if re.search(r"\btorch\.", text):
+        imports.append("import torch")
+    if re.search(r"\bF\.", text):
+        imports.append("import torch.nn.functional as F")
+    if re.search(r"\bnn\.", text):
+        imports.append("from torch import nn")
+    while imports and imports[0] == "":
+        imports.pop(0)
+    header = [
+        f'"""PyTorch translation of the Keras model {model_name!r}, generated by xlate {version}.',
+        "",
+        "Load the weights saved next to this file:",
+        "",
+        "    from safetensors.torch import load_file",
+        f"    net = {CLASS_NAME}()",
+        '    net.load_state_dict(load_file("model.safetensors"))',
+        '"""',
+        "",
+    ]
+    return "\n".join([*header, *imports, "", "", text, ""])

@@ -1,0 +1,252 @@
+"""Walk stage: trace a Keras 3 functional graph into small plain node objects.
+
+Sequential and Functional models (nested ones included) are flattened into one list of
+``Node``s in an order that reads well as code: each output is computed right after what it
+needs, so a branch is emitted as one contiguous run of statements. Shared layers keep one
+``op`` object across their calls. Raw ``keras.ops`` calls on KerasTensors are graph nodes too.
+Subclassed models have no graph to walk: ``walk`` raises UnsupportedOpError for them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import BadInputError, UnsupportedOpError
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor argument inside a node's ``args``/``kwargs`` (the KerasTensor it replaces)."""
+
+    id: int
+
+
+@dataclass
+class Tensor:
+    id: int
+    shape: tuple  # Keras shape, batch axis first (None where unknown)
+    dtype: str
+    name: str = ""
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass
+class Node:
+    """One call of a Keras layer or op."""
+
+    name: str  # the Keras layer/op name
+    path: str  # where it sits, e.g. "outer/encoder/dense" (for messages)
+    op: object  # the keras Operation (a Layer, or a keras.ops class instance)
+    kind: str  # the table key: "keras.layers.Dense", "keras.ops.add", "activation:relu"...
+    args: tuple
+    kwargs: dict
+    inputs: list[int]  # tensor ids, flat, in argument order (duplicates kept)
+    outputs: list[int]
+    call_index: int = 0  # > 0 for the second and later calls of a shared layer
+    _config: dict | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            self._config = self.op.get_config()
+        return self._config
+
+
+@dataclass
+class Graph:
+    name: str
+    tensors: dict[int, Tensor]
+    nodes: list[Node]
+    inputs: list[int]
+    outputs: list[int]
+    input_names: list[str]
+    output_keys: list[str] | None  # dict outputs: their keys, in output order
+    calls: dict[int, int]  # id(op) -> number of calls in the graph
+
+    def consumers(self, tensor_id: int) -> list[Node]:
+        return [n for n in self.nodes if tensor_id in n.inputs]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def kind_of(op) -> str:
+    """The table key of a Keras operation."""
+    import keras
+
+    cls = type(op)
+    module = cls.__module__
+    if module.startswith("keras.src.ops."):
+        return f"keras.ops.{_snake(cls.__name__)}"
+    if cls.__name__ == "Activation" and module.startswith("keras.src.layers."):
+        act = op.get_config().get("activation")
+        return f"activation:{act if isinstance(act, str) else getattr(act, '__name__', act)}"
+    if getattr(keras.layers, cls.__name__, None) is cls:
+        return f"keras.layers.{cls.__name__}"
+    return f"{module}.{cls.__qualname__}"
+
+
+def _is_functional(op) -> bool:
+    return hasattr(op, "_nodes_by_depth") and hasattr(op, "_inputs_struct")
+
+
+def _functional_of(model):
+    """The functional graph of a Functional or built Sequential model, or None (subclassed)."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        fn = getattr(model, "_functional", None)
+        if fn is None:
+            raise BadInputError(
+                f"Sequential model {model.name!r} has no input shape yet: build it with keras.Input(...) "
+                "as its first layer or call it once before converting")
+        return fn
+    if _is_functional(model):
+        return model
+    return None
+
+
+def _replace_tensors(structure, env: dict[int, int]):
+    from keras import KerasTensor
+
+    if isinstance(structure, KerasTensor):
+        return Ref(env[id(structure)])
+    if isinstance(structure, list):
+        return [_replace_tensors(s, env) for s in structure]
+    if isinstance(structure, tuple):
+        return tuple(_replace_tensors(s, env) for s in structure)
+    if isinstance(structure, dict):
+        return {k: _replace_tensors(v, env) for k, v in structure.items()}
+    return structure
+
+
+def _flat_tensors(structure) -> list:
+    from keras import KerasTensor
+
+    if isinstance(structure, KerasTensor):
+        return [structure]
+    if isinstance(structure, (list, tuple)):
+        return [t for s in structure for t in _flat_tensors(s)]
+    if isinstance(structure, dict):
+        return [t for v in structure.values() for t in _flat_tensors(v)]
+    return []
+
+
+class _Walker:
+    def __init__(self):
+        self.tensors: dict[int, Tensor] = {}
+        self.nodes: list[Node] = []
+        self.calls: dict[int, int] = {}
+        self.next_id = 0
+
+    def new_tensor(self, kt) -> int:
+        tid = self.next_id
+        self.next_id += 1
+        self.tensors[tid] = Tensor(tid, tuple(kt.shape), str(kt.dtype), getattr(kt, "name", ""))
+        return tid
+
+    def walk_function(self, fn, env: dict[int, int], prefix: str) -> None:
+        """Append the nodes of functional ``fn`` (its inputs already in ``env``)."""
+        for depth in sorted(fn._nodes_by_depth, reverse=True):
+            for knode in fn._nodes_by_depth[depth]:
+                op = knode.operation
+                if op is None or knode.is_input:
+                    continue
+                if any(id(t) not in env for t in knode.input_tensors):
+                    continue  # not connected to the inputs (Keras skips it too)
+                path = f"{prefix}{op.name}"
+                if _is_keras_model(op):
+                    inner = _functional_of(op)
+                    if inner is None:  # a subclassed model used as a layer: no graph inside to walk
+                        raise UnsupportedOpError([(f"subclassed model {type(op).__name__}", path)],
+                                                 direction="keras2torch",
+                                                 hint="its call() is Python code, not a graph: use via='onnx'")
+                    self.walk_nested(inner, knode, env, path)
+                    continue
+                args = _replace_tensors(knode.arguments.args, env)
+                kwargs = _replace_tensors(knode.arguments.kwargs, env)
+                inputs = [env[id(t)] for t in _flat_tensors((knode.arguments.args, knode.arguments.kwargs))]
+                outputs = []
+                for t in knode.outputs:
+                    env[id(t)] = self.new_tensor(t)
+                    outputs.append(env[id(t)])
+                call_index = self.calls.get(id(op), 0)
+                self.calls[id(op)] = call_index + 1
+                self.nodes.append(Node(op.name, path, op, kind_of(op), args, kwargs, inputs, outputs, call_index))
+
+    def walk_nested(self, fn, knode, env: dict[int, int], path: str) -> None:
+        outer_inputs = _flat_tensors((knode.arguments.args, knode.arguments.kwargs))
+        inner_inputs = list(fn.inputs)
+        if len(outer_inputs) != len(inner_inputs):
+            raise BadInputError(f"nested model {path!r} is called with {len(outer_inputs)} tensors but has "
+                                f"{len(inner_inputs)} inputs")
+        inner_env = {id(i): env[id(o)] for i, o in zip(inner_inputs, outer_inputs)}
+        self.walk_function(fn, inner_env, f"{path}/")
+        for outer, inner in zip(knode.outputs, fn.outputs):
+            env[id(outer)] = inner_env[id(inner)]
+
+
+def _is_keras_model(op) -> bool:
+    import keras
+
+    return isinstance(op, keras.Model)
+
+
+def _readable_order(nodes: list[Node], outputs: list[int]) -> list[Node]:
+    """A topological order in which each value is computed right before it is needed
+    (post-order depth-first from the outputs), so branches stay contiguous."""
+    producer = {t: n for n in nodes for t in n.outputs}
+    order: list[Node] = []
+    done: set[int] = set()
+    for out in outputs:
+        stack = [(producer.get(out), False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node is None or id(node) in done:
+                continue
+            if expanded:
+                done.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for t in reversed(node.inputs):
+                dep = producer.get(t)
+                if dep is not None and id(dep) not in done:
+                    stack.append((dep, False))
+    return order
+
+
+def walk(model) -> Graph:
+    """Trace a Keras model into a ``Graph``. Raises UnsupportedOpError for subclassed models."""
+    fn = _functional_of(model)
+    if fn is None:
+        raise UnsupportedOpError([(f"subclassed model {type(model).__name__}", model.name)], direction="keras2torch",
+                                 hint="a subclassed Keras model has a Python call(), not a graph: the direct path "
+                                      "cannot walk it; use via='onnx' (or via='auto' with the ONNX extra installed)")
+    w = _Walker()
+    env: dict[int, int] = {}
+    inputs = []
+    for t in fn.inputs:
+        env[id(t)] = w.new_tensor(t)
+        inputs.append(env[id(t)])
+    w.walk_function(fn, env, "")
+    missing = [t for t in fn.outputs if id(t) not in env]
+    if missing:
+        raise BadInputError(f"model {model.name!r}: outputs {[t.name for t in missing]} are not connected to its inputs")
+    outputs = [env[id(t)] for t in fn.outputs]
+    struct = fn._outputs_struct
+    output_keys = list(struct.keys()) if isinstance(struct, dict) else None
+    if output_keys is not None:
+        # Keras flattens dict outputs in sorted-key order; keep the keys aligned with fn.outputs
+        import keras
+
+        output_keys = [k for k, _ in keras.tree.flatten_with_path(struct)]
+        output_keys = [k[0] if isinstance(k, tuple) else k for k in output_keys]
+    nodes = _readable_order(w.nodes, outputs)
+    input_names = [getattr(t, "name", f"x{i}") for i, t in enumerate(fn.inputs)]
+    return Graph(model.name, w.tensors, nodes, inputs, outputs, input_names, output_keys, w.calls)
