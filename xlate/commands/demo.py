@@ -55,7 +55,7 @@ def demo(out_dir, force):
     torch_dir = out_dir / "mnist_mlp_torch"
     with steps.step("loading the PyTorch model"):
         source = load_torch(fixtures / "mnist_mlp.pth", model_class=f"{fixtures / 'mnist_mlp.py'}:MnistMLP",
-                            input_shapes=["1,784"])
+                            input_shapes=["2,784"])
     try:
         _, report1, path1 = torch2tf.convert_and_save(source, keras_path, force=force, steps=steps)
     except ParityFailed as e:
