@@ -260,6 +260,15 @@ def cumulative(em, node, row):
     em.assign(node, call(f"{x.var}.cumsum", x.dim(axis), **extra), x.perm)
 
 
+@converter("diff")
+def diff(em, node, row):
+    cfg = node.config
+    x = em.input(node, 0)
+    n = int(cfg.get("n", 1))
+    em.assign(node, call("torch.diff", Code(x.var), **({"n": n} if n != 1 else {}), dim=x.dim(cfg.get("axis", -1))),
+              x.perm)
+
+
 @converter("flip")
 def flip(em, node, row):
     x = em.input(node, 0)
@@ -345,7 +354,7 @@ def topk(em, node, row):
     em.assign_many(node, expr, [x.perm, x.perm])
 
 
-@converter("sort")
+@converter("sort", "argsort")
 def sort(em, node, row):
     """keras.ops.sort (ascending values) and keras.ops.argsort (their indices)."""
     name = node.kind.rsplit(".", 1)[-1]
