@@ -18,7 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xlate.parity import check_torch_against_reference  # noqa: E402
+from xlate.parity import check_torch_against_reference
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "gpu_reference.npz"
 SAMPLES = 4
