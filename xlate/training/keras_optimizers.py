@@ -72,8 +72,6 @@ class _TorchFormula(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update({"l2_weight_decay": self.l2_weight_decay, "maximize": self.maximize})
-        for key in self._schedulable:
-            config[key] = _serialize(config[key])
         return config
 
     @classmethod

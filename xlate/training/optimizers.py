@@ -134,7 +134,8 @@ def _torch_group_hypers(row: Row, group: dict, decoupled: bool) -> tuple[dict, d
         if name not in group:
             continue
         value = group[name] if index is None else group[name][index]
-        value = float(value) if hasattr(value, "item") and not isinstance(value, bool) else value
+        if not isinstance(value, bool) and (hasattr(value, "item") or isinstance(value, int)):
+            value = float(value)  # tensors and ints (torch's momentum=0): Keras wants floats
         facts[a.torch] = value
         if name == "weight_decay":
             if value:
@@ -244,7 +245,12 @@ def _torch_to_keras(optimizer, target, *, source_model, emulate, port_state, pai
 
 
 def _torch_has_state(optimizer) -> bool:
-    return any(bool(s) for s in optimizer.state.values())
+    """Has the optimizer taken a step? (Adagrad fills its state at construction, with step 0.)"""
+    for state in optimizer.state.values():
+        step = state.get("step")
+        if (step is not None and float(step) > 0) or (step is None and state):
+            return True
+    return False
 
 
 # --- Keras -> torch ---------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""Build the training rows' samples as real objects: optimizers, losses, schedules, synthetic data
+and a paired torch/Keras MLP. The generated tests and ``xlate check-train --demo`` use them, so
+every sample in ``mappings/{optimizers,losses,schedules}.toml`` is a case that can fail.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..table import Row, Sample
+
+
+def class_and_defaults(name: str):
+    """'keras.losses.BinaryCrossentropy(from_logits=True)' -> ('keras.losses.BinaryCrossentropy',
+    {'from_logits': True}); descriptive names that are not a call give (None, {})."""
+    m = re.fullmatch(r"([\w.]+)(?:\((.*)\))?", name.strip())
+    if not m:
+        return None, {}
+    path, inner = m.groups()
+    if inner and "=" in inner:
+        try:
+            return path, eval(f"dict({inner})", {})  # noqa: S307 - our own table
+        except Exception:
+            return path, {}
+    return path, {}
+
+
+def _resolve(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _torch_kwargs(kwargs: dict) -> dict:
+    import torch
+
+    out = {}
+    for k, v in kwargs.items():
+        if k in ("weight", "pos_weight") and v is not None:
+            v = torch.tensor(v, dtype=torch.float32)
+        elif k == "betas":
+            v = tuple(v)
+        elif k == "lr_lambda" and isinstance(v, str):
+            v = eval(v, {})  # noqa: S307 - our own table
+        out[k] = v
+    return out
+
+
+def torch_optimizer(row: Row, sample: Sample, params):
+    return _resolve(row.torch)(params, **_torch_kwargs(sample.torch))
+
+
+def keras_optimizer(row: Row, sample: Sample):
+    return _resolve(row.keras)(**sample.keras)
+
+
+def torch_loss(row: Row, sample: Sample):
+    path, defaults = class_and_defaults(row.torch)
+    return _resolve(path)(**_torch_kwargs({**sample.torch}))
+
+
+def keras_loss(row: Row, sample: Sample):
+    path, defaults = class_and_defaults(row.keras)
+    return _resolve(path)(**{**defaults, **sample.keras})
+
+
+def torch_scheduler(row: Row, sample: Sample, optimizer):
+    return _resolve(row.torch)(optimizer, **_torch_kwargs(sample.torch))
+
+
+def keras_schedule(row: Row, sample: Sample):
+    kwargs = dict(sample.keras)
+    if "schedule" in kwargs and isinstance(kwargs["schedule"], str):
+        kwargs["schedule"] = eval(kwargs["schedule"], {})  # noqa: S307 - our own table
+    return _resolve(row.keras)(**kwargs)
+
+
+def loss_data(sample: Sample, seed: int = 0):
+    """(prediction, target) NumPy arrays for a loss sample, by its ``call`` kinds."""
+    rng = np.random.default_rng(seed)
+    pred_kind, target_kind = sample.call.split(":")
+    pred_shape, target_shape = (tuple(s) for s in sample.inputs)
+    return _make(pred_kind, pred_shape, rng, sample), _make(target_kind, target_shape, rng, sample)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _make(kind, shape, rng, sample):
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kind in ("logits", "real"):
+        return x
+    if kind == "log_probs":
+        return np.log(_softmax(x)).astype(np.float32)
+    if kind == "probs" and sample.call.endswith(":binary"):
+        return (1 / (1 + np.exp(-x))).astype(np.float32)  # independent probabilities (BCE)
+    if kind in ("probs", "probabilities"):
+        return _softmax(x).astype(np.float32)  # a distribution over the last axis
+    if kind == "binary":
+        return (rng.random(shape) > 0.5).astype(np.float32)
+    if kind == "indices":
+        return rng.integers(0, sample.int_high, size=shape).astype(np.int64)
+    raise ValueError(f"unknown sample data kind {kind!r}")
+
+
+def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh"):
+    """A torch MLP and the same Keras Dense model with the torch weights copied through the
+    table's weight transforms (``xlate.training.state.copy_weights``)."""
+    import keras
+    import torch
+
+    from .state import copy_weights
+
+    torch.manual_seed(seed)
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
+    tm = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), act(), torch.nn.Linear(hidden, out_features))
+    keras.utils.set_random_seed(seed)
+    km = keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(hidden, activation=activation),
+                           keras.layers.Dense(out_features)])
+    copy_weights(tm, km)
+    return tm, km
