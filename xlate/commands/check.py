@@ -1,8 +1,7 @@
 """``xlate check SOURCE TARGET``: does a converted model compute the same numbers as its source?
 
 Exit 0 when parity holds, 1 when it fails, 2 on bad input. Prints the report as a table and,
-with ``--json``, writes it for CI. ``compare_models`` is the library side, shared with
-``xlate.testing.assert_parity``.
+with ``--json``, writes it for CI. The library side is ``xlate.testing.compare_models``.
 """
 
 from __future__ import annotations
@@ -14,96 +13,6 @@ import click
 
 from ..cli import handles_errors
 from ._common import Steps, model_options, print_report, tolerance_options, write_json_report
-
-
-def _as_loaded(obj, role: str, **load_options):
-    """A path is loaded (any format xlate reads); a model object is wrapped as it is."""
-    from ..frameworks import framework_of
-    from ..load import LoadedModel, load_model
-
-    if isinstance(obj, (str, Path)):
-        return load_model(obj, **load_options)
-    try:
-        fw = framework_of(obj)
-    except TypeError:
-        from ..errors import BadInputError
-
-        raise BadInputError(f"{role}: expected a model file, a torch.nn.Module or a Keras model, got "
-                            f"{type(obj).__name__}") from None
-    return LoadedModel(fw, obj, "object", Path(f"<{type(obj).__name__}>"))
-
-
-def _check_inputs_fit(arrays, keras_model, torch_example) -> None:
-    """Refuse --inputs whose count or shapes cannot fit the model, before running anything."""
-    from ..errors import BadInputError
-
-    declared = None
-    try:
-        declared = [tuple(t.shape) for t in keras_model.inputs]
-    except (AttributeError, TypeError, ValueError):
-        pass
-    if declared is None and torch_example is not None:
-        declared = [(None, *tuple(t.shape)[1:]) for t in torch_example]
-    if declared is None:
-        return
-    if len(arrays) != len(declared):
-        raise BadInputError(f"--inputs holds {len(arrays)} array(s) but the model takes {len(declared)} input(s)",
-                            hint="save one array per model input, in order: numpy.savez('in.npz', x0, x1, ...)")
-    for i, (a, want) in enumerate(zip(arrays, declared)):
-        fits = len(a.shape) == len(want) and all(w is None or int(w) == int(d) for d, w in zip(a.shape, want))
-        if not fits:
-            shown = "(" + ", ".join("N" if w is None else str(w) for w in want) + ")"
-            raise BadInputError(f"--inputs array {i} has shape {tuple(a.shape)} but the model takes {shown}",
-                                hint="the arrays must be in the source model's layout, batch first")
-
-
-def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
-                   model_class=None, input_shapes=(), input_dtypes=(), trust=False, per_layer=False):
-    """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
-
-    ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
-    ``.npz``/``.npy`` file, in the source model's layout.
-    """
-    from ..errors import BadInputError
-    from ..frameworks import TensorSpec
-    from ..load import load_inputs
-    from ..parity import check_parity, io_spec_of, make_inputs
-
-    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust}
-    src = _as_loaded(source, "source", **options)
-    tgt = _as_loaded(target, "target", **options)
-    if src.framework == tgt.framework:
-        name = "PyTorch" if src.framework == "torch" else "Keras/TensorFlow"
-        raise BadInputError(
-            f"check compares a PyTorch model with a Keras/TensorFlow model; {src.path} and {tgt.path} are both {name}",
-            hint="give the source model and the model converted from it, e.g. `xlate check net.pt2 net.keras`",
-        )
-    torch_side, keras_side = (src, tgt) if src.framework == "torch" else (tgt, src)
-
-    if isinstance(inputs, (str, Path)):
-        inputs = load_inputs(inputs)
-    if inputs is not None:
-        arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        if arrays and not isinstance(arrays[0], (list, tuple)):
-            from ..frameworks import to_numpy
-
-            _check_inputs_fit([to_numpy(a) for a in arrays], keras_side.model, torch_side.example_inputs)
-    elif io_spec_of(src.model) is None and io_spec_of(tgt.model) is None and torch_side.example_inputs is not None:
-        # the torch file states its input shapes (a .pt2, or --input-shape): generate inputs of those
-        specs = tuple(TensorSpec(tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in torch_side.example_inputs)
-        inputs = make_inputs(specs, samples=samples, seed=seed)
-        _check_inputs_fit(inputs[0], keras_side.model, None)
-    try:
-        return check_parity(src.model, tgt.model, inputs, atol=atol, rtol=rtol, device=device, samples=samples,
-                            seed=seed, per_layer=per_layer)
-    except BadInputError:
-        raise
-    except Exception as e:
-        if inputs is None:
-            raise
-        text = " ".join(str(e).split())[:300]
-        raise BadInputError(f"the models could not run on the given inputs ({type(e).__name__}: {text})",
-                            hint="the arrays must match the model's inputs in count, shape and dtype") from None
 
 
 @click.command("check")
@@ -131,6 +40,8 @@ def check(source, target, inputs_path, atol, rtol, samples, seed, device, json_p
     2 on bad input. Reads every format `xlate torch2tf`/`tf2torch` read and write, including
     SavedModel folders and .tflite (run as they would be deployed).
     """
+    from ..testing import compare_models
+
     steps = Steps()
     with steps.step("checking"):
         report = compare_models(source, target, inputs_path, atol=atol, rtol=rtol, samples=samples, seed=seed,
