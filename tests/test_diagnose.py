@@ -162,3 +162,30 @@ def test_real_torch_to_keras_conversion_localizes_a_corrupted_layer():
     assert not report.passed
     assert report.first_divergence.source_name == "2", str(report)
     np.testing.assert_array_less(0, report.first_divergence.max_abs_err)
+
+
+def test_real_keras_to_torch_conversion_localizes_a_corrupted_layer():
+    import xlate
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10, 10, 3))
+    x = inputs
+    for tag in "abc":
+        x = keras.layers.Conv2D(8, 3, padding="same", name=f"conv_{tag}")(x)
+        x = keras.layers.ReLU(name=f"relu_{tag}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="dense")(x))
+    module = xlate.keras_to_torch(model, via="direct")
+    record = record_of(module)
+    assert record.layers, "the keras2torch converter fills ConversionRecord.layers"
+    healthy = check_parity(model, module, per_layer=True)
+    assert healthy.passed and healthy.first_divergence is None
+    assert [r.source_name for r in healthy.per_layer][:3] == ["conv_a", "relu_a", "conv_b"]
+    middle = next(lr for lr in record.layers if lr.source == "conv_b")
+    with torch.no_grad():
+        dict(module.named_modules())[middle.target].bias.add_(0.05)
+    report = check_parity(model, module, per_layer=True)
+    assert not report.passed
+    assert report.first_divergence.source_name == "conv_b", str(report)
+    assert all(r.passed for r in report.per_layer[:2])
+    assert report.first_divergence.max_abs_err == pytest.approx(0.05, rel=1e-3)
