@@ -279,6 +279,23 @@ def test_inputs_npz_that_does_not_fit_the_model(work):
     assert_bad_input(result, says="shape (2, 7)", before=before, folder=work)
 
 
+def test_inspect_lists_each_layer_and_what_no_row_covers(work):
+    import keras
+
+    inp = keras.Input((6,))
+    noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
+    noisy.save(work / "noisy.keras")
+    result = run_xlate("inspect", "noisy.keras", cwd=work)
+    assert result.returncode == 3, result.stderr  # what a conversion would exit with
+    assert "NOT COVERED" in result.stdout and "GaussianNoise" in result.stdout
+    assert "1 of 3 not covered" in result.stdout
+    covered = run_xlate("inspect", "twin.keras", "--json", cwd=work)
+    assert covered.returncode == 0, covered.stderr
+    report = json.loads(covered.stdout)
+    assert report["covered"] == report["total"] == 2
+    assert {i["row"] for i in report["items"]} == {"linear"}
+
+
 def test_debug_shows_the_traceback(work):
     result = run_xlate("--debug", "torch2tf", "nowhere.pt2", "-o", "out.keras", cwd=work)
     assert result.returncode != 0

@@ -30,7 +30,15 @@ def coverage_items(loaded) -> list[dict]:
         if loaded.example_inputs is None:
             raise BadInputError(f"{loaded.path}: tracing the model needs example inputs ({loaded.format})",
                                 hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
-        from ..torch2keras.inspect import coverage
+        try:
+            from ..torch2keras.inspect import coverage
+        except ImportError:
+            from ..errors import XlateError
+
+            raise XlateError("inspect of PyTorch models needs xlate.torch2keras.inspect, which this build of xlate "
+                             "does not have yet",
+                             hint="convert with `xlate torch2tf`: an unsupported model fails with the full list of "
+                                  "unsupported ops (exit 3)") from None
         from .torch2tf import conversion_module
 
         items = coverage(conversion_module(loaded), loaded.example_inputs)
@@ -39,7 +47,8 @@ def coverage_items(loaded) -> list[dict]:
 
         items = coverage(loaded.model)
     return [{"name": _field(i, "name", 0), "op": _field(i, "op", 1), "where": _field(i, "where", 2),
-             "row": _field(i, "row_id", 3) if not isinstance(i, dict) else i.get("row_id", i.get("row"))}
+             "row": _field(i, "row_id", 3) if not isinstance(i, dict) else i.get("row_id", i.get("row")),
+             "reason": (i.get("reason") if isinstance(i, dict) else getattr(i, "reason", "")) or ""}
             for i in items]
 
 
@@ -71,7 +80,8 @@ def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_d
     for i in items:
         if only_missing and i["row"]:
             continue
-        row = f"[green]{i['row']}[/green]" if i["row"] else "[bold red]NOT COVERED[/bold red]"
+        row = f"[green]{i['row']}[/green]" if i["row"] else "[bold red]NOT COVERED[/bold red]" + (
+            f" ({i['reason']})" if i["reason"] else "")
         table.add_row(str(i["name"]), str(i["op"]), str(i["where"] or ""), row)
     console.print(table)
     if missing:
