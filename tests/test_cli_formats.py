@@ -68,6 +68,23 @@ def test_safetensors_to_keras_and_h5_to_torch(work):
     assert checked.returncode == 0, checked.stderr
 
 
+def test_check_per_layer_names_the_tampered_layer_of_a_tf2torch_folder(work):
+    made = run_xlate("tf2torch", "twin.keras", "-o", "twin_pkg", cwd=work)
+    assert made.returncode == 0, made.stderr
+    from safetensors.torch import load_file, save_file
+
+    weights = work / "twin_pkg" / "model.safetensors"
+    state = load_file(weights)
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias][0] += 0.01
+    save_file(state, weights)
+    result = run_xlate("check", "twin.keras", "twin_pkg", "--per-layer", "--json", "pl.json", cwd=work)
+    assert result.returncode == 1, result.stderr
+    report = json.loads((work / "pl.json").read_text())
+    assert report["first_divergence"]["source_name"] == last_bias.rsplit(".", 1)[0]
+    assert "first diverging layer" in result.stdout
+
+
 def test_plain_savedmodel_is_checked_but_not_converted(work):
     import keras
 

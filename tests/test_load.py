@@ -128,7 +128,6 @@ def test_model_class_errors(files):
 
 
 def test_weights_that_do_not_fit_the_class(files, tmp_path):
-    folder, _, _ = files
     torch.save({"fc.weight": torch.zeros(5, 4), "fc.bias": torch.zeros(5)}, tmp_path / "wrong.pth")
     with pytest.raises(BadInputError, match="shapes differ for fc.weight"):
         load_torch(tmp_path / "wrong.pth", model_class="tiny:Tiny")

@@ -590,6 +590,28 @@ def load_torch_package(folder) -> object:
     return net.eval()
 
 
+def traceable_module(loaded):
+    """The module handed to the converter (the parity check always runs the loaded model itself).
+
+    torch.export cannot trace a TorchScript module, so a TorchScript archive goes through torch's
+    TorchScript -> ExportedProgram converter first.
+    """
+    if loaded.format != "torch.script":
+        return loaded.model
+    from .errors import UnsupportedOpError
+
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        program = TS2EPConverter(loaded.model, tuple(loaded.example_inputs)).convert()
+    except Exception as e:  # noqa: BLE001 - the converter is torch's, and its errors vary
+        text = " ".join(str(e).split())[:300]
+        raise UnsupportedOpError([("TorchScript", f"{type(e).__name__}: {text}")], direction="torch2keras",
+                                 hint="torch could not turn the TorchScript archive into an ExportedProgram; save "
+                                      "the original module with torch.export.save (.pt2) instead") from None
+    return exported_program_module(program)
+
+
 # --- keras -------------------------------------------------------------------------------------
 
 

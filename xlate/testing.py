@@ -55,12 +55,44 @@ def _check_inputs_fit(arrays, keras_model, torch_example) -> None:
                                 hint="the arrays must be in the source model's layout, batch first")
 
 
+def _learn_layer_mapping(src, tgt) -> None:
+    """Files carry no conversion record; per-layer localization needs one. Convert the source again
+    in memory (deterministic names) and lend its record to the loaded target, whose layers carry
+    the same names when xlate wrote it from this source."""
+    from .errors import XlateError
+    from .record import record_of
+
+    if record_of(tgt.model) is not None or record_of(src.model) is not None:
+        return
+    try:
+        if src.framework == "torch":
+            if src.example_inputs is None:
+                return
+            from .convert import torch_to_keras
+            from .load import traceable_module
+
+            converted = torch_to_keras(traceable_module(src), src.example_inputs, check=False)
+        else:
+            if not src.convertible:
+                return
+            from .convert import keras_to_torch
+
+            converted = keras_to_torch(src.model, check=False)
+    except XlateError:
+        return
+    record = record_of(converted)
+    if record is not None:
+        object.__setattr__(tgt.model, "_xlate_record", record)
+
+
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
-                   model_class=None, input_shapes=(), input_dtypes=(), trust=False, per_layer=False):
+                   dtype="float32", model_class=None, input_shapes=(), input_dtypes=(), trust=False,
+                   per_layer=False):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
-    ``.npz``/``.npy`` file, in the source model's layout.
+    ``.npz``/``.npy`` file, in the source model's layout. ``per_layer``: also find the first layer
+    whose output departs (for files, the layer mapping comes from converting the source again).
     """
     from .errors import BadInputError
     from .frameworks import TensorSpec
@@ -91,9 +123,11 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         specs = tuple(TensorSpec(tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in torch_side.example_inputs)
         inputs = make_inputs(specs, samples=samples, seed=seed)
         _check_inputs_fit(inputs[0], keras_side.model, None)
+    if per_layer:
+        _learn_layer_mapping(src, tgt)
     try:
         return check_parity(src.model, tgt.model, inputs, atol=atol, rtol=rtol, device=device, samples=samples,
-                            seed=seed, per_layer=per_layer)
+                            seed=seed, per_layer=per_layer, dtype=dtype)
     except BadInputError:
         raise
     except Exception as e:

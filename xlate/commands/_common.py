@@ -42,6 +42,9 @@ def tolerance_options(fn):
 
 
 def conversion_options(fn):
+    fn = click.option("--report", "report_path", type=click.Path(path_type=Path), metavar="REPORT.html|png",
+                      help="Write a picture of the parity error along the network (per layer when the gate "
+                           "fails).")(fn)
     fn = click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json",
                       help="Also write the parity report as JSON.")(fn)
     fn = click.option("--io-layout", type=click.Choice(["source", "native"]), default="source", show_default=True,
@@ -131,6 +134,15 @@ def write_json_report(report, path: Path | None, **extra) -> None:
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
     os.replace(tmp, path)
+
+
+def write_picture(report, path: Path | None) -> None:
+    """The HTML/PNG picture of the report (xlate.report), when asked for."""
+    if path is None:
+        return
+    from xlate.report import write_report
+
+    click.echo(f"picture written to {write_report(report, path)}", err=True)
 
 
 class ParityFailed(Exception):

@@ -26,14 +26,20 @@ from ._common import Steps, model_options, print_report, tolerance_options, writ
               help="How many seeded random batches (ignored with --inputs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where the PyTorch side runs.")
+              help="Where the PyTorch side runs (TF32 off on both sides).")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="Precision both sides run in; tolerances are raised to fit it.")
+@click.option("--per-layer", is_flag=True,
+              help="Also compare layer by layer and name the first layer whose output departs.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), metavar="REPORT.html|png",
+              help="Write a picture of the error along the network (implies --per-layer).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json",
               help="Write the report as JSON (passed, max_abs_err, max_rel_err, per_output, tolerance, device, "
                    "versions).")
 @model_options
 @handles_errors
-def check(source, target, inputs_path, atol, rtol, samples, seed, device, json_path, model_class, input_shapes,
-          input_dtypes, trust):
+def check(source, target, inputs_path, atol, rtol, samples, seed, device, dtype, per_layer, report_path, json_path,
+          model_class, input_shapes, input_dtypes, trust):
     """Compare SOURCE with TARGET (one PyTorch, one Keras/TF model) on the same inputs.
 
     Exit 0 when every output matches within atol + rtol * |expected|, 1 when parity fails,
@@ -45,10 +51,14 @@ def check(source, target, inputs_path, atol, rtol, samples, seed, device, json_p
     steps = Steps()
     with steps.step("checking"):
         report = compare_models(source, target, inputs_path, atol=atol, rtol=rtol, samples=samples, seed=seed,
-                                device=device, model_class=model_class, input_shapes=input_shapes,
-                                input_dtypes=input_dtypes, trust=trust)
+                                device=device, dtype=dtype, model_class=model_class, input_shapes=input_shapes,
+                                input_dtypes=input_dtypes, trust=trust, per_layer=per_layer or bool(report_path))
     print_report(report, f"{source} vs {target}")
     write_json_report(report, json_path, source=source, target=target)
     if json_path:
         click.echo(f"report written to {json_path}")
+    if report_path:
+        from ..report import write_report
+
+        click.echo(f"picture written to {write_report(report, report_path)}")
     sys.exit(0 if report.passed else 1)

@@ -39,9 +39,10 @@ def coverage_items(loaded) -> list[dict]:
                              "does not have yet",
                              hint="convert with `xlate torch2tf`: an unsupported model fails with the full list of "
                                   "unsupported ops (exit 3)") from None
-        from .torch2tf import conversion_module
 
-        items = coverage(conversion_module(loaded), loaded.example_inputs)
+        from ..load import traceable_module
+
+        items = coverage(traceable_module(loaded), loaded.example_inputs)
     else:
         from ..keras2torch.inspect import coverage
 

@@ -21,6 +21,7 @@ from ._common import (
     human_size,
     print_report,
     write_json_report,
+    write_picture,
 )
 
 
@@ -47,6 +48,8 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
         with steps.step("checking parity of the converted module"):
             report = check_parity(loaded.model, module, atol=atol, rtol=rtol, path=path_used)
         if not report.passed:
+            # say where it starts: per-layer localization through the conversion record
+            report = check_parity(loaded.model, module, atol=atol, rtol=rtol, path=path_used, per_layer=True)
             raise ParityFailed(report, "the converted PyTorch module")
 
     final = []
@@ -76,7 +79,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 @click.option("--trust", is_flag=True, help="Allow Keras files with Lambda layers (they run code).")
 @conversion_options
 @handles_errors
-def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, json_path):
+def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, json_path, report_path):
     """Convert a Keras MODEL (.keras, .h5, or a SavedModel written by xlate) to PyTorch, with proof.
 
     Writes OUTPUT/model.py (the module's source) and its weights.
@@ -99,10 +102,12 @@ def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, 
         _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
                                                 rtol=rtol, via=via, io_layout=io_layout, steps=steps)
     except ParityFailed as e:
+        write_picture(e.report, report_path)
         fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
     if report is not None:
         print_report(report, f"{model} -> {output} (PyTorch)")
         write_json_report(report, json_path, **files)
+        write_picture(report, report_path)
     else:
         click.echo("parity check skipped (--no-check)")
     via_note = f" via the {path_used} path" if path_used else ""

@@ -22,30 +22,8 @@ from ._common import (
     model_options,
     print_report,
     write_json_report,
+    write_picture,
 )
-
-
-def conversion_module(loaded):
-    """The module handed to the converter (the parity check always runs the loaded model itself).
-
-    torch.export cannot trace a TorchScript module, so a TorchScript archive goes through torch's
-    TorchScript -> ExportedProgram converter first.
-    """
-    if loaded.format != "torch.script":
-        return loaded.model
-    from ..errors import UnsupportedOpError
-    from ..load import exported_program_module
-
-    try:
-        from torch._export.converter import TS2EPConverter
-
-        program = TS2EPConverter(loaded.model, tuple(loaded.example_inputs)).convert()
-    except Exception as e:  # noqa: BLE001 - the converter is torch's, and its errors vary
-        text = " ".join(str(e).split())[:300]
-        raise UnsupportedOpError([("TorchScript", f"{type(e).__name__}: {text}")], direction="torch2keras",
-                                 hint="torch could not turn the TorchScript archive into an ExportedProgram; save "
-                                      "the original module with torch.export.save (.pt2) instead") from None
-    return exported_program_module(program)
 
 
 def reload_artifact(path: Path, like):
@@ -69,6 +47,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     """
     import xlate
 
+    from ..load import traceable_module
     from ..parity import check_parity
     from ..record import record_of
     from ..save import keras_output_kind, save_keras
@@ -76,7 +55,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     steps = steps or Steps()
     kind = keras_output_kind(output)
     with steps.step("converting"):
-        keras_model = xlate.torch_to_keras(conversion_module(loaded), loaded.example_inputs, io_layout=io_layout,
+        keras_model = xlate.torch_to_keras(traceable_module(loaded), loaded.example_inputs, io_layout=io_layout,
                                            via=via, check=False)
     record = record_of(keras_model)
     path_used = record.path if record else None
@@ -84,6 +63,8 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
         with steps.step("checking parity of the converted model"):
             report = check_parity(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used)
         if not report.passed:
+            # say where it starts: per-layer localization through the conversion record
+            report = check_parity(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used, per_layer=True)
             raise ParityFailed(report, "the converted Keras model")
 
     final = []
@@ -111,7 +92,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 @conversion_options
 @handles_errors
 def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, force, no_check, atol, rtol, via,
-             io_layout, json_path):
+             io_layout, json_path, report_path):
     """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
 
     MODEL: a torch.export program (.pt2), a TorchScript archive, a state_dict (.pth/.pt/.safetensors)
@@ -138,10 +119,12 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
         _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
                                                 rtol=rtol, via=via, io_layout=io_layout, steps=steps)
     except ParityFailed as e:
+        write_picture(e.report, report_path)
         fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
     if report is not None:
         print_report(report, f"{model} -> {output} ({kind})")
         write_json_report(report, json_path, **files)
+        write_picture(report, report_path)
     else:
         click.echo("parity check skipped (--no-check)")
     via_note = f" via the {path_used} path" if path_used else ""
