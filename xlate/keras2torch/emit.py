@@ -199,10 +199,20 @@ class Emitter:
             self._bind(tid, name, perm)
 
     def _wants_channels_first(self, tid: int) -> bool:
-        for node in self.graph.consumers(tid):
-            row = self.table.by_keras.get(node.kind)
-            if row is not None and row.hook in plan.CHANNELS_FIRST_HOOKS:
-                return True
+        """Does a convolution-like layer read this tensor, directly or through elementwise layers?"""
+        frontier, seen = [tid], set()
+        while frontier:
+            t = frontier.pop()
+            for node in self.graph.consumers(t):
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                row = self.table.by_keras.get(node.kind)
+                hook = row.hook if row is not None else None
+                if hook in plan.CHANNELS_FIRST_HOOKS:
+                    return True
+                if hook in plan.LAYOUT_FREE_HOOKS and len(seen) < 32:
+                    frontier += [o for o in node.outputs if self.graph.tensors[o].rank == self.graph.tensors[t].rank]
         return False
 
     def _bind(self, tid: int, var: str, perm, *, flat_chw=None) -> Value:
@@ -360,7 +370,7 @@ class Emitter:
             self._node_tmp = None
         self.emit(f"{pattern.format(name)} = {expr}", comment)
         value = self._bind(tid, name, perm, flat_chw=flat_chw)
-        if module is not None:
+        if module is not None and _is_whole_call(expr, module):
             self.record_layer(node, module, value)
         return value
 
@@ -385,7 +395,7 @@ class Emitter:
             if name != "_":
                 rank = self.graph.tensors[tid].rank
                 value = self._bind(tid, name, plan.identity(rank) if perm is None else self._resolve(perm, rank))
-                if module is not None and tid == node.outputs[0]:
+                if module is not None and tid == node.outputs[0] and _is_whole_call(expr, module):
                     self.record_layer(node, module, value)
 
     def alias(self, node: Node, value: Value, index: int = 0) -> None:
@@ -533,6 +543,24 @@ _TORCH_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "float1
 
 def torch_dtype(dtype: str) -> str:
     return _TORCH_DTYPES.get(str(dtype), "torch.float32")
+
+
+def _is_whole_call(expr: str, attr: str) -> bool:
+    """True when ``expr`` is just ``self.<attr>(...)``: then a forward hook on the submodule sees
+    exactly the Keras layer's output (per-layer diagnostics rely on it). A fused activation, a
+    crop or a last-step slice around the call makes it something else."""
+    head = f"self.{attr}("
+    if not expr.startswith(head):
+        return False
+    depth = 0
+    for i, ch in enumerate(expr[len(head) - 1:], start=len(head) - 1):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i == len(expr) - 1
+    return False
 
 
 def _lookup(arrays: dict, name: str):

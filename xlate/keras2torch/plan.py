@@ -19,6 +19,14 @@ CHANNELS_FIRST_HOOKS = frozenset({
 })
 
 
+# Hooks that work in whatever layout they are given (elementwise): a model input read only
+# through them still goes channels-first when a convolution follows.
+LAYOUT_FREE_HOOKS = frozenset({
+    "rescaling", "normalization", "activation", "dropout", "identity", "unary", "binary", "compare", "cast",
+    "clamp", "where",
+})
+
+
 def identity(rank: int) -> Perm:
     return tuple(range(rank))
 

@@ -20,9 +20,8 @@ def _check(layer, cfg) -> str:
         raise NotConvertible(f"{cls} inside a recurrent wrapper")
     if cfg.get("stateful"):
         raise NotConvertible("stateful=True (state carried across batches)")
-    if cls in ("LSTM", "GRU"):
-        if cfg["activation"] != "tanh" or cfg["recurrent_activation"] != "sigmoid":
-            raise NotConvertible(f"activation={cfg['activation']!r}, recurrent_activation="
+    if cls in ("LSTM", "GRU") and (cfg["activation"] != "tanh" or cfg["recurrent_activation"] != "sigmoid"):
+        raise NotConvertible(f"activation={cfg['activation']!r}, recurrent_activation="
                                  f"{cfg['recurrent_activation']!r} (torch fixes tanh and sigmoid)")
     if cls == "GRU" and not cfg.get("reset_after", True):
         raise NotConvertible("reset_after=False applies the reset gate before the matmul; torch's GRU does not")
@@ -134,7 +133,6 @@ def bidirectional(em, node, row):
     elif mode == "ave":
         em.assign(node, f"({forward} + {backward}) / 2", module=attr)
     elif mode is None:
-        em.assign(node, forward, module=attr)
-        em.assign(node, backward, index=1)
+        em.assign_many(node, f"{forward}, {backward}", [None, None])
     else:
         raise NotConvertible(f"merge_mode={mode!r}")
