@@ -155,7 +155,11 @@ class _TorchSide:
         self.epoch_losses = []
         if self.scheduler is None or self.stepping != "epoch":
             return
-        if hasattr(self.scheduler, "is_better") or type(self.scheduler).__name__ in ("KerasReduceLROnPlateau",):
+        import torch
+
+        from .torch_schedules import KerasReduceLROnPlateau
+
+        if isinstance(self.scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, KerasReduceLROnPlateau)):
             self.scheduler.step(metric)
         else:
             self.scheduler.step()
@@ -329,7 +333,7 @@ def check_training_parity(source, target, optimizer, loss, batches, *, steps=Non
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "keras": keras.__version__,
                 "keras_backend": keras.backend.backend()}
-    translations = [asdict(translation_of(o)) for o in (target_optimizer, target_loss, target_schedule)
+    translations = [translation_of(o).to_dict() for o in (target_optimizer, target_loss, target_schedule)
                     if o is not None and translation_of(o) is not None]
     failed = [s.step for s in results if not s.passed]
     return TrainingParityReport(

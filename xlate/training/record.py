@@ -7,7 +7,7 @@ exact emulation of the source's formula (and which class), and notes a user must
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -27,6 +27,11 @@ class Translation:
     notes: list[str] = field(default_factory=list)
     rows_used: Counter = field(default_factory=Counter)
     stepping: str | None = None  # schedules: "epoch" | "batch"
+
+    def to_dict(self) -> dict:
+        # dataclasses.asdict would rebuild the Counter from (key, value) pairs, counting the pairs
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "rows_used" else getattr(self, f.name))
+                for f in fields(self)}
 
     def describe(self) -> str:
         kind = "exact emulation" if self.emulated else "native, exact for these arguments"

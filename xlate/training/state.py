@@ -92,14 +92,15 @@ def _keras_layers(model):
 
 
 def _keras_weight_layers(model):
-    """(layer, {short name: variable}) for layers that own trainable variables of ``model``."""
-    trainable = {id(v) for v in model.trainable_variables}
+    """(layer, {short name: variable}) for layers that own trainable variables of ``model``, in the
+    order of ``model.trainable_variables`` (Keras's layer walk visits nested models out of order)."""
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
     out = []
     for layer in _keras_layers(model):
-        own = {v.name: v for v in getattr(layer, "_trainable_variables", []) if id(v) in trainable}
+        own = {v.name: v for v in getattr(layer, "_trainable_variables", []) if id(v) in position}
         if own:
             out.append((layer, own))
-    return out
+    return sorted(out, key=lambda entry: min(position[id(v)] for v in entry[1].values()))
 
 
 def _pairs_for(row: Row, torch_path: str, torch_own: dict, keras_own: dict) -> list[ParamPair]:
