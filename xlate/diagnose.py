@@ -154,6 +154,10 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
             continue
         src, tgt = (t_calls[t_idx], k_calls[k_idx]) if torch_is_source else (k_calls[k_idx], t_calls[t_idx])
         aligned = _permute(tgt, lr.output_perm) if lr.output_perm and tgt.ndim == len(lr.output_perm) else tgt
+        if lr.feature_order is not None and aligned.shape[-1:] == (len(lr.feature_order),):
+            # a channels-last flatten keeps the target's element order: put it back in the source's
+            order = np.argsort(lr.feature_order) if torch_is_source else np.asarray(lr.feature_order)
+            aligned = aligned[..., order]
         o = compare_arrays(label, src, aligned, atol, rtol)
         rows.append(LayerParity(label, lr.source, lr.target, o.max_abs_err, o.max_rel_err, o.passed, note=o.note,
                                 shape=o.shape, row=lr.row))

@@ -21,12 +21,16 @@ class LayerRecord:
             submodule path in the generated module.
     output_perm: permutation that turns the target's output of this layer into the source's
             layout (None: same layout).
+    feature_order: for a flattened output kept in the target's element order, the source
+            feature index at each target position (target[..., j] == source[..., feature_order[j]]).
+    A module called several times has one record per call, in call order.
     """
 
     source: str
     target: str
     row: str | None = None
     output_perm: tuple[int, ...] | None = None
+    feature_order: list[int] | None = None
 
 
 @dataclass

@@ -7,5 +7,6 @@ every Keras backend; ``get_config``/``from_config`` round-trips are tested for e
 
 from .constant import Constant
 from .parameter import Parameter
+from .range import Range
 
-__all__ = ["Constant", "Parameter"]
+__all__ = ["Constant", "Parameter", "Range"]

@@ -62,18 +62,20 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
 
 
 def _layer_records(emitter) -> list[LayerRecord]:
-    """One record per torch module that owns a table row, aligned on the module's last output."""
+    """One record per call of each torch module that owns a table row, aligned on its output."""
     table = emitter.table
     out = []
-    for path, (tensor, perm) in emitter.module_outputs.items():
-        module_type = emitter.graph.module_types.get(path, "")
-        row = table.by_torch.get(module_type)
+    for path, calls in emitter.module_outputs.items():
+        row = table.by_torch.get(emitter.graph.module_types.get(path, ""))
         if row is None:
             continue
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
-            continue
-        inverse = tuple(int(i) for i in np.argsort(perm))
-        out.append(LayerRecord(source=path, target=history.operation.name, row=row.id,
-                               output_perm=None if inverse == tuple(range(len(perm))) else inverse))
+        for value, tensor in calls:
+            history = getattr(tensor, "_keras_history", None)
+            if history is None:
+                continue
+            inverse = tuple(int(i) for i in np.argsort(value.perm))
+            out.append(LayerRecord(
+                source=path, target=history.operation.name, row=row.id,
+                output_perm=None if inverse == tuple(range(len(inverse))) else inverse,
+                feature_order=None if value.feature_order is None else value.feature_order.tolist()))
     return out

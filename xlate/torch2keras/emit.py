@@ -82,7 +82,9 @@ class Emitter:
         self.rows_used: dict[str, int] = {}
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
-        self.module_outputs: dict[str, tuple] = {}  # torch module path -> (keras tensor, perm)
+        # torch module path -> one (value, keras tensor) per call of the module, in call order
+        self.module_outputs: dict[str, list] = {}
+        self._previous_stack: tuple = ()
         self.node: SourceNode | None = None
         self.inputs = []
         self.input_perms = []
@@ -117,9 +119,14 @@ class Emitter:
             v.tensors[perm] = self.keras.ops.transpose(base, rel)
         return v.tensors[perm]
 
-    def materialize(self, v: Value) -> Value:
-        """A feature-permuted flat value, rebuilt in torch feature order."""
-        if v.feature_order is None:
+    def materialize(self, v) -> Value:
+        """The value as a plain tensor Value: constants become Constant/Parameter layers, and a
+        feature-permuted flat value is rebuilt in torch feature order. Other values pass as they are."""
+        if isinstance(v, Const):
+            rank = v.array.ndim
+            meta = TensorMeta(tuple(v.array.shape), str(v.array.dtype))
+            return Value(meta, plan.identity(rank), {plan.identity(rank): self.const_tensor(v, None)})
+        if not isinstance(v, Value) or v.feature_order is None:
             return v
         if v.unflattened is None:
             raise BadInputError("internal: flattened value without its source")
@@ -143,10 +150,37 @@ class Emitter:
         self.layer_cache[key] = out
         return out
 
+    def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str):
+        """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):
+        stored with size 1 there and broadcast at run time to that input's size."""
+        from ..keras_layers import Constant
+
+        where = self.graph.symbols.get(getattr(size, "expr", None))
+        if where is None:
+            raise DynamicShapeError(f"a constant of dynamic size {size} at {self.where()}")
+        index, input_axis = where
+        anchor_value = self.env[self.graph.inputs[index]]
+        anchor_axis = anchor_value.perm.index(input_axis)
+        layer = Constant(array.shape, _keras_dtype(str(array.dtype)), dynamic_axis=axis, anchor_axis=anchor_axis,
+                         name=self.layer_name(name_hint))
+        out = layer(self.inputs[index])
+        self.assign(layer, {"value": array})
+        return out
+
     def set(self, node: SourceNode, result) -> None:
         self.env[node.name] = result
-        if isinstance(result, Value) and node.module_path:
-            self.module_outputs[node.module_path] = (result.tensor, result.perm)
+        if isinstance(result, tuple) and result and isinstance(result[0], Value):
+            result = result[0]  # a module returning (output, state...) is aligned on its output
+        if not isinstance(result, Value) or not node.stack:
+            return
+        # a module's output is the last value computed inside it; entering it again is a new call
+        paths = [p for p, _ in node.stack]
+        for path in paths:
+            calls = self.module_outputs.setdefault(path, [])
+            if not calls or path not in self._previous_stack:
+                calls.append(None)
+            calls[-1] = (result, result.tensor)
+        self._previous_stack = tuple(paths)
 
     def new_value(self, tensor, perm=None, meta: TensorMeta | None = None) -> Value:
         """Wrap a Keras tensor as the node's value, cast to the dtype torch gives that node."""
@@ -195,9 +229,25 @@ class Emitter:
 
     # --- the walk ----------------------------------------------------------------------------
 
+    def _live_nodes(self) -> set[str]:
+        """Names of the nodes the outputs depend on (torch.export keeps some dead code, e.g. the
+        batch aranges of Hugging Face mask builders)."""
+        g = self.graph
+        live = set()
+        stack = [r.name for r in _refs(g.outputs)]
+        while stack:
+            name = stack.pop()
+            if name in live:
+                continue
+            live.add(name)
+            node = g.node(name)
+            stack.extend(r.name for r in _refs(node.args))
+        return live
+
     def run(self):
         keras = self.keras
         g = self.graph
+        self.live = self._live_nodes()
         unsupported = self._unsupported_ops()
         if unsupported:
             raise UnsupportedOpError(unsupported, direction="torch2keras")
@@ -206,7 +256,7 @@ class Emitter:
         self.anchor = self.inputs[0]
         for node in g.nodes:
             self.node = node
-            if node.op == "input":
+            if node.op == "input" or node.name not in self.live:
                 continue
             if node.op == "param":
                 path, array, trainable = g.params[node.name]
@@ -242,6 +292,8 @@ class Emitter:
     def _unsupported_ops(self) -> list[tuple[str, str]]:
         missing = []
         for node in self.graph.nodes:
+            if node.name not in self.live:
+                continue
             if node.op == "call" and node.target not in INTERNAL and node.target not in self.table.by_aten:
                 missing.append((node.target, node.module_path or "<root>"))
             elif node.op == "module" and node.module_type not in self.table.by_torch:
@@ -271,8 +323,6 @@ class Emitter:
                 return torch.from_numpy(np.array(v.array)) if isinstance(v, Const) else v
             if isinstance(a, (list, tuple)):
                 return type(a)(real(x) for x in a)
-            if isinstance(a, str) and hasattr(torch, a) and isinstance(getattr(torch, a), torch.dtype):
-                return getattr(torch, a)
             return a
 
         kwargs = {k: real(v) for k, v in node.call_kwargs.items()}

@@ -149,6 +149,17 @@ def _convert_arg(a):
     return a
 
 
+def _nodes_to_refs(a):
+    """Arguments as called, with graph nodes replaced by Refs (dtypes, layouts... kept as is)."""
+    import torch.fx
+
+    if isinstance(a, torch.fx.Node):
+        return Ref(a.name)
+    if isinstance(a, (list, tuple)):
+        return type(a)(_nodes_to_refs(x) for x in a)
+    return a
+
+
 def _normalized_args(node) -> dict:
     """Positional and keyword arguments keyed by the op schema's names ("self" becomes "input")."""
     import torch
@@ -272,8 +283,8 @@ def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph
         elif n.op == "call_function":
             nodes.append(SourceNode(n.name, "call", _target_name(n.target), _normalized_args(n), meta,
                                     inner_path, inner_type, stack, fn=n.target,
-                                    call_args=_convert_arg(tuple(n.args)),
-                                    call_kwargs={k: _convert_arg(v) for k, v in n.kwargs.items()}))
+                                    call_args=_nodes_to_refs(tuple(n.args)),
+                                    call_kwargs={k: _nodes_to_refs(v) for k, v in n.kwargs.items()}))
         elif n.op == "output":
             (outs,) = n.args
             outputs = [_convert_arg(o) for o in outs]
@@ -296,12 +307,16 @@ def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph
 
 
 def _stack_type(tp) -> str:
+    """The module type of an nn_module_stack entry, as the table names it (torch.nn.Conv2d)."""
+    import torch
+
     if isinstance(tp, str):
+        if tp.startswith("torch.nn.modules."):
+            cls = getattr(torch.nn, tp.rsplit(".", 1)[-1], None)
+            if cls is not None and _qualname(cls) == tp:
+                return f"torch.nn.{cls.__name__}"
         return tp
-    try:
-        return _public_name(tp)
-    except Exception:  # noqa: BLE001
-        return str(tp)
+    return _public_name(tp)
 
 
 def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, DynamicShapeError, Value
+from ..emit import DynamicShapeError
 from ..registry import converter
 from ._common import np_dtype, ops
 
@@ -18,21 +18,31 @@ def creation(ctx, node, row):
         fill = {"zeros_like": 0, "ones_like": 1, "empty_like": 0}.get(name, node.args.get("fill_value"))
         return ctx.new_value(ops().full_like(x.tensor, fill), x.perm)
     shape = list(node.meta.shape)
+    if name == "arange":
+        return _dynamic_arange(ctx, node)
     fill = {"zeros": 0, "new_zeros": 0, "ones": 1, "new_ones": 1, "empty": 0}.get(name, node.args.get("fill_value"))
     if fill is None or name in ("arange", "scalar_tensor"):
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
     dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
-    if dynamic != [0] or shape[0].expr not in ctx.graph.symbols or ctx.graph.symbols[shape[0].expr][1] != 0:
+    if len(dynamic) != 1:
         raise DynamicShapeError(f"{node.target} of shape {shape} at {ctx.where()}")
-    # a constant broadcast to the batch size of the input the size comes from
-    from ...keras_layers import Constant
-
-    input_index = ctx.graph.symbols[shape[0].expr][0]
-    value = np.full([1, *shape[1:]], fill, dtype=np_dtype(node.meta.dtype))
-    layer = Constant(value.shape, str(value.dtype), batch_axis=True, name=ctx.layer_name(name))
-    out = layer(ctx.inputs[input_index])
-    ctx.assign(layer, {"value": value})
+    (axis,) = dynamic
+    value = np.full([1 if i == axis else d for i, d in enumerate(shape)], fill, dtype=np_dtype(node.meta.dtype))
+    out = ctx.dynamic_const(value, axis, shape[axis], name)
     return ctx.new_value(out, plan.identity(len(shape)))
 
 
-__all__ = ["creation", "Const", "Value"]
+def _dynamic_arange(ctx, node):
+    from ...keras_layers import Range
+
+    start, end, step = (ctx.arg(k) for k in ("start", "end", "step"))
+    start, step = start or 0, step or 1
+    size = node.meta.shape[0]
+    where = ctx.graph.symbols.get(getattr(size, "expr", None))
+    if where is None or not isinstance(start, int) or step != 1 or end != size:
+        raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
+    index, input_axis = where
+    anchor = ctx.env[ctx.graph.inputs[index]]
+    layer = Range(start=start, step=step, dtype_name=node.meta.dtype, anchor_axis=anchor.perm.index(input_axis),
+                  name=ctx.layer_name("arange"))
+    return ctx.new_value(layer(ctx.inputs[index]), (0,))

@@ -121,3 +121,22 @@ def sort(ctx, node, row):
         return ctx.new_value(indices, x.perm)
     values = ops().take_along_axis(x.tensor, indices, axis=axis)
     return ctx.new_value(values, x.perm, meta=node.meta[0]), ctx.new_value(indices, x.perm, meta=node.meta[1])
+
+
+@converter("diff")
+def diff(ctx, node, row):
+    x = ctx.materialize(ctx.arg("input"))
+    dim = int(node.args.get("dim", -1)) % x.rank
+    axis = x.perm.index(dim)
+    t = x.tensor
+    before, after = ctx.arg("prepend"), ctx.arg("append")
+    if before is not None or after is not None:
+        parts = [ctx.keras_tensor(ctx.materialize(v), x.perm) for v in (before, None, after) if v is not None]
+        parts.insert(1 if before is not None else 0, t)
+        t = ops().concatenate(parts, axis=axis)
+    for _ in range(int(node.args.get("n", 1))):
+        head = [slice(None)] * x.rank
+        tail = [slice(None)] * x.rank
+        head[axis], tail[axis] = slice(1, None), slice(None, -1)
+        t = ops().subtract(t[tuple(head)], t[tuple(tail)])
+    return ctx.new_value(t, x.perm)

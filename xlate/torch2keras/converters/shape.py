@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...errors import UnsupportedOpError
 from .. import plan
 from ..emit import Const, DynamicShapeError, Value
@@ -115,8 +117,17 @@ def unsqueeze(ctx, node, row):
 
 @converter("expand")
 def expand(ctx, node, row):
-    x = ctx.materialize(ctx.arg("input"))
     target = list(node.meta.shape)
+    x = ctx.arg("input")
+    dynamic = [i for i, d in enumerate(target) if not isinstance(d, int)]
+    if isinstance(x, Const) and len(dynamic) == 1:
+        # a buffer expanded to the batch size: broadcast the static dims now, the dynamic one at run time
+        (axis,) = dynamic
+        a = x.array.reshape((1,) * (len(target) - x.array.ndim) + x.array.shape)
+        a = np.broadcast_to(a, [1 if i == axis else d for i, d in enumerate(target)]).copy()
+        out = ctx.dynamic_const(a, axis, target[axis], "expand")
+        return ctx.new_value(out, plan.identity(len(target)))
+    x = ctx.materialize(x)
     t, perm = x.tensor, x.perm
     for _ in range(len(target) - x.rank):  # new leading dims
         perm, axis = plan.insert_dim(perm, 0)
@@ -247,6 +258,12 @@ def select(ctx, node, row):
     return ctx.new_value(t, plan.drop_dims(x.perm, [dim]))
 
 
+def _index_tensor(ctx, v):
+    if isinstance(v, Const):
+        return v.array.astype("int64")
+    return ctx.keras_tensor(ctx.materialize(v), plan.identity(v.rank))
+
+
 @converter("index")
 def index(ctx, node, row):
     x = ctx.materialize(ctx.arg("input"))
@@ -255,19 +272,31 @@ def index(ctx, node, row):
         positions = [(dim, idx)]
     else:
         positions = [(d, v) for d, v in enumerate(ctx.arg("indices")) if v is not None]
-    if len(positions) != 1:
-        raise UnsupportedOpError([("advanced indexing with several index tensors", ctx.where())],
-                                 direction="torch2keras")
-    (dim, idx), = positions
-    if (isinstance(idx, Const) and idx.array.dtype == bool) or (isinstance(idx, Value) and idx.meta.dtype == "bool"):
-        raise UnsupportedOpError([("boolean mask indexing (data-dependent shape)", ctx.where())],
+    for _, idx in positions:
+        if (isinstance(idx, Const) and idx.array.dtype == bool) or (
+                isinstance(idx, Value) and idx.meta.dtype == "bool"):
+            raise UnsupportedOpError([("boolean mask indexing (data-dependent shape)", ctx.where())],
+                                     direction="torch2keras")
+    dims = [d for d, _ in positions]
+    if dims != list(range(dims[0], dims[0] + len(dims))):
+        raise UnsupportedOpError([("advanced indexing with index tensors on non-adjacent dims", ctx.where())],
                                  direction="torch2keras")
     t = ctx.keras_tensor(x, plan.identity(x.rank))
-    if isinstance(idx, Const):
-        ti = idx.array.astype("int32")
-    else:
-        ti = ctx.keras_tensor(ctx.materialize(idx), plan.identity(idx.rank))
-    out = ops().take(t, ti, axis=dim)
+    first, last = dims[0], dims[-1]
+    if len(dims) == 1:
+        return ctx.new_value(ops().take(t, _index_tensor(ctx, positions[0][1]), axis=first))
+    # several adjacent index tensors: one flat index into the merged dims
+    sizes = x.meta.shape[first:last + 1]
+    if not all(isinstance(n, int) for n in sizes[1:]):
+        raise DynamicShapeError(f"advanced indexing over dynamic dims at {ctx.where()}")
+    flat = None
+    for k, (_, idx) in enumerate(positions):
+        stride = int(np.prod(sizes[k + 1:])) if k + 1 < len(sizes) else 1
+        term = ops().multiply(_index_tensor(ctx, idx), stride) if stride != 1 else _index_tensor(ctx, idx)
+        flat = term if flat is None else ops().add(flat, term)
+    merged = [*x.meta.shape[:first], None, *x.meta.shape[last + 1:]]
+    merged_shape = _keras_shape_for_reshape(ctx, [d if i != first else Sym("merged") for i, d in enumerate(merged)])
+    out = ops().take(ops().reshape(t, merged_shape), flat, axis=first)
     return ctx.new_value(out)
 
 
