@@ -270,5 +270,5 @@ def test_report_json_and_table():
             "max_abs_pred_err"} <= set(data["steps"][1])
     assert data["translations"][0]["row"] == "sgd"
     text = str(report)
-    assert "PASS" in text and "prediction err" in text
+    assert "PASS" in text and "pred err" in text
     assert translation_of(xlate.translate_loss(torch.nn.MSELoss())).row == "mse"

@@ -76,24 +76,25 @@ class TrainingParityReport:
         from rich.text import Text
 
         status = Text("PASS", style="bold green") if self.passed else Text("FAIL", style="bold red")
-        head = Text.assemble(status, f"  {self.direction}: {self.source} -> {self.target}, {len(self.steps) - 1} step(s)",
-                             f"  max weight err {self.max_abs_weight_err:.3g}  max prediction err "
-                             f"{self.max_abs_pred_err:.3g}  (atol {self.atol:g})")
+        head = Text.assemble(status, f"  {self.direction}: {self.source} -> {self.target}, {len(self.steps) - 1} step(s);",
+                             f" max weight err {self.max_abs_weight_err:.3g}, max prediction err "
+                             f"{self.max_abs_pred_err:.3g} (atol {self.atol:g})")
         lines = [head]
         for label, value in (("optimizer", self.optimizer), ("loss", self.loss), ("schedule", self.schedule)):
             if value:
                 lines.append(Text(f"{label}: {value}"))
-        table = Table(show_header=True, header_style="bold")
-        for col in ("step", "epoch", "source loss", "target loss", "source lr", "target lr", "weight err",
-                    "prediction err", "ok"):
-            table.add_column(col, justify="left" if col == "ok" else "right")
+        from rich import box
 
-        def f(v):
-            return "-" if v is None else f"{v:.6g}"
+        table = Table(show_header=True, header_style="bold", box=box.SIMPLE_HEAD)
+        for col in ("step", "ep", "loss src", "loss tgt", "lr src", "lr tgt", "w err", "pred err", "ok"):
+            table.add_column(col, justify="left" if col == "ok" else "right", no_wrap=True)
+
+        def f(v, digits=6):
+            return "-" if v is None else f"{v:.{digits}g}"
 
         for s in self.steps:
-            table.add_row(str(s.step), str(s.epoch), f(s.source_loss), f(s.target_loss), f(s.source_lr),
-                          f(s.target_lr), f"{s.max_abs_weight_err:.3g}", f"{s.max_abs_pred_err:.3g}",
+            table.add_row(str(s.step), str(s.epoch), f(s.source_loss), f(s.target_loss), f(s.source_lr, 4),
+                          f(s.target_lr, 4), f"{s.max_abs_weight_err:.1e}", f"{s.max_abs_pred_err:.1e}",
                           "yes" if s.passed else "NO")
         lines.append(table)
         if self.message:
