@@ -216,16 +216,6 @@ def test_a_failed_parity_gate_exits_1_and_writes_nothing(work):
     assert "<html" in (work / "strict.html").read_text().lower()
 
 
-def test_whole_pickle_needs_trust(work):
-    before = listing(work)
-    refused = run_xlate("torch2tf", "net_full.pth", "-o", "full.keras", "--input-shape", "2,6", cwd=work)
-    assert_bad_input(refused, says="pickled model", before=before, folder=work)
-    assert "--trust" in refused.stderr
-    trusted = run_xlate("torch2tf", "net_full.pth", "-o", "full.keras", "--input-shape", "2,6", "--trust", cwd=work)
-    assert trusted.returncode == 0, trusted.stderr
-    assert (work / "full.keras").exists()
-
-
 # --- bad input: each a one-line cause and a hint, exit 2, nothing written --------------------------
 
 
@@ -250,6 +240,8 @@ BAD_CASES = [
     ("pth-to-tf2torch", ["tf2torch", "net.pth", "-o", "outdir"], "not a Keras/TensorFlow one"),
     ("state-dict-without-class", ["torch2tf", "net.pth", "-o", "out.keras", "--input-shape", "2,6"],
      "needs the model's class"),
+    ("whole-pickle-without-trust", ["torch2tf", "net_full.pth", "-o", "out.keras", "--input-shape", "2,6"],
+     "pickled model"),
     ("model-class-not-importable", ["torch2tf", "net.pth", "-o", "out.keras", "--model-class", "nosuch:Net",
                                     "--input-shape", "2,6"], "cannot import"),
     ("model-class-missing-class", ["torch2tf", "net.pth", "-o", "out.keras", "--model-class", "mynet:Nope",
@@ -279,23 +271,6 @@ def test_inputs_npz_that_does_not_fit_the_model(work):
     before = listing(work)
     result = run_xlate("check", "net.pt2", "twin.keras", "--inputs", "in_wrong.npz", cwd=work)
     assert_bad_input(result, says="shape (2, 7)", before=before, folder=work)
-
-
-def test_inspect_lists_each_layer_and_what_no_row_covers(work):
-    import keras
-
-    inp = keras.Input((6,))
-    noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
-    noisy.save(work / "noisy.keras")
-    result = run_xlate("inspect", "noisy.keras", cwd=work)
-    assert result.returncode == 3, result.stderr  # what a conversion would exit with
-    assert "NOT COVERED" in result.stdout and "GaussianNoise" in result.stdout
-    assert "1 of 3 not covered" in result.stdout
-    covered = run_xlate("inspect", "twin.keras", "--json", cwd=work)
-    assert covered.returncode == 0, covered.stderr
-    report = json.loads(covered.stdout)
-    assert report["covered"] == report["total"] == 2
-    assert {i["row"] for i in report["items"]} == {"linear"}
 
 
 def test_debug_shows_the_traceback(work):

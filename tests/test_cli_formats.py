@@ -19,6 +19,33 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 
+def test_whole_pickle_loads_only_with_trust(work):
+    before = listing(work)
+    refused = run_xlate("torch2tf", "net_full.pth", "-o", "full.keras", "--input-shape", "2,6", cwd=work)
+    assert_bad_input(refused, says="pickled model", before=before, folder=work)
+    assert "--trust" in refused.stderr
+    trusted = run_xlate("torch2tf", "net_full.pth", "-o", "full.keras", "--input-shape", "2,6", "--trust", cwd=work)
+    assert trusted.returncode == 0, trusted.stderr
+    assert (work / "full.keras").exists()
+
+
+def test_inspect_lists_each_layer_and_what_no_row_covers(work):
+    import keras
+
+    inp = keras.Input((6,))
+    noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
+    noisy.save(work / "noisy.keras")
+    result = run_xlate("inspect", "noisy.keras", cwd=work)
+    assert result.returncode == 3, result.stderr  # what a conversion would exit with
+    assert "NOT COVERED" in result.stdout and "GaussianNoise" in result.stdout
+    assert "1 of 3 not covered" in result.stdout
+    covered = run_xlate("inspect", "twin.keras", "--json", cwd=work)
+    assert covered.returncode == 0, covered.stderr
+    report = json.loads(covered.stdout)
+    assert report["covered"] == report["total"] == 2
+    assert {i["row"] for i in report["items"]} == {"linear"}
+
+
 def test_state_dict_to_savedmodel_and_back_to_torch(work):
     made = run_xlate("torch2tf", "net.pth", "--model-class", "mynet:Net", "--input-shape", "2,6", "-o", "net_sm",
                      cwd=work)
@@ -75,7 +102,7 @@ def test_check_per_layer_names_the_tampered_layer_of_a_tf2torch_folder(work):
 
     weights = work / "twin_pkg" / "model.safetensors"
     state = load_file(weights)
-    last_bias = [k for k in state if k.endswith("bias")][-1]
+    last_bias = next(k for k, v in state.items() if k.endswith("bias") and v.shape == (3,))  # the output layer
     state[last_bias][0] += 0.01
     save_file(state, weights)
     result = run_xlate("check", "twin.keras", "twin_pkg", "--per-layer", "--json", "pl.json", cwd=work)
