@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -132,7 +133,8 @@ def write_json_report(report, path: Path | None, **extra) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
@@ -143,6 +145,18 @@ def write_picture(report, path: Path | None) -> None:
     from xlate.report import write_report
 
     click.echo(f"picture written to {write_report(report, path)}", err=True)
+
+
+def _finite(value):
+    """Strict JSON has no Infinity/NaN (an output of the wrong shape has an infinite error): write
+    them as the strings "inf", "-inf", "nan" so every JSON reader accepts the report."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 class ParityFailed(Exception):

@@ -90,9 +90,11 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
               help="name.keras, name.tflite, or a SavedModel folder (no extension).")
 @model_options
 @conversion_options
+@click.option("--onnx2tf", "onnx2tf_path", type=click.Path(path_type=Path), metavar="PATH",
+              help="The onnx2tf executable for the ONNX path (default: $XLATE_ONNX2TF, PATH, .venv-onnx2tf).")
 @handles_errors
 def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, force, no_check, atol, rtol, via,
-             io_layout, json_path, report_path):
+             io_layout, json_path, report_path, onnx2tf_path):
     """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
 
     MODEL: a torch.export program (.pt2), a TorchScript archive, a state_dict (.pth/.pt/.safetensors)
@@ -106,6 +108,10 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     start = time.perf_counter()
     kind = keras_output_kind(output)
     check_destination(output, force=force)
+    if onnx2tf_path is not None:
+        from ..onnx_path import use_onnx2tf
+
+        use_onnx2tf(onnx2tf_path)
     steps = Steps()
     with steps.step("loading"):
         loaded = load_torch(model, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes,
