@@ -122,7 +122,7 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
     reductions smaller than eps skipped."""
 
     def __init__(self, monitor="val_loss", mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8, resume_state=None):
         super().__init__()
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
             raise ValueError(f"mode must be min/max and threshold_mode rel/abs, got {mode!r}, {threshold_mode!r}")
@@ -130,6 +130,9 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
         self.threshold, self.threshold_mode, self.cooldown = float(threshold), threshold_mode, int(cooldown)
         self.min_lr, self.eps = min_lr, float(eps)
         self.reset()
+        if resume_state:  # best / num_bad_epochs / cooldown_counter of a torch scheduler mid-training
+            for key, value in resume_state.items():
+                setattr(self, key, value)
 
     def reset(self):
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -176,3 +179,20 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
             raise KeyError(f"TorchReduceLROnPlateau monitors {self.monitor!r}, which the logs lack "
                            f"(have: {', '.join(sorted(logs or {}))})")
         self.step(float(current), self.model.optimizer)
+
+
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's EarlyStopping, starting from a carried state (``wait``, ``best``, ``best_epoch``)
+    instead of resetting when ``fit()`` begins: to continue a run that began elsewhere. Pass
+    ``fit(initial_epoch=...)`` so epochs keep their numbers."""
+
+    def __init__(self, *, resume_state: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.resume_state = dict(resume_state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.resume_state:
+            for key, value in self.resume_state.items():
+                setattr(self, key, value)
+            self.resume_state = None

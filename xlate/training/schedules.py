@@ -208,7 +208,12 @@ def _t2k_plateau(s, row, ctx):
 
     min_lrs = list(getattr(s, "min_lrs", [0.0]))
     native_reason = None
-    if s.threshold_mode == "rel" and s.threshold != 0:
+    resume = {"best": s.best, "num_bad_epochs": s.num_bad_epochs, "cooldown_counter": s.cooldown_counter} \
+        if s.last_epoch > 0 else None
+    if resume:
+        native_reason = (f"the scheduler is {s.last_epoch} epoch(s) in: Keras's ReduceLROnPlateau resets its state "
+                         "when fit() begins, xlate's carries it")
+    elif s.threshold_mode == "rel" and s.threshold != 0:
         native_reason = "torch's relative threshold (a < best*(1-threshold)) has no Keras counterpart"
     elif s.cooldown:
         native_reason = "Keras counts the last cooldown epoch as a bad epoch, torch does not"
@@ -225,7 +230,8 @@ def _t2k_plateau(s, row, ctx):
                       f"torch skips reductions smaller than eps={s.eps}: the lrs differ only within eps of min_lr"])
     result = TorchReduceLROnPlateau(monitor=ctx.monitor, mode=s.mode, factor=s.factor, patience=s.patience,
                                     threshold=s.threshold, threshold_mode=s.threshold_mode, cooldown=s.cooldown,
-                                    min_lr=min_lrs if len(set(min_lrs)) > 1 else min_lrs[0], eps=s.eps)
+                                    min_lr=min_lrs if len(set(min_lrs)) > 1 else min_lrs[0], eps=s.eps,
+                                    resume_state=resume)
     return _done(result, row, "torch2keras", torch_class_name(s), True, "epoch",
                  [f"exact emulation xlate.TorchReduceLROnPlateau: {native_reason or 'forced by emulate'}"])
 
@@ -233,9 +239,19 @@ def _t2k_plateau(s, row, ctx):
 def _t2k_early_stopping(s, row, ctx):
     import keras
 
+    from .keras_schedules import ResumedEarlyStopping
+
     kwargs = {a.keras: getattr(s, a.torch) for a in row.args if a.torch not in (None, "-")}
-    result = keras.callbacks.EarlyStopping(**kwargs)
-    return _done(result, row, "torch2keras", "xlate.EarlyStopping", False, "epoch")
+    if s.epoch < 0:
+        result = keras.callbacks.EarlyStopping(**kwargs)
+        return _done(result, row, "torch2keras", "xlate.EarlyStopping", False, "epoch")
+    result = ResumedEarlyStopping(resume_state={"wait": s.wait, "best": s.best, "best_epoch": s.best_epoch},
+                                  **kwargs)
+    notes = [f"{s.epoch + 1} epoch(s) in: xlate.ResumedEarlyStopping carries wait/best (Keras's resets when fit() "
+             f"begins); pass fit(initial_epoch={s.epoch + 1})"]
+    if s.restore_best_weights and s.best_weights is not None:
+        notes.append("the best torch weights stay behind: the Keras side restores the best weights it sees itself")
+    return _done(result, row, "torch2keras", "xlate.EarlyStopping", True, "epoch", notes)
 
 
 # --- Keras -> torch -------------------------------------------------------------------------
@@ -348,6 +364,8 @@ def _k2t_plateau(cb, row, ctx):
         result = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=cb.factor, patience=max(cb.patience - 1, 0), threshold=abs(cb.min_delta),
             threshold_mode="abs", cooldown=0, min_lr=cb.min_lr, eps=0.0)
+        if cb.best is not None:  # mid-training: carry the bookkeeping
+            result.best, result.num_bad_epochs = float(cb.best), int(cb.wait)
         return _done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
                      [f"patience {cb.patience} -> {max(cb.patience - 1, 0)}, threshold_mode='abs', eps=0 "
                       f"(Keras reduces whenever lr > min_lr); step it with logs[{cb.monitor!r}]"])
@@ -355,6 +373,8 @@ def _k2t_plateau(cb, row, ctx):
         raise XlateError("torch's ReduceLROnPlateau cannot reproduce Keras's cooldown bookkeeping")
     result = KerasReduceLROnPlateau(opt, mode=mode, factor=cb.factor, patience=cb.patience,
                                     min_delta=cb.min_delta, cooldown=cb.cooldown, min_lr=cb.min_lr)
+    if cb.best is not None:  # mid-training: carry the bookkeeping
+        result.best, result.wait, result.cooldown_counter = float(cb.best), int(cb.wait), int(cb.cooldown_counter)
     return _done(result, row, "keras2torch", keras_class_name(cb), True, "epoch",
                  ["exact emulation xlate.KerasReduceLROnPlateau: Keras counts the last cooldown epoch as bad"])
 
@@ -366,6 +386,9 @@ def _k2t_early_stopping(cb, row, ctx):
     kwargs["mode"] = _keras_mode(cb.mode, cb.monitor)
     kwargs["min_delta"] = abs(cb.min_delta)
     result = EarlyStopping(**kwargs)
+    if getattr(cb, "best", None) is not None:  # mid-training: carry the bookkeeping
+        result.best, result.wait, result.best_epoch = float(cb.best), int(cb.wait), int(cb.best_epoch)
+        result.epoch = result.best_epoch + result.wait
     return _done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
                  ["call step(metric, model) once per epoch; it returns True when training should stop"])
 
