@@ -122,6 +122,7 @@ def _latencies(model, module) -> tuple[float, float]:
 def bench_fixture(name: str, builder, repeats: int = 3) -> dict:
     import xlate
     from xlate.keras2torch.convert import keras_to_torch
+    from xlate.keras2torch.walk import walk
 
     model = builder()
     convert_s = _median_time(lambda: keras_to_torch(model), repeats)
@@ -134,7 +135,7 @@ def bench_fixture(name: str, builder, repeats: int = 3) -> dict:
     torch_ms, keras_ms = _latencies(model, module)
     return {
         "fixture": name,
-        "layers": len(model.operations),
+        "nodes": len(walk(model).nodes),
         "convert_s": convert_s,
         "check_s": check_s,
         "max_abs_err": fresh_err,
@@ -156,11 +157,11 @@ def run(names: list[str] | None = None) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| fixture | layers | convert s (median of 3) | parity check s | max abs err (fresh process) "
+    head = ("| fixture | graph nodes | convert s (median of 3) | parity check s | max abs err (fresh process) "
             "| torch ms | keras ms | lines of model.py | ok |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
-        lines.append(f"| {r['fixture']} | {r['layers']} | {r['convert_s']:.3f} | {r['check_s']:.2f} | "
+        lines.append(f"| {r['fixture']} | {r['nodes']} | {r['convert_s']:.3f} | {r['check_s']:.2f} | "
                      f"{r['max_abs_err']:.2e} | {r['torch_ms']:.1f} | {r['keras_ms']:.1f} | {r['source_lines']} | "
                      f"{'yes' if r['passed'] else 'NO'} |")
     median = statistics.median(r["convert_s"] for r in rows)

@@ -29,6 +29,7 @@ from .walk import Graph, Node, Ref
 CLASS_NAME = "Net"
 _RESERVED = {"self", "torch", "nn", "F", "math", "Net"} | set(dir(__builtins__) if isinstance(__builtins__, dict)
                                                                else dir(__import__("builtins")))
+_MERGE_HOOKS = {"binary", "cat", "merge", "compare"}
 _LAYOUT_SUFFIX = {3: ("nlc", "ncl"), 4: ("nhwc", "nchw"), 5: ("ndhwc", "ncdhw")}
 
 
@@ -137,6 +138,10 @@ class Emitter:
         self._node: Node | None = None
         self._node_tmp: str | None = None
         self._temps: list[str] = []
+        self._born: dict[str, int] = {}  # variable -> when its name was first used (inputs first)
+        prefix = identifier(graph.name) + "_"
+        named = sum(1 for n in graph.nodes if n.name.startswith(prefix))
+        self._prefix = prefix if graph.nodes and named * 2 >= len(graph.nodes) else ""
         for node in graph.nodes:
             for tid in set(node.inputs):
                 self._remaining[tid] += 1
@@ -196,6 +201,7 @@ class Emitter:
                 perm = plan.channels_first(t.rank)
             self.input_vars.append(name)
             self.input_perms.append(perm)
+            self._born.setdefault(name, 0)
             self._bind(tid, name, perm)
 
     def _wants_channels_first(self, tid: int) -> bool:
@@ -318,27 +324,43 @@ class Emitter:
     def emit(self, line: str, comment: str = "") -> None:
         self.forward_lines.append(f"{line}  # {comment}" if comment else line)
 
+    def _hook(self, node: Node) -> str | None:
+        row = self.table.by_keras.get(node.kind)
+        return row.hook if row is not None else None
+
+    def short(self, name: str) -> str:
+        """A Keras name without the model-name prefix keras.applications puts on every layer
+        ('convnext_tiny_stage_0_block_0_layernorm' -> 'stage_0_block_0_layernorm')."""
+        if self._prefix and name.startswith(self._prefix) and len(name) > len(self._prefix):
+            return name[len(self._prefix):]
+        return name
+
     def fresh(self, base: str) -> str:
-        base = identifier(base)
+        base = identifier(self.short(base))
         if base in _RESERVED:
             base += "_"
         name, i = base, 1
         while self._live[name] > 0:
             name = f"{base}_{i}"
             i += 1
+        self._born.setdefault(name, len(self._born) + 1)
         return name
 
     def _output_name(self, node: Node) -> str:
         if self._node_tmp is not None:
             return self._node_tmp
-        # the main data path (the first input) passes its name on when this is its last use;
-        # auxiliary inputs (masks, states) never lend theirs
-        if node.inputs:
-            tid = node.inputs[0]
+        # An input whose last use this is passes its name on: the main data path (the first
+        # input), or for merges any operand, the longest-lived first (so a residual block ends
+        # in ``x = shortcut + x`` and the trunk keeps its name). Auxiliary inputs (masks,
+        # states) never lend theirs.
+        merge = self._hook(node) in _MERGE_HOOKS
+        candidates = []
+        for tid in dict.fromkeys(node.inputs if merge else node.inputs[:1]):
             v = self.values.get(tid)
-            if v is not None and not v.alts and self._remaining[tid] == 1 and tid not in self._outputs \
-                    and self._live[v.var] == 1:
-                return v.var
+            if v is not None and self._remaining[tid] == 1 and tid not in self._outputs and self._live[v.var] == 1:
+                candidates.append(v.var)
+        if candidates:
+            return min(candidates, key=lambda var: self._born.get(var, 0))
         return self.fresh(node.name)
 
     def temp(self, base: str) -> str:
@@ -417,7 +439,7 @@ class Emitter:
     def _attr_name(self, base: str) -> str:
         import torch
 
-        base = identifier(base)
+        base = identifier(self.short(base))
         if hasattr(torch.nn.Module, base) or base in _RESERVED:
             base += "_layer"
         name, i = base, 1
