@@ -438,3 +438,22 @@ def test_library_entry_point_gates_on_parity():
     record = record_of(module)
     assert any(n.startswith("parity: max abs err") for n in record.notes)
     assert json.loads(xlate.check_parity(model, module).to_json())["passed"]
+
+
+def test_same_padding_on_sizes_known_only_at_run_time(tmp_path):
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, None, 3))
+    x = layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)
+    x = layers.AveragePooling2D(2, strides=2, padding="same", name="avgpool")(x)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(x)
+    model = keras.Model(inp, layers.GlobalAveragePooling2D(name="gap")(x))
+    module = keras_to_torch(model)
+    assert "def pad_same(" in module._xlate_source
+    for size in (9, 10, 17):
+        x = np.random.default_rng(size).standard_normal((2, size, size, 3)).astype("float32")
+        report = xlate.check_parity(model, module, [x])
+        assert report.passed, f"size {size}: {report}"
+    lint = ruff_check(module._xlate_source, tmp_path)
+    assert lint.returncode == 0, lint.stdout

@@ -138,6 +138,7 @@ class Emitter:
         self._node: Node | None = None
         self._node_tmp: str | None = None
         self._temps: list[str] = []
+        self.helpers: set[str] = set()  # module-level functions the generated file needs (HELPERS)
         self._born: dict[str, int] = {}  # variable -> when its name was first used (inputs first)
         prefix = identifier(graph.name) + "_"
         named = sum(1 for n in graph.nodes if n.name.startswith(prefix))
@@ -600,6 +601,21 @@ def _accepted(fn, params: dict) -> dict:
 # --- the generated file --------------------------------------------------------------------------
 
 
+# Module-level functions a generated file may need, emitted only when used.
+HELPERS = {
+    "pad_same": '''
+def pad_same(x, kernel_size, stride, dilation, value=0.0):
+    """TensorFlow's 'same' padding for the spatial dims of an (N, C, *spatial) tensor, computed
+    from its size at run time: the extra pixel goes at the end."""
+    pads = []
+    for size, k, s, d in reversed(list(zip(x.shape[2:], kernel_size, stride, dilation))):
+        total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value)
+''',
+}
+
+
 def render(em: Emitter, *, model_name: str, version: str) -> str:
     """The generated ``model.py``: one ``nn.Module`` class, standard torch only."""
     graph = em.graph
@@ -628,7 +644,8 @@ def render(em: Emitter, *, model_name: str, version: str) -> str:
         *(f"        {line}" for line in em.forward_lines),
         f"        {ret}",
     ]
-    text = "\n".join(body)
+    helpers = [HELPERS[name].strip("\n") for name in sorted(em.helpers)]
+    text = "\n\n\n".join([*helpers, "\n".join(body)])
     imports = []
     if re.search(r"\bmath\.", text):
         imports.append("import math")

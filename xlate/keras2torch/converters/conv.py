@@ -21,8 +21,9 @@ def _layout(cfg) -> tuple[str, bool]:
     return ("cf" if channels_last else "keras"), channels_last
 
 
-def conv_pads(padding: str, spatial, kernel, strides, dilation) -> list[tuple[int, int]]:
-    """(left, right) per spatial axis for a Keras padding mode."""
+def conv_pads(padding: str, spatial, kernel, strides, dilation) -> list[tuple[int, int]] | None:
+    """(left, right) per spatial axis for a Keras padding mode; None when 'same' padding depends
+    on a spatial size only known at run time (stride > 1 on a None axis)."""
     if padding == "valid":
         return [(0, 0)] * len(kernel)
     if padding == "causal":
@@ -30,19 +31,26 @@ def conv_pads(padding: str, spatial, kernel, strides, dilation) -> list[tuple[in
     if padding == "same":
         try:
             return [plan.same_padding(n, k, s, d) for n, k, s, d in zip(spatial, kernel, strides, dilation)]
-        except ValueError as e:
-            raise NotConvertible(f"{e} (the input has shape {spatial})") from None
+        except ValueError:
+            return None
     raise NotConvertible(f"padding={padding!r}")
 
 
 _WHY = {"same": "Keras 'same': the extra pixel goes at the end", "causal": "Keras 'causal': pad the past only"}
 
 
-def padded_input(em, node, x, pads, padding: str, *, value=None) -> tuple[str, bool]:
-    """(source, symmetric): an explicit F.pad statement when the pads are not symmetric."""
+def padded_input(em, node, x, pads, padding: str, *, value=None, kernel=(), strides=(),
+                 dilation=()) -> tuple[str, bool]:
+    """(source, symmetric): an explicit F.pad statement when the pads are not symmetric, or a
+    ``pad_same`` call (a small function in the generated file) when they depend on the input size."""
+    extra = {} if value is None else {"value": Code(value)}
+    if pads is None:
+        em.helpers.add("pad_same")
+        src = em.pre(node, call("pad_same", Code(x.var), tuple(kernel), tuple(strides), tuple(dilation), **extra),
+                     comment="Keras 'same' for a size known only at run time")
+        return src, False
     if all(left == right for left, right in pads):
         return x.var, True
-    extra = {} if value is None else {"value": Code(value)}
     why = _WHY.get(padding, "")
     src = em.pre(node, call("F.pad", Code(x.var), plan.torch_pad_arg(pads), **extra), comment=why)
     return src, False
@@ -71,7 +79,8 @@ def conv(em, node, row):
     kernel = arrays["kernel"]  # (*k, in/groups, out)
     groups = int(cfg.get("groups", 1))
     pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"])
+    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
+                                   dilation=dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, groups, cfg["use_bias"])
     attr = em.module(node, call(f"nn.Conv{rank}d", int(kernel.shape[-2]) * groups, int(cfg["filters"]), **kwargs))
     em.port(row, attr, arrays)
@@ -89,7 +98,8 @@ def depthwise_conv(em, node, row):
     (depthwise_name,) = row.weights[0].keras  # Keras 3 calls the depthwise kernel "kernel"
     channels, multiplier = (int(d) for d in arrays[depthwise_name].shape[-2:])
     pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"])
+    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
+                                   dilation=dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, channels, cfg["use_bias"])
     attr = em.module(node, call(f"nn.Conv{rank}d", channels, channels * multiplier, **kwargs))
     em.port(row, attr, arrays, params={"depthwise_kernel": {"multiplier": multiplier}})
@@ -106,7 +116,8 @@ def separable_conv(em, node, row):
     arrays = em.keras_weights(node.op)
     channels, multiplier = (int(d) for d in arrays["depthwise_kernel"].shape[-2:])
     pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"])
+    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
+                                   dilation=dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, channels, bias=False)
     depthwise = em.module(node, call(f"nn.Conv{rank}d", channels, channels * multiplier, **kwargs),
                           suffix="_depthwise")

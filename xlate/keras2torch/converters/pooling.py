@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import plan
-from ..emit import Code, call, compact
+from ..emit import call, compact, literal
 from ..registry import NotConvertible, converter
-from .conv import conv_pads
+from .conv import conv_pads, padded_input
 
 
 def _tuple(v, rank: int) -> tuple:
@@ -23,7 +23,8 @@ def pool(em, node, row):
     spatial = x.shape[1:-1] if channels_last else x.shape[2:]
     pads = conv_pads(cfg["padding"], spatial, size, strides, (1,) * rank)
     is_max = type(node.op).__name__.startswith("Max")
-    symmetric = all(left == right for left, right in pads) and all(2 * left <= k for (left, _), k in zip(pads, size))
+    symmetric = pads is not None and all(left == right for left, right in pads) and all(
+        2 * left <= k for (left, _), k in zip(pads, size))
     kind = "Max" if is_max else "Avg"
     kwargs = {"stride": compact(strides)}
     if symmetric:
@@ -34,16 +35,21 @@ def pool(em, node, row):
         attr = em.module(node, call(f"nn.{kind}Pool{rank}d", compact(size), **kwargs))
         em.assign(node, f"self.{attr}({x.var})", x.perm, module=attr)
         return
-    pad_arg = plan.torch_pad_arg(pads)
     attr = em.module(node, call(f"nn.{kind}Pool{rank}d", compact(size), **kwargs))
     if is_max:
-        src = em.pre(node, call("F.pad", Code(x.var), pad_arg, value=Code("float('-inf')")),
-                     comment="Keras 'same': the extra pixel goes at the end")
+        src, _ = padded_input(em, node, x, pads, "same", value="float('-inf')", kernel=size, strides=strides,
+                              dilation=(1,) * rank)
         em.assign(node, f"self.{attr}({src})", x.perm, module=attr)
         return
     # Keras 'same' average pooling divides by the number of real pixels in each window
-    ones = f"F.pad(torch.ones_like({x.var}[:, :1]), {pad_arg})"
-    em.assign(node, f"self.{attr}(F.pad({x.var}, {pad_arg})) / self.{attr}({ones})", x.perm, module=attr,
+    if pads is None:
+        em.helpers.add("pad_same")
+        args = f"{literal(tuple(size))}, {literal(tuple(strides))}, {literal((1,) * rank)}"
+        padded, ones = f"pad_same({x.var}, {args})", f"pad_same(torch.ones_like({x.var}[:, :1]), {args})"
+    else:
+        pad_arg = plan.torch_pad_arg(pads)
+        padded, ones = f"F.pad({x.var}, {pad_arg})", f"F.pad(torch.ones_like({x.var}[:, :1]), {pad_arg})"
+    em.assign(node, f"self.{attr}({padded}) / self.{attr}({ones})", x.perm, module=attr,
               comment="Keras 'same': asymmetric pad, average over real pixels only")
 
 
