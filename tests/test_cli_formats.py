@@ -81,6 +81,15 @@ def test_conv_net_to_tflite_keeps_the_nchw_interface(work):
     assert checked.returncode == 0, checked.stderr
 
 
+def test_native_layout_tflite_is_checked_with_io_layout_native(work):
+    made = run_xlate("torch2tf", "conv.pt2", "-o", "conv_nhwc.tflite", "--io-layout", "native", cwd=work)
+    assert made.returncode == 0, made.stderr
+    plain = run_xlate("check", "conv.pt2", "conv_nhwc.tflite", cwd=work)
+    assert plain.returncode == 2 and "--io-layout native" in plain.stderr, plain.stderr
+    native = run_xlate("check", "conv.pt2", "conv_nhwc.tflite", "--io-layout", "native", cwd=work)
+    assert native.returncode == 0, native.stderr
+
+
 def test_safetensors_to_keras_and_h5_to_torch(work):
     made = run_xlate("torch2tf", "net.safetensors", "--model-class", "mynet:Net", "--input-shape", "2,6", "-o",
                      "st.keras", cwd=work)

@@ -31,8 +31,9 @@ def _as_loaded(obj, role: str, **load_options):
     return LoadedModel(fw, obj, "object", Path(f"<{type(obj).__name__}>"))
 
 
-def _check_inputs_fit(arrays, keras_model, torch_example) -> None:
-    """Refuse --inputs whose count or shapes cannot fit the model, before running anything."""
+def _check_inputs_fit(arrays, keras_model, torch_example, *, given: bool = True) -> None:
+    """Refuse inputs whose count or shapes cannot fit the model, before running anything.
+    ``given``: the arrays came from --inputs (else from the PyTorch model's own example shapes)."""
     from .errors import BadInputError
 
     declared = None
@@ -51,6 +52,11 @@ def _check_inputs_fit(arrays, keras_model, torch_example) -> None:
         fits = len(a.shape) == len(want) and all(w is None or int(w) == int(d) for d, w in zip(a.shape, want))
         if not fits:
             shown = "(" + ", ".join("N" if w is None else str(w) for w in want) + ")"
+            if not given:
+                raise BadInputError(f"the PyTorch model's input {i} has shape {tuple(a.shape)} but the Keras model "
+                                    f"takes {shown}",
+                                    hint="if TARGET was converted with --io-layout native, pass --io-layout native; "
+                                         "otherwise the two files are not the same model")
             raise BadInputError(f"--inputs array {i} has shape {tuple(a.shape)} but the model takes {shown}",
                                 hint="the arrays must be in the source model's layout, batch first")
 
@@ -85,13 +91,45 @@ def _learn_layer_mapping(src, tgt) -> None:
         object.__setattr__(tgt.model, "_xlate_record", record)
 
 
+def _channels_last(rank: int):
+    return (0, *range(2, rank), 1) if rank >= 3 else None
+
+
+def _channels_first(rank: int):
+    return (0, rank - 1, *range(1, rank - 1)) if rank >= 3 else None
+
+
+def _native_io_spec(src, keras_model, torch_example):
+    """The I/O spec of a model converted with io_layout="native": the Keras side takes and returns
+    channels-last tensors where the PyTorch side has channels-first ones (rank >= 3)."""
+    from .frameworks import IOSpec, TensorSpec
+
+    keras_in = [tuple(t.shape) for t in keras_model.inputs]
+    keras_out = [tuple(t.shape) for t in keras_model.outputs]
+    if src.framework == "torch":
+        if torch_example is not None:
+            specs = [TensorSpec(tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in torch_example]
+        else:  # the Keras shapes, moved back to channels-first
+            specs = [TensorSpec(tuple(s[i] for i in _channels_first(len(s))) if len(s) >= 3 else s,
+                                str(t.dtype)) for s, t in zip(keras_in, keras_model.inputs)]
+        in_perms = [_channels_last(len(s.shape)) for s in specs]
+        out_perms = [_channels_first(len(s)) for s in keras_out]
+    else:
+        specs = [TensorSpec(s, str(t.dtype)) for s, t in zip(keras_in, keras_model.inputs)]
+        in_perms = [_channels_first(len(s)) for s in keras_in]
+        out_perms = [_channels_last(len(s)) for s in keras_out]
+    return IOSpec(tuple(specs), tuple(in_perms), tuple(out_perms), source=src.framework)
+
+
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
-                   dtype="float32", model_class=None, input_shapes=(), input_dtypes=(), trust=False,
-                   per_layer=False):
+                   dtype="float32", io_layout="source", model_class=None, input_shapes=(), input_dtypes=(),
+                   trust=False, per_layer=False):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
-    ``.npz``/``.npy`` file, in the source model's layout. ``per_layer``: also find the first layer
+    ``.npz``/``.npy`` file, in the source model's layout. ``io_layout="native"``: the target was
+    converted with native layouts (channels-last on the Keras side, channels-first on the PyTorch
+    side, for tensors of rank 3 and more). ``per_layer``: also find the first layer
     whose output departs (for files, the layer mapping comes from converting the source again).
     """
     from .errors import BadInputError
@@ -110,11 +148,18 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         )
     torch_side, keras_side = (src, tgt) if src.framework == "torch" else (tgt, src)
 
+    if io_layout not in ("source", "native"):
+        raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
+    if io_layout == "native" and io_spec_of(src.model) is None and io_spec_of(tgt.model) is None:
+        spec = _native_io_spec(src, keras_side.model, torch_side.example_inputs)
+        object.__setattr__(tgt.model, "_xlate_io", spec)
+        if inputs is None:
+            inputs = make_inputs(spec.inputs, samples=samples, seed=seed)
     if isinstance(inputs, (str, Path)):
         inputs = load_inputs(inputs)
     if inputs is not None:
         arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        if arrays and not isinstance(arrays[0], (list, tuple)):
+        if arrays and not isinstance(arrays[0], (list, tuple)) and io_layout == "source":
             from .frameworks import to_numpy
 
             _check_inputs_fit([to_numpy(a) for a in arrays], keras_side.model, torch_side.example_inputs)
@@ -122,7 +167,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         # the torch file states its input shapes (a .pt2, or --input-shape): generate inputs of those
         specs = tuple(TensorSpec(tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in torch_side.example_inputs)
         inputs = make_inputs(specs, samples=samples, seed=seed)
-        _check_inputs_fit(inputs[0], keras_side.model, None)
+        _check_inputs_fit(inputs[0], keras_side.model, None, given=False)
     if per_layer:
         _learn_layer_mapping(src, tgt)
     try:

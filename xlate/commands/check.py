@@ -29,6 +29,9 @@ from ._common import Steps, model_options, print_report, tolerance_options, writ
               help="Where the PyTorch side runs (TF32 off on both sides).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
               help="Precision both sides run in; tolerances are raised to fit it.")
+@click.option("--io-layout", type=click.Choice(["source", "native"]), default="source", show_default=True,
+              help="How TARGET was converted: source (drop-in, the default of torch2tf/tf2torch) or native "
+                   "(channels-last on the Keras side, channels-first on the PyTorch side).")
 @click.option("--per-layer", is_flag=True,
               help="Also compare layer by layer and name the first layer whose output departs.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), metavar="REPORT.html|png",
@@ -38,8 +41,8 @@ from ._common import Steps, model_options, print_report, tolerance_options, writ
                    "versions).")
 @model_options
 @handles_errors
-def check(source, target, inputs_path, atol, rtol, samples, seed, device, dtype, per_layer, report_path, json_path,
-          model_class, input_shapes, input_dtypes, trust):
+def check(source, target, inputs_path, atol, rtol, samples, seed, device, dtype, io_layout, per_layer, report_path,
+          json_path, model_class, input_shapes, input_dtypes, trust):
     """Compare SOURCE with TARGET (one PyTorch, one Keras/TF model) on the same inputs.
 
     Exit 0 when every output matches within atol + rtol * |expected|, 1 when parity fails,
@@ -51,7 +54,8 @@ def check(source, target, inputs_path, atol, rtol, samples, seed, device, dtype,
     steps = Steps()
     with steps.step("checking"):
         report = compare_models(source, target, inputs_path, atol=atol, rtol=rtol, samples=samples, seed=seed,
-                                device=device, dtype=dtype, model_class=model_class, input_shapes=input_shapes,
+                                device=device, dtype=dtype, io_layout=io_layout, model_class=model_class,
+                                input_shapes=input_shapes,
                                 input_dtypes=input_dtypes, trust=trust, per_layer=per_layer or bool(report_path))
     print_report(report, f"{source} vs {target}")
     write_json_report(report, json_path, source=source, target=target)
