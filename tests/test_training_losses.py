@@ -7,11 +7,11 @@ value and the gradient with respect to the predictions on seeded data of the sam
 
 import inspect
 
+import keras
 import numpy as np
 import pytest
 import torch
 
-import keras
 import xlate
 from xlate.errors import UnsupportedOpError
 from xlate.table import table

@@ -9,11 +9,11 @@ with matched hyperparameters really do differ where the rows say so.
 
 import inspect
 
+import keras
 import numpy as np
 import pytest
 import torch
 
-import keras
 import xlate
 from xlate.errors import XlateError
 from xlate.table import table

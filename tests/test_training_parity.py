@@ -8,15 +8,22 @@ weight transforms (and, once, the models xlate's converters produce).
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import torch
 
-import keras
 import xlate
 from xlate.table import table
 from xlate.training import translation_of
-from xlate.training.samples import keras_loss, keras_optimizer, loss_data, paired_mlp, torch_loss, torch_optimizer
+from xlate.training.samples import (
+    keras_loss,
+    keras_optimizer,
+    loss_data,
+    paired_mlp,
+    torch_loss,
+    torch_optimizer,
+)
 
 STEPS, IN_FEATURES, ATOL = 8, 6, 1e-4
 
@@ -64,12 +71,6 @@ def _batches(loss_sample, steps=STEPS, seed=0):
         _, y = loss_data(loss_sample, seed=seed + i)
         out.append((rng.standard_normal((batch, IN_FEATURES)).astype(np.float32), y))
     return out
-
-
-def _model_head(loss_row, loss_sample):
-    """Output width, and the activation the model ends with for the loss's prediction kind."""
-    kind = loss_sample.call.split(":")[0]
-    return loss_sample.inputs[0][-1], kind
 
 
 class _Head(torch.nn.Module):
@@ -123,9 +124,6 @@ def test_training_parity_torch_to_keras(opt_row, opt_id, loss_row, loss_id):
     report = xlate.check_training_parity(tm, km, optimizer, loss, _batches(lsample), loss_target=target)
     _check(report)
     assert report.rows_used.get(orow.id) and report.rows_used.get(lrow.id)
-    first = report.steps[1].max_abs_weight_err
-    moved = max(float(np.abs(p.detach().numpy()).max()) for p in tm.parameters())
-    assert moved > 0 and first <= ATOL
 
 
 @pytest.mark.parametrize("opt_row,opt_id,loss_row,loss_id", PAIRS_K2T, ids=_ids(PAIRS_K2T))
@@ -142,7 +140,7 @@ def test_training_parity_keras_to_torch(opt_row, opt_id, loss_row, loss_id):
 
 def test_training_moves_the_weights():
     """The parity above is not trivially met by weights that stay put."""
-    lrow, lsample = _sample("cross_entropy", "plain")
+    _, lsample = _sample("cross_entropy", "plain")
     tm, km = _paired(lsample)
     before = [p.detach().clone() for p in tm.parameters()]
     optimizer = torch.optim.Adam(tm.parameters(), lr=0.01)
@@ -166,7 +164,7 @@ def test_resume_in_keras_from_a_ported_torch_state(opt_row):
     """5 torch steps, then port weights and optimizer state to Keras: the next 5 Keras steps
     match 5 more torch steps of the original."""
     orow, osample = _sample(opt_row, RESUME_SAMPLES.get(opt_row, "default"))
-    lrow, lsample = _sample("mse", "mean")
+    _, lsample = _sample("mse", "mean")
     tm, km = _paired(lsample)
     batches = _batches(lsample, steps=10)
     optimizer = torch_optimizer(orow, osample, tm.parameters())
@@ -181,7 +179,7 @@ def test_resume_in_keras_from_a_ported_torch_state(opt_row):
 @pytest.mark.parametrize("opt_row", RESUME)
 def test_resume_in_torch_from_a_ported_keras_state(opt_row):
     orow, osample = _sample(opt_row, RESUME_SAMPLES.get(opt_row, "default"))
-    lrow, lsample = _sample("mse", "mean")
+    _, lsample = _sample("mse", "mean")
     tm, km = _paired(lsample)
     batches = _batches(lsample, steps=10)
     optimizer = keras_optimizer(orow, osample)
@@ -196,7 +194,7 @@ def test_resume_in_torch_from_a_ported_keras_state(opt_row):
 
 def test_resume_without_the_state_does_not_match():
     """Control: the same resume with a fresh (unported) optimizer departs beyond tolerance."""
-    lrow, lsample = _sample("mse", "mean")
+    _, lsample = _sample("mse", "mean")
     tm, km = _paired(lsample)
     batches = _batches(lsample, steps=10)
     optimizer = torch.optim.Adam(tm.parameters(), lr=0.01)
@@ -210,7 +208,7 @@ def test_resume_without_the_state_does_not_match():
 
 def test_sgd_momentum_with_a_changing_lr_needs_the_emulation():
     """torch SGD momentum + StepLR: native Keras SGD departs once the lr drops; xlate's does not."""
-    lrow, lsample = _sample("mse", "mean")
+    _, lsample = _sample("mse", "mean")
     batches = _batches(lsample)
     reports = {}
     for name in ("xlate", "native"):
@@ -227,7 +225,7 @@ def test_sgd_momentum_with_a_changing_lr_needs_the_emulation():
 
 
 def test_schedule_and_plateau_inside_the_training_check():
-    lrow, lsample = _sample("cross_entropy", "plain")
+    _, lsample = _sample("cross_entropy", "plain")
     tm, km = _paired(lsample)
     optimizer = torch.optim.Adam(tm.parameters(), lr=0.05)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, threshold=0.5)
@@ -245,7 +243,7 @@ def test_schedule_and_plateau_inside_the_training_check():
 
 def test_models_converted_by_xlate():
     """The real workflow: a converted model (pairing from the conversion) trains the same."""
-    lrow, lsample = _sample("cross_entropy", "plain")
+    _, lsample = _sample("cross_entropy", "plain")
     torch.manual_seed(3)
     tm = torch.nn.Sequential(torch.nn.Linear(IN_FEATURES, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
     km = xlate.torch_to_keras(tm, (torch.randn(2, IN_FEATURES),))
@@ -260,7 +258,7 @@ def test_models_converted_by_xlate():
 
 
 def test_report_json_and_table():
-    lrow, lsample = _sample("mse", "mean")
+    _, lsample = _sample("mse", "mean")
     tm, km = _paired(lsample)
     report = xlate.check_training_parity(tm, km, torch.optim.SGD(tm.parameters(), lr=0.1), torch.nn.MSELoss(),
                                          _batches(lsample, steps=3))
@@ -272,3 +270,50 @@ def test_report_json_and_table():
     text = str(report)
     assert "PASS" in text and "pred err" in text
     assert translation_of(xlate.translate_loss(torch.nn.MSELoss())).row == "mse"
+
+
+class _TorchCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def _cnn_pair():
+    from xlate.training.state import copy_weights
+
+    torch.manual_seed(0)
+    tm = _TorchCNN()
+    x = keras.Input((6, 6, 3))
+    y = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    km = keras.Model(x, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(y)))
+    copy_weights(tm, km)
+    rng = np.random.default_rng(0)
+    nchw = [(rng.standard_normal((4, 3, 6, 6)).astype(np.float32), rng.integers(0, 5, 4).astype(np.int64))
+            for _ in range(10)]
+    nhwc = [(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y) for x, y in nchw]
+    return tm, km, nchw, nhwc
+
+
+@pytest.mark.parametrize("opt_row", ["adam", "sgd", "rmsprop"])
+def test_resume_through_conv_kernel_transforms(opt_row):
+    """Moments of a conv kernel move with the kernel (OIHW -> HWIO), both ways."""
+    orow, osample = _sample(opt_row, RESUME_SAMPLES.get(opt_row, "default"))
+    tm, km, nchw, nhwc = _cnn_pair()
+    optimizer = torch_optimizer(orow, osample, tm.parameters())
+    _train_torch(tm, optimizer, torch.nn.CrossEntropyLoss(), nchw[:5])
+    report = xlate.check_training_parity(tm, km, optimizer, torch.nn.CrossEntropyLoss(), nchw[5:],
+                                         target_batches=nhwc[5:], sync_weights=True)
+    assert report.passed, str(report)
+
+    tm, km, nchw, nhwc = _cnn_pair()
+    kopt = keras_optimizer(orow, osample)
+    kloss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    km.compile(optimizer=kopt, loss=kloss)
+    for x, y in nhwc[:5]:
+        km.train_on_batch(x, y)
+    report = xlate.check_training_parity(km, tm, kopt, kloss, nhwc[5:], target_batches=nchw[5:], sync_weights=True)
+    assert report.passed, str(report)

@@ -8,11 +8,11 @@ side's. Real optimizers take every step (with zero gradients, so only the lr mat
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import torch
 
-import keras
 import xlate
 from xlate.errors import BadInputError
 from xlate.table import table

@@ -10,8 +10,8 @@ a Keras ``xlate>TorchX`` loss or a torch ``KerasX`` module. ``translation_of(los
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import BadInputError, UnsupportedOpError, XlateError
 from ..table import Row, table

@@ -18,15 +18,21 @@ from __future__ import annotations
 import inspect
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import BadInputError, UnsupportedOpError, XlateError
 from ..frameworks import is_keras_model, is_torch_module
 from ..table import Row, table
 from .record import Translation, attach_translation
-from .state import (_is_torch_optimizer, keras_class_name, optimizer_row, pair_parameters, port_optimizer_state,
-                    torch_class_name)
+from .state import (
+    _is_torch_optimizer,
+    keras_class_name,
+    optimizer_row,
+    pair_parameters,
+    port_optimizer_state,
+    torch_class_name,
+)
 
 EMULATE = ("auto", "always", "never")
 _TUPLE_ARG = re.compile(r"(\w+)\[(\d+)\]")
@@ -213,7 +219,7 @@ def _torch_to_keras(optimizer, target, *, source_model, emulate, port_state, pai
 
     notes = []
     base = per_group[0][1]
-    without_decay = lambda kw: {k: v for k, v in kw.items() if k not in ("weight_decay", "l2_weight_decay")}  # noqa: E731
+    without_decay = lambda kw: {k: v for k, v in kw.items() if k not in ("weight_decay", "l2_weight_decay")}
     if all(kw == base for _, kw, _ in per_group):
         kopt = cls(**_accepted(cls, base))
     elif all(without_decay(kw) == without_decay(base) for _, kw, _ in per_group) and \
@@ -399,7 +405,7 @@ def _native_torch_name(row: Row, sub) -> str:
     """The torch.optim class for a Keras optimizer whose formula torch's native class computes."""
     name = keras_class_name(sub)
     if name.startswith("xlate."):
-        return getattr(sub, "torch_class")
+        return sub.torch_class
     return row.torch
 
 

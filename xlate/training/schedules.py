@@ -15,9 +15,10 @@ the torch optimizer as second argument and returns a torch scheduler (or xlate's
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import BadInputError, XlateError
 from ..table import Row, table
@@ -134,8 +135,8 @@ def _t2k_cosine(s, row, ctx):
     result = TorchCosineAnnealingLR(_base_lr(s), s.T_max, s.eta_min, spe)
     _install_lr(result, ctx.optimizer)
     return _done(result, row, "torch2keras", torch_class_name(s), True, stepping,
-                 ["exact emulation xlate.TorchCosineAnnealingLR: Keras's CosineDecay clamps at decay_steps and "
-                  "interpolates inside epochs"])
+                 [("exact emulation xlate.TorchCosineAnnealingLR: Keras's CosineDecay clamps at decay_steps and "
+                   "interpolates inside epochs")])
 
 
 def _t2k_one_cycle(s, row, ctx):
@@ -149,11 +150,11 @@ def _t2k_one_cycle(s, row, ctx):
     phases = s._schedule_phases
     three_phase = len(phases) == 3
     pct_start = (phases[0]["end_step"] + 1) / s.total_steps
-    common = dict(max_lr=groups[0]["max_lr"], total_steps=s.total_steps, pct_start=pct_start,
-                  anneal_strategy="cos" if s._anneal_func_type == "cos" else "linear",
-                  div_factor=groups[0]["max_lr"] / groups[0]["initial_lr"],
-                  final_div_factor=groups[0]["initial_lr"] / groups[0]["min_lr"], three_phase=three_phase,
-                  steps_per_epoch=spe)
+    common = {"max_lr": groups[0]["max_lr"], "total_steps": s.total_steps, "pct_start": pct_start,
+              "anneal_strategy": "cos" if s._anneal_func_type == "cos" else "linear",
+              "div_factor": groups[0]["max_lr"] / groups[0]["initial_lr"],
+              "final_div_factor": groups[0]["initial_lr"] / groups[0]["min_lr"], "three_phase": three_phase,
+              "steps_per_epoch": spe}
     result = TorchOneCycleLR(**common)
     notes = ["exact emulation xlate.TorchOneCycleLR (Keras has no 1cycle schedule)"]
     if s.cycle_momentum:
@@ -247,8 +248,8 @@ def _t2k_early_stopping(s, row, ctx):
         return _done(result, row, "torch2keras", "xlate.EarlyStopping", False, "epoch")
     result = ResumedEarlyStopping(resume_state={"wait": s.wait, "best": s.best, "best_epoch": s.best_epoch},
                                   **kwargs)
-    notes = [f"{s.epoch + 1} epoch(s) in: xlate.ResumedEarlyStopping carries wait/best (Keras's resets when fit() "
-             f"begins); pass fit(initial_epoch={s.epoch + 1})"]
+    notes = [(f"{s.epoch + 1} epoch(s) in: xlate.ResumedEarlyStopping carries wait/best (Keras's resets when fit() "
+              f"begins); pass fit(initial_epoch={s.epoch + 1})")]
     if s.restore_best_weights and s.best_weights is not None:
         notes.append("the best torch weights stay behind: the Keras side restores the best weights it sees itself")
     return _done(result, row, "torch2keras", "xlate.EarlyStopping", True, "epoch", notes)
@@ -292,7 +293,7 @@ def _k2t_schedule(s, row, ctx):
                      ["staircase=False decays every step: ExponentialLR(gamma=decay_rate**(1/decay_steps)) per batch"])
     if name == "PiecewiseConstantDecay":
         values = [float(v) for v in c["values"]]
-        ratios = {round(b / a, 12) for a, b in zip(values, values[1:])} if all(values) else set()
+        ratios = {round(b / a, 12) for a, b in itertools.pairwise(values)} if all(values) else set()
         if len(ratios) == 1:
             _set_base_lr(opt, values[0])
             result = lr_sched.MultiStepLR(opt, milestones=[int(b) + 1 for b in c["boundaries"]], gamma=ratios.pop())
@@ -340,7 +341,7 @@ def _keras_mode(mode: str, monitor: str) -> str:
     if mode in ("min", "max"):
         return mode
     name = monitor.removeprefix("val_")
-    if name == "loss" or name.endswith("_loss") or name.endswith("error"):
+    if name == "loss" or name.endswith(("_loss", "error")):
         return "min"
     if any(k in name for k in ("acc", "auc", "precision", "recall")):
         return "max"
@@ -367,8 +368,8 @@ def _k2t_plateau(cb, row, ctx):
         if cb.best is not None:  # mid-training: carry the bookkeeping
             result.best, result.num_bad_epochs = float(cb.best), int(cb.wait)
         return _done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
-                     [f"patience {cb.patience} -> {max(cb.patience - 1, 0)}, threshold_mode='abs', eps=0 "
-                      f"(Keras reduces whenever lr > min_lr); step it with logs[{cb.monitor!r}]"])
+                     [(f"patience {cb.patience} -> {max(cb.patience - 1, 0)}, threshold_mode='abs', eps=0 "
+                       f"(Keras reduces whenever lr > min_lr); step it with logs[{cb.monitor!r}]")])
     if ctx.emulate == "never":
         raise XlateError("torch's ReduceLROnPlateau cannot reproduce Keras's cooldown bookkeeping")
     result = KerasReduceLROnPlateau(opt, mode=mode, factor=cb.factor, patience=cb.patience,

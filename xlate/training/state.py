@@ -153,7 +153,7 @@ def _pairs_from_record(record, torch_model, keras_model) -> list[ParamPair]:
         if torch_path not in torch_modules or keras_name not in keras_layers:
             continue
         m, torch_own = torch_modules[torch_path]
-        layer, keras_own = keras_layers[keras_name]
+        _, keras_own = keras_layers[keras_name]
         row = table().by_id.get(lr.row) if lr.row else _row_of_module(m)
         if row is not None:
             pairs += _pairs_for(row, torch_path, torch_own, keras_own)
