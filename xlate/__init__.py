@@ -47,12 +47,16 @@ def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto"
 
 
 def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,
-                 seed=0):
-    """Run a torch module and a Keras model on the same seeded inputs and compare every output."""
+                 seed=0, **options):
+    """Run a torch module and a Keras model on the same seeded inputs and compare every output.
+
+    ``options``: ``training`` (compare in train mode; default: the torch module's mode) and
+    ``dtype`` ("float32", "float16", "bfloat16"; tolerances scale with the dtype).
+    """
     from .parity import check_parity as _impl
 
     return _impl(source, target, inputs, atol=atol, rtol=rtol, device=device, per_layer=per_layer, samples=samples,
-                 seed=seed)
+                 seed=seed, **options)
 
 
 def check_training_parity(*args, **kwargs):

@@ -19,8 +19,9 @@ def quiet_tensorflow() -> None:
 
 
 def is_torch_module(obj) -> bool:
+    """A torch module that is not a Keras layer (under Keras' torch backend, layers are modules too)."""
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
+    return torch is not None and isinstance(obj, torch.nn.Module) and not is_keras_model(obj)
 
 
 def is_keras_model(obj) -> bool:
@@ -29,10 +30,10 @@ def is_keras_model(obj) -> bool:
 
 
 def framework_of(obj) -> str:
-    if is_torch_module(obj):
-        return "torch"
     if is_keras_model(obj):
         return "keras"
+    if is_torch_module(obj):
+        return "torch"
     raise TypeError(f"expected a torch.nn.Module or a keras.Model, got {type(obj).__name__}")
 
 

@@ -196,7 +196,9 @@ class Emitter:
     # --- layers ------------------------------------------------------------------------------
 
     def unique_name(self, hint: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_.\-]", "_", hint or "op").strip("._") or "op"
+        """A unique Keras layer name from a torch module path: "layer1.0.conv1" -> "layer1_0_conv1"
+        (Keras' torch backend keys parameters by layer name, where dots are not allowed)."""
+        base = re.sub(r"[^0-9A-Za-z_\-]", "_", hint or "op").strip("_") or "op"
         name, i = base, 1
         while name in self.layer_names:
             i += 1
