@@ -373,7 +373,7 @@ def test_raw_keras_ops_inside_the_graph():
 # --- errors --------------------------------------------------------------------------------------
 
 
-class _Subclassed(keras.Model):
+class TinySubclassed(keras.Model):
     def __init__(self):
         super().__init__()
         self.dense = keras.layers.Dense(3)
@@ -383,9 +383,9 @@ class _Subclassed(keras.Model):
 
 
 def test_subclassed_model_is_refused_with_a_clear_error():
-    model = _Subclassed()
+    model = TinySubclassed()
     model(np.zeros((1, 4), "float32"))
-    with pytest.raises(UnsupportedOpError, match="subclassed model _Subclassed") as e:
+    with pytest.raises(UnsupportedOpError, match="subclassed model TinySubclassed") as e:
         keras_to_torch(model)
     assert "onnx" in (e.value.hint or "")
     with pytest.raises(UnsupportedOpError):
@@ -457,3 +457,23 @@ def test_same_padding_on_sizes_known_only_at_run_time(tmp_path):
         assert report.passed, f"size {size}: {report}"
     lint = ruff_check(module._xlate_source, tmp_path)
     assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize("build", [
+    lambda: _seq((9, 3), keras.layers.SeparableConv1D(4, 3, strides=2, padding="same", depth_multiplier=2)),
+    lambda: _seq((9, 3), keras.layers.SpatialDropout1D(0.3), keras.layers.Conv1D(2, 3)),
+    lambda: _seq((3, 4, 2, 2), keras.layers.UpSampling3D((2, 1, 2))),
+    lambda: _seq((8, 8, 3), keras.layers.Conv2D(4, 3, activation="gelu"), keras.layers.GlobalMaxPooling2D(keepdims=True),
+                 keras.layers.Reshape((4,)), keras.layers.RepeatVector(3), keras.layers.Permute((2, 1))),
+], ids=["separable1d", "spatial_dropout1d", "upsampling3d", "keepdims-reshape-repeat-permute"])
+def test_more_layers(build):
+    _parity(build())
+
+
+def test_subclassed_model_falls_back_to_onnx_under_auto():
+    pytest.importorskip("tf2onnx")
+    model = TinySubclassed()
+    model(np.zeros((1, 4), "float32"))
+    module = xlate.keras_to_torch(model, example_inputs=np.zeros((2, 4), "float32"))
+    record = record_of(module)
+    assert record.path == "onnx" and any("fell back to ONNX" in n for n in record.notes)
