@@ -317,3 +317,15 @@ def test_resume_through_conv_kernel_transforms(opt_row):
         km.train_on_batch(x, y)
     report = xlate.check_training_parity(km, tm, kopt, kloss, nhwc[5:], target_batches=nchw[5:], sync_weights=True)
     assert report.passed, str(report)
+
+
+def test_state_port_refuses_models_with_different_weights():
+    from xlate.errors import BadInputError
+
+    _, lsample = _sample("mse", "mean")
+    tm, _ = _paired(lsample)
+    _, other = _paired(lsample, seed=7)  # same architecture, other weights: the pairing cannot be proven
+    optimizer = torch.optim.Adam(tm.parameters(), lr=0.01)
+    _train_torch(tm, optimizer, torch.nn.MSELoss(), _batches(lsample, steps=2))
+    with pytest.raises(BadInputError, match="weights differ"):
+        xlate.translate_optimizer(optimizer, other, source_model=tm)

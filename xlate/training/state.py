@@ -333,15 +333,32 @@ def _build_keras(optimizer, keras_model) -> None:
 _STEP_KEYS = ("step",)
 
 
+def check_pairing(torch_model, keras_model, pairs, atol: float = 1e-5) -> None:
+    """Raise unless every paired weight, moved through its transform, equals its counterpart: a
+    wrong pairing (or models whose weights were never synced) would port the state to the wrong
+    places silently otherwise."""
+    bad = {name: err for name, err in weight_differences(torch_model, keras_model, pairs).items() if err > atol}
+    if bad:
+        worst = ", ".join(f"{n} ({e:.3g})" for n, e in sorted(bad.items(), key=lambda kv: -kv[1])[:5])
+        raise BadInputError(f"the models' weights differ after the pairing's transforms: {worst}",
+                            hint="port the state between a model and its conversion (or copy the weights first with "
+                                 "xlate.training.state.copy_weights); a Linear after a channels-first flatten needs "
+                                 "pairing=[(name, path, 'flatten_dense_kernel', {'chw': (C, H, W)})]")
+
+
 def port_optimizer_state(source_optimizer, target_optimizer, source_model, target_model, *, pairing=None,
                          steps: int | None = None) -> int:
     """Move every moment, accumulator, momentum buffer and the step count from ``source_optimizer``
     (bound to ``source_model``) into ``target_optimizer`` (bound to ``target_model``), through the
     weight transforms, so training resumed on the target continues the source's trajectory.
 
+    The two models must hold the same weights (checked: that is what proves the pairing).
     ``steps`` sets the step count where the source keeps none (torch SGD). Returns the number of
     optimizer steps the state carries.
     """
+    torch_model, keras_model = (source_model, target_model) if _is_torch_optimizer(source_optimizer) else \
+        (target_model, source_model)
+    check_pairing(torch_model, keras_model, pair_parameters(torch_model, keras_model, pairing))
     src_row, src_side = optimizer_row(source_optimizer)
     dst_row, dst_side = optimizer_row(target_optimizer)
     if src_row.id != dst_row.id and {src_row.id, dst_row.id} != {"adam", "adamw"}:
