@@ -140,7 +140,7 @@ HOOKS: dict[str, LossHook] = {
     "smooth_l1": LossHook(_smooth_l1_t2k, None),
     "kl_div": LossHook(_never("torch takes log-probability inputs, Keras probabilities (both clipped)"),
                        _never("Keras takes probabilities and clips both to [1e-7, 1]; torch takes log-probabilities")),
-    "cosine_similarity": LossHook(None, _never("torch has no cosine-similarity loss on (y_true, y_pred)")),
+    "cosine_similarity_loss": LossHook(None, _never("torch has no cosine-similarity loss on (y_true, y_pred)")),
 }
 
 # Emulation constructor arguments: the emulation keeps torch's names, plus torch_reduction.
