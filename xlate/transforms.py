@@ -34,12 +34,17 @@ class Transform:
     def to_keras(self, *torch_arrays: np.ndarray, **params) -> Arrays:
         if len(torch_arrays) != self.torch_arity:
             raise ValueError(f"{self.name} takes {self.torch_arity} torch array(s), got {len(torch_arrays)}")
-        return tuple(np.ascontiguousarray(a) for a in self.forward(*torch_arrays, **params))
+        return tuple(_contiguous(a) for a in self.forward(*torch_arrays, **params))
 
     def to_torch(self, *keras_arrays: np.ndarray, **params) -> Arrays:
         if len(keras_arrays) != self.keras_arity:
             raise ValueError(f"{self.name} takes {self.keras_arity} keras array(s), got {len(keras_arrays)}")
-        return tuple(np.ascontiguousarray(a) for a in self.inverse(*keras_arrays, **params))
+        return tuple(_contiguous(a) for a in self.inverse(*keras_arrays, **params))
+
+
+def _contiguous(a) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    return np.require(a, requirements="C")
 
 
 TRANSFORMS: dict[str, Transform] = {}

@@ -91,7 +91,8 @@ def dropout(ctx, node, row):
         cls = {3: "SpatialDropout1D", 4: "SpatialDropout2D", 5: "SpatialDropout3D"}[x.rank]
         out = getattr(layers(), cls)(rate=p, name=ctx.layer_name())(ctx.keras_tensor(x, perm))
         return ctx.new_value(out, perm)
-    layer = layers().Dropout(rate=p, name=ctx.layer_name())
+    cls = layers().AlphaDropout if "alpha" in node.target else layers().Dropout
+    layer = cls(rate=p, name=ctx.layer_name())
     value = elementwise_result(ctx, layer, [x]) if isinstance(x, Value) else x
     if native:
         value.meta = node.meta[0]

@@ -69,7 +69,7 @@ def _conv_args(ctx, node):
             a.get("dilation", 1), int(a.get("groups", 1)))
 
 
-@converter("conv")
+@converter("conv", "depthwise_conv")
 def conv(ctx, node, row):
     if node.target == "aten.convolution.default" and node.args.get("transposed"):
         return conv_transpose(ctx, node, ctx.table.row("conv_transpose2d"))

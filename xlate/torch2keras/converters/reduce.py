@@ -140,3 +140,40 @@ def diff(ctx, node, row):
         head[axis], tail[axis] = slice(1, None), slice(None, -1)
         t = ops().subtract(t[tuple(head)], t[tuple(tail)])
     return ctx.new_value(t, x.perm)
+
+
+@converter("distance")
+def distance(ctx, node, row):
+    from .elementwise import elementwise_result
+
+    a, b = ctx.arg("x1"), ctx.arg("x2")
+    if node.target.startswith("aten.cosine_similarity"):
+        dim, eps = int(node.args.get("dim", 1)), float(node.args.get("eps", 1e-8))
+
+        def cosine(x, y):
+            axis = _axis_of(x, dim)
+            dot = ops().sum(ops().multiply(x, y), axis=axis)
+            nx = ops().maximum(ops().sqrt(ops().sum(ops().square(x), axis=axis)), eps)
+            ny = ops().maximum(ops().sqrt(ops().sum(ops().square(y), axis=axis)), eps)
+            return dot / (nx * ny)
+
+        operands = [ctx.materialize(a), ctx.materialize(b)]
+        rank = max(v.rank for v in operands)
+        t = [ctx.keras_tensor(v, plan.identity(v.rank)) for v in operands]
+        out = cosine(*t) if rank == len(t[0].shape) == len(t[1].shape) else None
+        if out is None:
+            raise UnsupportedOpError([("cosine_similarity of different ranks", ctx.where())], direction="torch2keras")
+        return ctx.new_value(out)
+    p, eps, keepdim = float(node.args.get("p", 2.0)), float(node.args.get("eps", 1e-6)), bool(
+        node.args.get("keepdim", False))
+    diff = elementwise_result(ctx, lambda x, y: ops().add(ops().subtract(x, y), eps), [a, b])
+    t = ctx.keras_tensor(diff, plan.identity(diff.rank))
+    if p == 2.0:
+        out = ops().sqrt(ops().sum(ops().square(t), axis=-1, keepdims=keepdim))
+    else:
+        out = ops().power(ops().sum(ops().power(ops().abs(t), p), axis=-1, keepdims=keepdim), 1.0 / p)
+    return ctx.new_value(out)
+
+
+def _axis_of(t, dim):
+    return dim % len(t.shape)
