@@ -85,9 +85,31 @@ def instantiate(source: str, state: dict[str, np.ndarray]):
     cls = getattr(load_source(source), CLASS_NAME)
     with torch.device("meta"):
         module = cls()
-    tensors = state_dict_tensors(state, module)
-    module.load_state_dict(tensors, strict=True, assign=True)
+    assign_state(module, state_dict_tensors(state, module))
     return module.eval()
+
+
+def assign_state(module, tensors: dict) -> None:
+    """``load_state_dict(tensors, strict=True, assign=True)`` without its cost per module and key
+    (it filters the whole dict once per submodule): each tensor is set on its owner directly,
+    through ``setattr`` so modules that cache their parameters (nn.LSTM's flat weights) see it."""
+    import torch
+
+    expected = module.state_dict(keep_vars=True)
+    if set(expected) != set(tensors):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise RuntimeError(f"generated state does not match the module: missing {missing[:5]}, unexpected {extra[:5]}")
+    owners = dict(module.named_modules())
+    for key, tensor in tensors.items():
+        path, _, name = key.rpartition(".")
+        owner = owners[path]
+        old = expected[key]
+        if tuple(old.shape) != tuple(tensor.shape):
+            raise RuntimeError(f"{key}: generated shape {tuple(old.shape)}, ported weight {tuple(tensor.shape)}")
+        if name in owner._parameters:
+            setattr(owner, name, torch.nn.Parameter(tensor, requires_grad=old.requires_grad))
+        else:
+            setattr(owner, name, tensor)
 
 
 def state_dict_tensors(state: dict[str, np.ndarray], module) -> dict:
