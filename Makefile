@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= tf-cpu,onnx,dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast setup docs bench clean
+.PHONY: demo test test-fast setup onnx2tf docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ demo: EXTRAS = tf-cpu
 demo: setup
 	$(BIN)/xlate demo
 
-test: setup
+# onnx2tf (the ONNX fallback's converter) lives in its own venv: it pins an older TensorFlow stack
+onnx2tf:
+	PYTHON311=$(PYTHON) bash scripts/setup_onnx2tf.sh
+
+test: setup onnx2tf
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
