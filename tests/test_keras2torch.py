@@ -477,3 +477,12 @@ def test_subclassed_model_falls_back_to_onnx_under_auto():
     module = xlate.keras_to_torch(model, example_inputs=np.zeros((2, 4), "float32"))
     record = record_of(module)
     assert record.path == "onnx" and any("fell back to ONNX" in n for n in record.notes)
+
+
+def test_example_inputs_fill_unknown_sizes_in_the_parity_specs():
+    model = _seq((None, None, 3), keras.layers.Conv2D(2, 3, strides=2, padding="same"))
+    module = keras_to_torch(model, example_inputs=np.zeros((1, 13, 11, 3), "float32"))
+    assert record_of(module).io.inputs[0].shape == (None, 13, 11, 3)
+    assert xlate.check_parity(model, module).passed
+    with pytest.raises(BadInputError, match="rank"):
+        keras_to_torch(model, example_inputs=np.zeros((13, 11, 3), "float32"))

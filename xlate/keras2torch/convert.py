@@ -37,7 +37,9 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     and loaded with the Keras weights moved through the table's named transforms; it is
     returned in eval mode, like a Keras model called without ``training=True``.
     ``io_layout="source"`` takes and returns the Keras (channels-last) layout, ``"native"``
-    takes and returns channels-first feature maps. Raises UnsupportedOpError listing every
+    takes and returns channels-first feature maps. ``example_inputs`` (optional, Keras layout)
+    fill in the sizes the model leaves unknown in the input specs the parity check samples from.
+    Raises UnsupportedOpError listing every
     layer the direct path cannot convert (``xlate.keras_to_torch`` then tries ONNX).
     """
     import keras
@@ -53,11 +55,10 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     module = instantiate(source, emitter.state)
     _, out_perms = emitter.return_statement()
     io = IOSpec(
-        inputs=_input_specs(model, graph),
+        inputs=_input_specs(model, graph, example_inputs),
         input_perms=tuple(None if plan.is_identity(p) else tuple(p) for p in emitter.input_perms),
         output_perms=tuple(None if plan.is_identity(p) else plan.inverse(p) for p in out_perms),
         source="keras",
-        extras={"example_inputs": example_inputs is not None},
     )
     record = ConversionRecord(direction="keras2torch", path="direct", io=io, layers=emitter.layers,
                               rows_used=emitter.rows_used, notes=emitter.notes)
@@ -123,16 +124,34 @@ def state_dict_tensors(state: dict[str, np.ndarray], module) -> dict:
     return tensors
 
 
-def _input_specs(model, graph: Graph) -> tuple[TensorSpec, ...]:
+def _example_shapes(example_inputs, count: int) -> list[tuple | None]:
+    if example_inputs is None:
+        return [None] * count
+    if isinstance(example_inputs, dict):
+        example_inputs = list(example_inputs.values())
+    if not isinstance(example_inputs, (list, tuple)):
+        example_inputs = [example_inputs]
+    if len(example_inputs) != count:
+        raise BadInputError(f"the model has {count} input(s), example_inputs gives {len(example_inputs)}")
+    return [tuple(np.shape(a)) for a in example_inputs]
+
+
+def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, ...]:
+    examples = _example_shapes(example_inputs, len(graph.inputs))
     bound = None
     for layer in model._flatten_layers(include_self=False):
         if type(layer).__name__ == "Embedding" and isinstance(getattr(layer, "input_dim", None), int):
             bound = layer.input_dim if bound is None else min(bound, layer.input_dim)
     specs = []
-    for tid, name in zip(graph.inputs, graph.input_names):
+    for tid, name, example in zip(graph.inputs, graph.input_names, examples):
         t = graph.tensors[tid]
+        shape = t.shape
+        if example is not None:
+            if len(example) != len(shape):
+                raise BadInputError(f"example input {name!r} has shape {example}, the model expects rank {len(shape)}")
+            shape = tuple(d if d is not None or i == 0 else int(e) for i, (d, e) in enumerate(zip(shape, example)))
         is_int = "int" in t.dtype
-        specs.append(TensorSpec(t.shape, t.dtype, 0, (bound or 2) if is_int else None, name))
+        specs.append(TensorSpec(shape, t.dtype, 0, (bound or 2) if is_int else None, name))
     return tuple(specs)
 
 
