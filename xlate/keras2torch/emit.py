@@ -115,6 +115,13 @@ def torch_fn_name(qualified: str) -> str:
 
 
 class Emitter:
+    """Generates ``__init__`` lines, ``forward`` statements and the state dict for one graph.
+
+    Converters talk to it through ``input``/``in_layout`` (read a tensor in the layout they
+    need), ``module``/``parameter``/``buffer`` (declare), ``port`` (weights through a row's
+    transforms), and ``assign``/``assign_many``/``alias`` (bind their outputs).
+    """
+
     def __init__(self, graph: Graph, *, io_layout: str = "source"):
         load()
         self.graph = graph
@@ -168,9 +175,11 @@ class Emitter:
                 self._placeholder(node)
                 continue
             except Exception:
-                if self.unsupported:
-                    break  # a consequence of an earlier placeholder; report what is known
-                raise
+                if not self.unsupported:
+                    raise
+                # most likely a consequence of an earlier placeholder: keep collecting the rest
+                self._placeholder(node)
+                continue
             self.use_row(row)
             for name in self._temps:
                 self._live[name] -= 1
