@@ -224,3 +224,19 @@ def test_emulations_serialize_with_keras():
     cycled = keras_optimizers.TorchAdam(0.01, beta_1=TorchOneCycleLR(0.1, 12, quantity="momentum"))
     again = keras.optimizers.deserialize(keras.optimizers.serialize(cycled))
     assert isinstance(again.beta_1, TorchOneCycleLR) and again.beta_1.quantity == "momentum"
+
+
+def test_keras_schedule_inside_the_optimizer_goes_both_ways():
+    tm, km = paired_mlp(5, 3)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    kopt = keras.optimizers.SGD(schedule, momentum=0.9)
+    kopt.build(km.trainable_variables)
+    topt = xlate.translate_optimizer(kopt, tm)
+    assert topt.lr_schedule.keras_schedule is schedule
+    for step in range(STEPS):
+        _step_both(tm, km, topt, kopt, step)
+    assert _max_weight_error(tm, km) < 1e-5
+    back = xlate.translate_optimizer(topt, km, source_model=tm)  # state and all: 8 steps in
+    assert type(back) is keras.optimizers.SGD and back._learning_rate is schedule
+    assert int(back.iterations.numpy()) == STEPS
+    assert float(back.learning_rate.numpy()) == pytest.approx(0.1 * 0.5 ** (STEPS / 2))

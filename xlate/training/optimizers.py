@@ -193,9 +193,14 @@ def _torch_to_keras(optimizer, target, *, source_model, emulate, port_state, pai
     for group in optimizer.param_groups:
         decoupled = _is_decoupled(optimizer, group) if src_side == "torch" else True
         kwargs, facts = _torch_group_hypers(row, group, decoupled)
-        if src_side == "keras":  # xlate.KerasX carries Keras's own hyperparameters (and clipping)
+        if src_side == "keras":  # xlate.KerasX carries Keras's own hyperparameters, clipping and schedule
             kwargs.update({k: getattr(optimizer, k) for k in ("clipnorm", "clipvalue", "global_clipnorm")
                            if getattr(optimizer, k, None) is not None})
+            schedule = getattr(getattr(optimizer, "lr_schedule", None), "keras_schedule", None)
+            if schedule is not None:
+                kwargs["learning_rate"] = schedule
+            elif getattr(optimizer, "lr_schedule", None) is not None:
+                raise BadInputError(f"{torch_name} runs a plain-function lr_schedule: no Keras schedule to give back")
         per_group.append((group, kwargs, facts))
     native_ok = src_side == "keras" or all(hook.native_from_torch(f) is None for _, _, f in per_group)
     reason = None if native_ok else next(r for r in (hook.native_from_torch(f) for _, _, f in per_group) if r)
