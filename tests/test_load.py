@@ -238,3 +238,16 @@ def test_damaged_keras_archive(tmp_path):
     with pytest.raises(BadInputError, match="cannot load the Keras model") as e:
         load_keras(tmp_path / "broken.keras")
     assert "save it again" in e.value.hint
+
+
+def test_keras_lambda_layers_need_trust(tmp_path):
+    import keras
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(inp))
+    model.save(tmp_path / "lam.keras")
+    with pytest.raises(BadInputError, match="Lambda") as e:
+        load_keras(tmp_path / "lam.keras")
+    assert "--trust" in e.value.hint
+    loaded = load_keras(tmp_path / "lam.keras", trust=True)
+    np.testing.assert_allclose(np.asarray(loaded.model(np.ones((1, 4), "float32"))), 2.0)
