@@ -12,14 +12,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed-$(EXTRAS): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+# one stamp per set of extras: make demo installs less than make test
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$*]"
 	touch $@
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
-demo: EXTRAS = tf-cpu
-demo: setup
+demo: $(VENV)/.installed-tf-cpu
 	$(BIN)/xlate demo
 
 # onnx2tf (the ONNX fallback's converter) lives in its own venv: it pins an older TensorFlow stack

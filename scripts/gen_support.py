@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xlate.table import FAMILIES, known_unsupported, table  # noqa: E402
+from xlate.table import FAMILIES, known_unsupported, table
 
 TITLES = {"layer": "Layers", "activation": "Activations", "op": "Tensor ops", "optimizer": "Optimizers",
           "loss": "Losses", "schedule": "Learning-rate schedules", "callback": "Callbacks"}

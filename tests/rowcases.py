@@ -22,7 +22,7 @@ def _class_and_defaults(name: str):
     defaults = {}
     if inner and "=" in inner:
         try:
-            defaults = eval(f"dict({inner})", {})  # noqa: S307 - our own table
+            defaults = eval(f"dict({inner})", {})
         except NameError:
             defaults = {}  # a descriptive variant such as Conv2d(groups=in_channels)
     return path, defaults
@@ -56,7 +56,7 @@ def torch_case(row: Row, sample: Sample):
         class Expr(nn.Module):
             def forward(self, *xs):
                 env = {"torch": torch, **{f"x{i}": x for i, x in enumerate(xs)}}
-                return eval(expr, env)  # noqa: S307 - our own table
+                return eval(expr, env)
 
         module = Expr()
     else:
@@ -73,7 +73,7 @@ def torch_case(row: Row, sample: Sample):
             def forward(self, *xs):
                 if call:
                     env = {"torch": torch, "m": self.m, **{f"x{i}": x for i, x in enumerate(xs)}}
-                    return eval(call, env)  # noqa: S307
+                    return eval(call, env)
                 return self.m(*xs)
 
         module = Wrapped()
@@ -85,7 +85,7 @@ def torch_case(row: Row, sample: Sample):
                 elif name.endswith("running_var"):
                     buf.uniform_(0.5, 2.0)
             for name, p in module.named_parameters():
-                if p.dim() == 1 and (name.endswith("weight") or name.endswith("bias")):
+                if p.dim() == 1 and name.endswith(("weight", "bias")):
                     p.normal_()
     module.train(sample.train)
     return module, inputs
@@ -103,12 +103,12 @@ def keras_case(row: Row, sample: Sample):
     xs = [keras.Input(shape=tuple(s[1:]), dtype=dtype, name=f"x{i}") for i, s in enumerate(shapes)]
     if isinstance(sample.keras, str):
         env = {"keras": keras, **{f"x{i}": x for i, x in enumerate(xs)}}
-        y = eval(sample.keras, env)  # noqa: S307 - our own table
+        y = eval(sample.keras, env)
     else:
         path, defaults = _class_and_defaults(row.keras)
         kwargs = {**defaults, **sample.keras}
         if "layer" in kwargs and isinstance(kwargs["layer"], str):
-            kwargs["layer"] = eval(kwargs["layer"], vars(keras.layers))  # noqa: S307
+            kwargs["layer"] = eval(kwargs["layer"], vars(keras.layers))
         if path.startswith("keras.layers."):
             layer = getattr(keras.layers, path.rsplit(".", 1)[-1])(**kwargs)
             y = layer(*xs)

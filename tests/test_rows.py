@@ -31,7 +31,7 @@ def test_row_torch_to_keras(row, sample):
 
 @pytest.mark.parametrize("row,sample", [c[:2] for c in K2T], ids=[c[2] for c in K2T])
 def test_row_keras_to_torch(row, sample):
-    model, inputs = keras_case(row, sample)
+    model, _inputs = keras_case(row, sample)
     module = xlate.keras_to_torch(model, check=False, via="direct")
     report = xlate.check_parity(model, module, atol=sample.tol or 1e-5)
     assert report.passed, str(report)

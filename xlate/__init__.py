@@ -10,19 +10,19 @@ from ._version import __version__
 from .errors import BadInputError, ParityError, UnsupportedOpError, XlateError
 
 __all__ = [
+    "BadInputError",
+    "ParityError",
+    "ParityReport",
+    "UnsupportedOpError",
+    "XlateError",
     "__version__",
-    "torch_to_keras",
-    "keras_to_torch",
     "check_parity",
     "check_training_parity",
-    "translate_optimizer",
+    "keras_to_torch",
+    "torch_to_keras",
     "translate_loss",
+    "translate_optimizer",
     "translate_schedule",
-    "ParityReport",
-    "XlateError",
-    "BadInputError",
-    "UnsupportedOpError",
-    "ParityError",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from .errors import BadInputError, ParityError, UnsupportedOpError, XlateError
-from .record import attach, record_of
+from .record import record_of
 
 VIA = ("auto", "direct", "onnx")
 IO_LAYOUTS = ("source", "native")

@@ -11,11 +11,13 @@ This module only loads and validates rows; it imports neither torch nor TensorFl
 from __future__ import annotations
 
 import functools
-import tomllib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+import tomllib
 
 from .errors import TableError
 from .transforms import get_transform

@@ -11,8 +11,8 @@ guarantees the weaker ``forward(inverse(k)) == k`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def _conv_to_keras(w):
 
 def _conv_to_torch(k):
     n = k.ndim
-    return (np.transpose(k, (n - 1, n - 2, *range(0, n - 2))),)
+    return (np.transpose(k, (n - 1, n - 2, *range(n - 2))),)
 
 
 def _depthwise_to_keras(w, multiplier):
@@ -92,7 +92,7 @@ def _depthwise_to_keras(w, multiplier):
 def _depthwise_to_torch(k, multiplier=None):
     *ks, c, m = k.shape
     n = k.ndim
-    w = np.transpose(k, (n - 2, n - 1, *range(0, n - 2)))
+    w = np.transpose(k, (n - 2, n - 1, *range(n - 2)))
     return (w.reshape(c * m, 1, *ks),)
 
 

@@ -12,7 +12,7 @@ def _variables_by_name(layer) -> dict:
     out = {}
     prefix = layer.path + "/" if getattr(layer, "path", None) else ""
     for v in layer.weights:
-        rel = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+        rel = v.path.removeprefix(prefix)
         parts = rel.split("/")
         for i in range(len(parts)):
             out.setdefault("/".join(parts[i:]), v)

@@ -244,7 +244,6 @@ def trace(module, example_inputs, *, dynamic: bool = True) -> SourceGraph:
 
 
 def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph:
-    import torch
 
     sig = ep.graph_signature
     state = ep.state_dict
@@ -331,7 +330,6 @@ def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:
         mod = modules.get(path)
         if mod is None or _public_name(type(mod)) not in MODULE_LEVEL:
             continue
-        in_names = [getattr(a, "name", None) for a in entry.signature.inputs]
         out_names = [getattr(a, "name", None) for a in entry.signature.outputs]
         member = [i for i, n in enumerate(nodes) if n.op == "call" and any(p == path for p, _ in n.stack)]
         if not member:

@@ -93,14 +93,5 @@ def _expand_leading(t, n):
     return t
 
 
-def input_value(ctx, name="input") -> Value:
-    v = ctx.arg(name)
-    if isinstance(v, Const):
-        return v
-    if not isinstance(v, Value):
-        raise ValueError(f"{ctx.node.target}: argument {name} is not a tensor")
-    return v
-
-
 def np_dtype(torch_dtype: str):
     return np.dtype({"bfloat16": "float32"}.get(torch_dtype, torch_dtype))

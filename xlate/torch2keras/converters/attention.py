@@ -14,6 +14,7 @@ from ..registry import converter
 from ._common import layers, ops
 from .linear import port
 
+
 def _bound_call(node) -> dict:
     """The MultiheadAttention.forward arguments of this call, by name."""
     import torch
@@ -111,7 +112,6 @@ def mha(ctx, node, row):
 
 def _set_outputs(ctx, node, values):
     ctx.set(node, tuple(values))
-    return None
 
 
 @converter("sdpa")

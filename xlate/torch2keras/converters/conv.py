@@ -11,7 +11,7 @@ import math
 
 from ...errors import UnsupportedOpError
 from .. import plan
-from ..emit import Const, Value
+from ..emit import Const
 from ..registry import converter
 from ._common import layers, ops
 from .linear import _shared_layer, port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import UnsupportedOpError
 from ...transforms import get_transform
 from .. import plan
 from ..emit import Const, Value
@@ -58,7 +59,7 @@ def dense(ctx, node, row):
         port(ctx, row, layer, {"weight": w.array, "bias": b.array if isinstance(b, Const) else None},
              transforms=transforms, params=params)
         if b is not None and not isinstance(b, Const):
-            raise ValueError("computed Linear bias")
+            raise UnsupportedOpError([("Linear with a computed bias", ctx.where())], direction="torch2keras")
     return ctx.new_value(out, perm)
 
 
@@ -127,7 +128,7 @@ def einsum(ctx, node, row):
 def embedding(ctx, node, row):
     w, idx = ctx.arg("weight"), ctx.arg("indices")
     if not isinstance(w, Const):
-        raise ValueError("embedding with a computed table")
+        raise UnsupportedOpError([("embedding with a computed table", ctx.where())], direction="torch2keras")
     idx = ctx.materialize(idx)
     layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))

@@ -54,7 +54,7 @@ def recurrent(ctx, node, row):
     keras_cls = getattr(layers(), KERAS_RNN[ROW_OF[kind]])
     finals = []
     for layer_index in range(num_layers):
-        options = dict(return_sequences=True, return_state=True, use_bias=has_bias)
+        options = {"return_sequences": True, "return_state": True, "use_bias": has_bias}
         if kind != "lstm" and kind != "gru":
             options["activation"] = "relu" if kind == "rnn_relu" else "tanh"
         if kind == "gru":

@@ -7,8 +7,8 @@ import numpy as np
 from ...errors import UnsupportedOpError
 from .. import plan
 from ..emit import Const, DynamicShapeError, Value
-from ..trace import Sym
 from ..registry import converter
+from ..trace import Sym
 from ._common import layers, ops
 
 

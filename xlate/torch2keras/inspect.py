@@ -1,0 +1,51 @@
+"""Coverage of a torch module before converting it: every traced op and the table row that
+converts it (``xlate inspect``). The answer comes from the real trace and a dry run of the
+emitter, so a row whose configuration is refused (BatchNorm momentum=None...) shows up too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnsupportedOpError
+from ..table import table
+
+
+@dataclass(frozen=True)
+class CoverageItem:
+    name: str  # the traced node
+    op: str  # its ATen op, or the module class for modules converted whole
+    where: str  # the torch module path it comes from
+    row_id: str | None  # the row that converts it; None when the direct path cannot
+    reason: str = ""
+
+
+def coverage(module, example_inputs) -> list[CoverageItem]:
+    """One item per traced op of ``module`` (graph plumbing such as tuple indexing left out)."""
+    from .emit import Emitter
+    from .registry import INTERNAL, load
+    from .trace import trace
+
+    load()
+    try:
+        graph = trace(module, example_inputs)
+    except UnsupportedOpError as e:
+        return [CoverageItem(type(module).__name__, op, where, None, "torch.export could not trace the module")
+                for op, where in e.unsupported]
+    t = table()
+    items = []
+    for node in graph.nodes:
+        if node.op == "module":
+            row = t.by_torch.get(node.module_type)
+            items.append(CoverageItem(node.name, node.module_type, node.module_path, row.id if row else None))
+        elif node.op == "call" and node.target not in INTERNAL:
+            row = t.by_aten.get(node.target)
+            items.append(CoverageItem(node.name, node.target, node.module_path or "<root>", row.id if row else None,
+                                      "" if row else "no table row"))
+    if all(i.row_id for i in items):
+        try:  # a dry run finds configurations a row refuses
+            Emitter(graph).run()
+        except UnsupportedOpError as e:
+            refused = {where: op for op, where in e.unsupported}
+            items = [CoverageItem(i.name, i.op, i.where, None, refused[i.where]) if i.where in refused else i
+                     for i in items]
+    return items
