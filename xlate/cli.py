@@ -45,7 +45,7 @@ def handles_errors(fn):
             _fail(first, e.hint, e.exit_code)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
+        except Exception as e:  # the CLI contract: one line, never a traceback (--debug shows it)
             if debug:
                 raise
             message = " ".join(str(e).split()) or type(e).__name__
