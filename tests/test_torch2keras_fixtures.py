@@ -231,3 +231,22 @@ def test_savedmodel_and_tflite_exports_match_torch(tmp_path):
     interpreter.invoke()
     out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["lenet", "mobilenet_style", "text_lstm", "transformer_encoder"])
+def test_record_pairs_every_trainable_parameter_with_its_exact_transform(name):
+    """Optimizer state ports through these pairs (xlate.training.state), flatten -> Linear included."""
+    from xlate.training.state import pair_parameters
+    from xlate.transforms import get_transform
+
+    module, example = build(name)
+    model = xlate.torch_to_keras(module, example)
+    params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
+    variables = {v.path: v for v in model.weights}
+    for w in record_of(model).weights:
+        torch_arrays = [(params.get(t) if t in params else buffers[t]).detach().numpy() for t in w.torch]
+        for path, expected in zip(w.keras, get_transform(w.transform).to_keras(*torch_arrays, **w.params)):
+            np.testing.assert_array_equal(variables[path].numpy(), expected)
+    pairs = pair_parameters(module, model)  # raises unless every trainable parameter is paired
+    assert {n for p in pairs for n in p.torch} == {n for n, p in module.named_parameters() if p.requires_grad}

@@ -33,12 +33,25 @@ class LayerRecord:
     feature_order: list[int] | None = None
 
 
+@dataclass(frozen=True)
+class WeightRecord:
+    """Source tensors (torch parameter/buffer paths or Keras variable paths) that became target
+    tensors, through a named transform (``xlate.transforms``) with its parameters. Optimizer
+    state ports through the same pairs."""
+
+    torch: tuple[str, ...]
+    keras: tuple[str, ...]
+    transform: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+
 @dataclass
 class ConversionRecord:
     direction: str  # "torch2keras" | "keras2torch"
     path: str  # "direct" | "onnx"
     io: IOSpec
     layers: list[LayerRecord] = field(default_factory=list)
+    weights: list[WeightRecord] = field(default_factory=list)
     rows_used: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)

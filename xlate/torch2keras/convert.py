@@ -49,12 +49,12 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
         emitter = Emitter(graph, io_layout=io_layout, batch_size=batch)
         model = emitter.run()
         emitter.notes = [f"static batch size {batch}: {e}"]
-    port_weights(emitter.assignments)
+    weights = port_weights(emitter.assignments)
     record = ConversionRecord(
         direction="torch2keras", path="direct",
         io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
                   source="torch"),
-        layers=_layer_records(emitter), notes=list(getattr(emitter, "notes", [])),
+        layers=_layer_records(emitter), weights=weights, notes=list(getattr(emitter, "notes", [])),
     )
     record.rows_used.update(emitter.rows_used)
     attach(model, record)

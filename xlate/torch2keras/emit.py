@@ -65,6 +65,8 @@ class WeightAssignment:
     layer: object
     values: dict  # keras variable name (path suffix) -> array
     source: str
+    # (torch paths, keras variable names, transform, params) for whole torch tensors ported as is
+    pairs: list = field(default_factory=list)
 
 
 class Emitter:
@@ -146,7 +148,9 @@ class Emitter:
         else:
             layer = Constant(array.shape, dtype, name=self.unique_name(hint))
         out = layer(self.anchor)
-        self.assignments.append(WeightAssignment(layer, {"value": array}, c.path or hint))
+        unchanged = perm is None or plan.is_identity(perm)
+        pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
+        self.assignments.append(WeightAssignment(layer, {"value": array}, c.path or hint, pairs))
         self.layer_cache[key] = out
         return out
 

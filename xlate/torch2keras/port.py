@@ -19,11 +19,16 @@ def _variables_by_name(layer) -> dict:
     return out
 
 
-def port_weights(assignments) -> int:
-    """Assign every queued weight; returns how many tensors were written."""
-    count = 0
+def port_weights(assignments) -> list:
+    """Assign every queued weight; returns the WeightRecords of whole torch tensors ported."""
+    from ..record import WeightRecord
+
+    records = []
     for a in assignments:
         variables = _variables_by_name(a.layer)
+        for torch_paths, keras_names, transform, params in a.pairs:
+            records.append(WeightRecord(tuple(torch_paths), tuple(variables[n].path for n in keras_names), transform,
+                                        dict(params)))
         for name, array in a.values.items():
             var = variables.get(name)
             if var is None:
@@ -34,5 +39,4 @@ def port_weights(assignments) -> int:
                 raise XlateError(f"weight {a.source} -> {a.layer.name}/{name}: shape {array.shape} "
                                  f"does not fit {tuple(var.shape)}")
             var.assign(array.astype(var.dtype))
-            count += 1
-    return count
+    return records

@@ -145,6 +145,12 @@ def pair_parameters(torch_model, keras_model, pairing=None) -> list[ParamPair]:
 
 
 def _pairs_from_record(record, torch_model, keras_model) -> list[ParamPair]:
+    if record.weights and record.direction == "torch2keras":
+        # the converter recorded every ported tensor with its exact transform (flatten -> Linear,
+        # depthwise multipliers, attention heads...): pair the trainable ones
+        trainable = {n for n, p in torch_model.named_parameters() if p.requires_grad}
+        return [ParamPair(w.torch, w.keras, w.transform, None, dict(w.params)) for w in record.weights
+                if all(t in trainable for t in w.torch)]
     torch_modules = {path: (m, own) for path, m, own in _torch_param_modules(torch_model)}
     keras_layers = {layer.name: (layer, own) for layer, own in _keras_weight_layers(keras_model)}
     pairs = []

@@ -76,7 +76,7 @@ def prelu(ctx, node, row):
 
     # a single slope is shared over every axis: alpha (1, ..., 1)
     spatial_rank = spatial if w.array.size > 1 else x.rank - 2
-    port(ctx, row, layer, {"weight": w.array}, params={"weight": {"spatial_rank": spatial_rank}})
+    port(ctx, row, layer, {"weight": w}, params={"weight": {"spatial_rank": spatial_rank}})
     return ctx.new_value(out, perm)
 
 

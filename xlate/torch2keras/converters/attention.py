@@ -78,14 +78,18 @@ def mha(ctx, node, row):
                    use_causal_mask=bool(call.get("is_causal", False)) and am is None)
     out, scores = (result if want_weights else (result, None))
     # weights: packed in-projection or separate q/k/v projections (kdim/vdim != embed_dim)
-    bias = m.in_proj_bias.detach().numpy() if m.in_proj_bias is not None else None
-    arrays = {"out_proj.weight": m.out_proj.weight.detach().numpy(),
-              "out_proj.bias": m.out_proj.bias.detach().numpy() if m.out_proj.bias is not None else None}
+    def param(name):  # a module tensor as a Const with its full path, so the state port can follow it
+        tensor = m.get_parameter(name)
+        return Const(tensor.detach().numpy(), f"{node.module_path}.{name}", True)
+
+    bias = param("in_proj_bias").array if m.in_proj_bias is not None else None
+    arrays = {"out_proj.weight": param("out_proj.weight"),
+              "out_proj.bias": param("out_proj.bias") if m.out_proj.bias is not None else None}
     params = {"in_proj_weight": {"num_heads": heads}, "out_proj.weight": {"num_heads": heads}}
     if m._qkv_same_embed_dim:
         zero_bias = np.zeros(3 * embed, np.float32)
-        arrays.update({"in_proj_weight": m.in_proj_weight.detach().numpy(),
-                       "in_proj_bias": bias if bias is not None else zero_bias})
+        arrays.update({"in_proj_weight": param("in_proj_weight"),
+                       "in_proj_bias": param("in_proj_bias") if bias is not None else zero_bias})
         port(ctx, row, layer, arrays, params=params)
         if bias is None:  # the transform moves biases too; this layer has none
             ctx.assignments[-1].values = {k: a for k, a in ctx.assignments[-1].values.items()

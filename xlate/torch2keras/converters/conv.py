@@ -102,7 +102,7 @@ def conv(ctx, node, row):
             dilation_rate=dilation, use_bias=use_bias, name=ctx.layer_name()))
         out = layer(t)
         if new:
-            port(ctx, drow, layer, {"weight": w.array, "bias": b.array if use_bias else None},
+            port(ctx, drow, layer, {"weight": w, "bias": b if use_bias else None},
                  params={"weight": {"multiplier": multiplier}})
         ctx.used(drow)
     else:
@@ -113,7 +113,7 @@ def conv(ctx, node, row):
         out = layer(t)
         crow = ctx.table.row(f"conv{n}d")
         if new:
-            port(ctx, crow, layer, {"weight": w.array, "bias": b.array if use_bias else None})
+            port(ctx, crow, layer, {"weight": w, "bias": b if use_bias else None})
         if crow is not row:
             ctx.used(crow)
     if split_stride:
@@ -149,8 +149,9 @@ def conv_transpose(ctx, node, row):
     pieces = ops().split(t, groups, axis=-1) if groups > 1 else [t]
     outs = []
     for g, piece in enumerate(pieces):
-        wg = w.array[g * in_per_group:(g + 1) * in_per_group]
-        bg = b.array[g * out_per_group:(g + 1) * out_per_group] if b is not None else None
+        # one group's slice of the weight (a whole tensor when groups == 1, recorded for the state port)
+        wg = w if groups == 1 else w.array[g * in_per_group:(g + 1) * in_per_group]
+        bg = b if groups == 1 or b is None else b.array[g * out_per_group:(g + 1) * out_per_group]
         suffix = f"group{g}" if groups > 1 else ""
         layer = cls(out_per_group, kernel_size=kernel, strides=stride, padding="valid", output_padding=extra,
                     dilation_rate=dilation, use_bias=b is not None, name=ctx.layer_name(suffix))

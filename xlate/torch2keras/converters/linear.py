@@ -10,20 +10,30 @@ from ..registry import converter
 from ._common import layers, ops
 
 
-def port(ctx, row, layer, arrays: dict, *, transforms: dict | None = None, params: dict | None = None):
+def port(ctx, row, layer, tensors: dict, *, transforms: dict | None = None, params: dict | None = None,
+         recorded: dict | None = None):
     """Queue a layer's weights through its row's named transforms (torch names -> Keras names).
 
-    Weight maps whose torch tensors are absent (a Linear without bias) are skipped.
+    ``tensors`` maps the row's torch names to Consts (recorded as parameter pairs, so optimizer
+    state can follow) or plain arrays (slices, not recorded). Weight maps whose torch tensors are
+    absent (a Linear without bias) are skipped. ``recorded`` overrides the (transform, params)
+    recorded for a weight the caller already transformed (e.g. a transposed (in, out) weight).
     """
-    out = {}
+    out, pairs = {}, []
     for wm in row.weights:
-        if any(arrays.get(t) is None for t in wm.torch):
+        values = [tensors.get(t) for t in wm.torch]
+        if any(v is None for v in values):
             continue
         name = (transforms or {}).get(wm.torch[0], wm.transform)
         kparams = (params or {}).get(wm.torch[0], {})
-        converted = get_transform(name).to_keras(*(arrays[t] for t in wm.torch), **kparams)
+        arrays = [v.array if isinstance(v, Const) else v for v in values]
+        converted = get_transform(name).to_keras(*arrays, **kparams)
         out.update(zip(wm.keras, converted))
+        if all(isinstance(v, Const) and v.path for v in values):
+            rec_name, rec_params = (recorded or {}).get(wm.torch[0], (name, kparams))
+            pairs.append((tuple(v.path for v in values), wm.keras, rec_name, rec_params))
     ctx.assign(layer, out)
+    ctx.assignments[-1].pairs = pairs
 
 
 def _shared_layer(ctx, key, make):
@@ -56,7 +66,7 @@ def dense(ctx, node, row):
         w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
     out = layer(tensor)
     if new:
-        port(ctx, row, layer, {"weight": w.array, "bias": b.array if isinstance(b, Const) else None},
+        port(ctx, row, layer, {"weight": w, "bias": b if isinstance(b, Const) else None},
              transforms=transforms, params=params)
         if b is not None and not isinstance(b, Const):
             raise UnsupportedOpError([("Linear with a computed bias", ctx.where())], direction="torch2keras")
@@ -111,7 +121,8 @@ def matmul(ctx, node, row):
         out = layer(ctx.keras_tensor(x, perm))
         if new:
             # torch keeps this weight as (in, out): transposing it gives nn.Linear's (out, in)
-            port(ctx, linear_row, layer, {"weight": b.array.T, "bias": bias.array if bias is not None else None})
+            port(ctx, linear_row, layer, {"weight": Const(b.array.T, b.path, b.trainable), "bias": bias},
+                 recorded={"weight": ("identity", {})})
         ctx.used(linear_row)
         return ctx.new_value(out, perm)
     return _matmul_value(ctx, a, b, bias)
@@ -134,5 +145,5 @@ def embedding(ctx, node, row):
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
     out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     if new:
-        port(ctx, row, layer, {"weight": w.array})
+        port(ctx, row, layer, {"weight": w})
     return ctx.new_value(out)

@@ -16,10 +16,6 @@ from ._common import layers
 from .linear import _shared_layer, port
 
 
-def _array(v):
-    return v.array if isinstance(v, Const) else None
-
-
 def _path(v):
     return v.path if isinstance(v, Const) else None
 
@@ -45,8 +41,7 @@ def batch_norm(ctx, node, row):
         center=b is not None, scale=w is not None, name=ctx.layer_name()))
     out = layer(ctx.keras_tensor(x, perm))
     if new:
-        port(ctx, row, layer, {"weight": _array(w), "bias": _array(b), "running_mean": mean.array,
-                               "running_var": var.array})
+        port(ctx, row, layer, {"weight": w, "bias": b, "running_mean": mean, "running_var": var})
     value = ctx.new_value(out, perm, meta=node.meta[0] if legit else node.meta)
     return (value, None, None) if legit else value
 
@@ -80,7 +75,7 @@ def layer_norm(ctx, node, row):
         axis=axis, epsilon=eps, center=b is not None, scale=w is not None, name=ctx.layer_name()))
     out = layer(x.tensor if x.perm in x.tensors else ctx.keras_tensor(x))
     if new:
-        port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)}, transforms=transforms)
+        port(ctx, row, layer, {"weight": w, "bias": b}, transforms=transforms)
     value = ctx.new_value(out, x.perm, meta=node.meta[0] if native else node.meta)
     return (value, None, None) if native else value
 
@@ -95,7 +90,7 @@ def group_norm(ctx, node, row):
     layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=eps, center=b is not None,
                                         scale=w is not None, name=ctx.layer_name())
     out = layer(ctx.keras_tensor(x, perm))
-    port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)})
+    port(ctx, row, layer, {"weight": w, "bias": b})
     return ctx.new_value(out, perm)
 
 
@@ -111,7 +106,7 @@ def instance_norm(ctx, node, row):
     layer = layers().GroupNormalization(groups=-1, axis=-1, epsilon=eps, center=b is not None,
                                         scale=w is not None, name=ctx.layer_name())
     out = layer(ctx.keras_tensor(x, perm))
-    port(ctx, row, layer, {"weight": _array(w), "bias": _array(b)})
+    port(ctx, row, layer, {"weight": w, "bias": b})
     return ctx.new_value(out, perm)
 
 
@@ -131,5 +126,5 @@ def rms_norm(ctx, node, row):
     out = layer(x.tensor)
     if w is None:
         raise UnsupportedOpError([("RMSNorm without a weight", ctx.where())], direction="torch2keras")
-    port(ctx, row, layer, {"weight": w.array})
+    port(ctx, row, layer, {"weight": w})
     return ctx.new_value(out, x.perm)

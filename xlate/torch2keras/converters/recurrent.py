@@ -81,10 +81,9 @@ def recurrent(ctx, node, row):
         for d, cell in enumerate(cells):
             base = (layer_index * dirs + d) * per
             group = params[base:base + per]
-            arrays = {"weight_ih_l0": group[0].array, "weight_hh_l0": group[1].array,
-                      "bias_ih_l0": group[2].array if has_bias else None,
-                      "bias_hh_l0": group[3].array if has_bias else None}
-            port(ctx, row, cell, arrays)
+            tensors = {"weight_ih_l0": group[0], "weight_hh_l0": group[1],
+                       "bias_ih_l0": group[2] if has_bias else None, "bias_hh_l0": group[3] if has_bias else None}
+            port(ctx, row, cell, tensors)
         if dropout > 0 and layer_index < num_layers - 1:
             seq = layers().Dropout(dropout, name=ctx.layer_name(f"dropout{layer_index}"))(seq)
     out_perm = (0, 1, 2) if batch_first else (1, 0, 2)
