@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Benchmark both conversion directions over the coverage fixtures and write BENCHMARKS.md.
+
+Not a timed test: run it on a quiet machine (`make bench`). Each direction's details are in
+scripts/bench_t2k.py (torch -> Keras) and scripts/bench_k2t.py (Keras -> torch).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_k2t  # noqa: E402
+import bench_t2k  # noqa: E402
+
+
+def main() -> None:
+    import keras
+    import torch
+
+    t2k = bench_t2k.run()
+    k2t = bench_k2t.run()
+    cpu = platform.processor() or platform.machine()
+    text = "\n".join([
+        "# Benchmarks",
+        "",
+        f"Written by `scripts/bench.py` on {datetime.date.today()}: {os.cpu_count()} CPU cores ({cpu}), "
+        f"Python {platform.python_version()}, torch {torch.__version__}, keras {keras.__version__} "
+        f"({keras.backend.backend()} backend). Conversion times exclude the first conversion of the run "
+        "(imports, first graph builds).",
+        "",
+        "## PyTorch -> Keras",
+        "",
+        bench_t2k.markdown(t2k),
+        "## Keras -> PyTorch",
+        "",
+        bench_k2t.markdown(k2t),
+        "",
+    ])
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
