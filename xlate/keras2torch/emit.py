@@ -211,6 +211,7 @@ class Emitter:
                 perm = plan.channels_first(t.rank)
             self.input_vars.append(name)
             self.input_perms.append(perm)
+            self.use_row(self.table.row("input_layer"))
             self._born.setdefault(name, 0)
             self._bind(tid, name, perm)
 

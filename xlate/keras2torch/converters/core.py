@@ -97,6 +97,13 @@ def identity(em, node, row):
     em.alias(node, em.input(node, 0))
 
 
+@converter("input")
+def input_layer(em, node, row):
+    """Model inputs become ``forward`` arguments (the emitter binds them and counts this row);
+    an InputLayer met inside a graph passes its tensor through."""
+    em.alias(node, em.input(node, 0))
+
+
 @converter("flatten")
 def flatten(em, node, row):
     raw = em.value(node.inputs[0])

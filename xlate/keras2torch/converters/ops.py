@@ -384,7 +384,7 @@ def gather(em, node, row):
     em.assign(node, call("torch.take_along_dim", Code(x.var), Code(isrc), dim=axis % x.rank))
 
 
-@converter("index")
+@converter("index", "select")
 def take(em, node, row):
     axis = node.config.get("axis")
     indices = node.args[1] if len(node.args) > 1 else node.kwargs.get("indices")
