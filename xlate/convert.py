@@ -48,23 +48,27 @@ def _gate(source, target, *, check: bool, atol: float, rtol: float, inputs=None)
         record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)")
 
 
+def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):
+    """Run the chosen path, note which one and how long it took, then the parity gate."""
+    start = time.perf_counter()
+    target, note = _run_paths(direct, onnx, via)
+    record = record_of(target)
+    if record is not None:
+        record.seconds = time.perf_counter() - start
+        record.notes.append(note)
+    _gate(source, target, check=check, atol=atol, rtol=rtol)
+    return target
+
+
 def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
     _check_args(via, io_layout)
     from . import onnx_path
     from .torch2keras import convert as direct
 
-    start = time.perf_counter()
-    model, note = _run_paths(
-        lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
-        lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
-        via,
-    )
-    record = record_of(model)
-    if record is not None:
-        record.seconds = time.perf_counter() - start
-        record.notes.append(note)
-    _gate(module, model, check=check, atol=atol, rtol=rtol)
-    return model
+    return _convert(module,
+                    lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
+                    lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
+                    via=via, check=check, atol=atol, rtol=rtol)
 
 
 def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
@@ -72,15 +76,7 @@ def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto"
     from . import onnx_path
     from .keras2torch import convert as direct
 
-    start = time.perf_counter()
-    module, note = _run_paths(
-        lambda: direct.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
-        lambda: onnx_path.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
-        via,
-    )
-    record = record_of(module)
-    if record is not None:
-        record.seconds = time.perf_counter() - start
-        record.notes.append(note)
-    _gate(model, module, check=check, atol=atol, rtol=rtol)
-    return module
+    return _convert(model,
+                    lambda: direct.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
+                    lambda: onnx_path.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
+                    via=via, check=check, atol=atol, rtol=rtol)

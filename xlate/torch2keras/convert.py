@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
@@ -40,13 +42,13 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
 
     graph = trace(module, example_inputs)
     try:
-        emitter = Emitter(graph, io_layout=io_layout)
+        emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
         model = emitter.run()
     except DynamicShapeError as e:
         # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
         graph = trace(module, example_inputs, dynamic=False)
         batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
-        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch)
+        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
         model = emitter.run()
         emitter.notes = [f"static batch size {batch}: {e}"]
     weights = port_weights(emitter.assignments)
@@ -59,6 +61,12 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     record.rows_used.update(emitter.rows_used)
     attach(model, record)
     return model
+
+
+def _model_name(module) -> str:
+    """The Keras model is named after the torch class (a valid Keras name)."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", type(module).__name__).strip("_")
+    return name or "xlate_converted"
 
 
 def _layer_records(emitter) -> list[LayerRecord]:

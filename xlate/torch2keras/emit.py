@@ -17,7 +17,7 @@ from ..errors import BadInputError, UnsupportedOpError
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
-from .trace import Ref, SourceGraph, SourceNode, Sym, TensorMeta
+from .trace import Ref, SourceGraph, SourceNode, Sym, TensorMeta, refs_in
 
 
 class DynamicShapeError(Exception):
@@ -70,12 +70,14 @@ class WeightAssignment:
 
 
 class Emitter:
-    def __init__(self, graph: SourceGraph, *, io_layout: str = "source", batch_size: int | None = None):
+    def __init__(self, graph: SourceGraph, *, io_layout: str = "source", batch_size: int | None = None,
+                 model_name: str = "xlate_converted"):
         import keras
 
         load()
         self.keras = keras
         self.graph = graph
+        self.model_name = model_name
         self.io_layout = io_layout
         self.batch_size = batch_size
         self.table = table()
@@ -240,14 +242,14 @@ class Emitter:
         batch aranges of Hugging Face mask builders)."""
         g = self.graph
         live = set()
-        stack = [r.name for r in _refs(g.outputs)]
+        stack = [r.name for r in refs_in(g.outputs)]
         while stack:
             name = stack.pop()
             if name in live:
                 continue
             live.add(name)
             node = g.node(name)
-            stack.extend(r.name for r in _refs(node.args))
+            stack.extend(r.name for r in refs_in(node.args))
         return live
 
     def run(self):
@@ -274,7 +276,7 @@ class Emitter:
             v = self.value(out)
             outputs.append(self._output_tensor(v))
         model = keras.Model(self.inputs if len(self.inputs) != 1 else self.inputs[0],
-                            outputs if len(outputs) != 1 else outputs[0], name="xlate_converted")
+                            outputs if len(outputs) != 1 else outputs[0], name=self.model_name)
         return model
 
     def _run_node(self, node: SourceNode) -> None:
@@ -313,7 +315,7 @@ class Emitter:
     def _foldable(self, node: SourceNode) -> bool:
         if node.fn is None or node.target.startswith(self._NEVER_FOLD):
             return False
-        refs = list(_refs((node.call_args, node.call_kwargs)))
+        refs = list(refs_in((node.call_args, node.call_kwargs)))
         if not refs:
             # creation ops (arange, full...) with static sizes
             return not _has_sym(node.meta)
@@ -360,7 +362,7 @@ class Emitter:
         from .registry import CHANNEL_HOOKS
 
         for n in self.graph.nodes:
-            if n.op == "call" and any(r.name == name for r in _refs(n.args)):
+            if n.op == "call" and any(r.name == name for r in refs_in(n.args)):
                 row = self.table.by_aten.get(n.target)
                 if row is not None and row.hook in CHANNEL_HOOKS:
                     return True
@@ -382,17 +384,6 @@ class Emitter:
 
 def _keras_dtype(torch_dtype: str) -> str:
     return {"bool": "bool", "long": "int64", "int": "int32"}.get(torch_dtype, torch_dtype)
-
-
-def _refs(value):
-    if isinstance(value, Ref):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _refs(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _refs(v)
 
 
 def _has_sym(meta) -> bool:

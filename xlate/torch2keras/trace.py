@@ -149,14 +149,14 @@ def _convert_arg(a):
     return a
 
 
-def _nodes_to_refs(a):
+def _nodes_torefs_in(a):
     """Arguments as called, with graph nodes replaced by Refs (dtypes, layouts... kept as is)."""
     import torch.fx
 
     if isinstance(a, torch.fx.Node):
         return Ref(a.name)
     if isinstance(a, (list, tuple)):
-        return type(a)(_nodes_to_refs(x) for x in a)
+        return type(a)(_nodes_torefs_in(x) for x in a)
     return a
 
 
@@ -282,8 +282,8 @@ def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph
         elif n.op == "call_function":
             nodes.append(SourceNode(n.name, "call", _target_name(n.target), _normalized_args(n), meta,
                                     inner_path, inner_type, stack, fn=n.target,
-                                    call_args=_nodes_to_refs(tuple(n.args)),
-                                    call_kwargs={k: _nodes_to_refs(v) for k, v in n.kwargs.items()}))
+                                    call_args=_nodes_torefs_in(tuple(n.args)),
+                                    call_kwargs={k: _nodes_torefs_in(v) for k, v in n.kwargs.items()}))
         elif n.op == "output":
             (outs,) = n.args
             outputs = [_convert_arg(o) for o in outs]
@@ -335,7 +335,7 @@ def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:
         if not member:
             continue
         group = {nodes[i].name for i in member}
-        leaving = _used_outside(nodes, group) | {r.name for r in _refs(graph.outputs) if r.name in group}
+        leaving = _used_outside(nodes, group) | {r.name for r in refs_in(graph.outputs) if r.name in group}
         if not leaving <= set(filter(None, out_names)):
             continue  # the module's internals are used elsewhere: keep converting it op by op
         first = member[0]
@@ -377,18 +377,19 @@ def _used_outside(nodes, group) -> set:
     for n in nodes:
         if n.name in group:
             continue
-        for r in _refs(n.args):
+        for r in refs_in(n.args):
             if r.name in group:
                 used.add(r.name)
     return used
 
 
-def _refs(value):
+def refs_in(value):
+    """Every Ref inside a value (nested lists, tuples, dicts)."""
     if isinstance(value, Ref):
         yield value
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _refs(v)
+            yield from refs_in(v)
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _refs(v)
+            yield from refs_in(v)

@@ -80,34 +80,28 @@ def layer_norm(ctx, node, row):
     return (value, None, None) if native else value
 
 
-@converter("group_norm")
-def group_norm(ctx, node, row):
-    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
-    groups = int(node.args.get("num_groups", node.args.get("group")))
-    eps = float(node.args.get("eps", 1e-5))
-    x = ctx.materialize(x)
+def _group_normalization(ctx, row, groups: int):
+    """Keras GroupNormalization over channels-last (groups=-1: one channel per group)."""
+    x, w, b = ctx.materialize(ctx.arg("input")), ctx.arg("weight"), ctx.arg("bias")
     perm = plan.channels_last(x.rank)
-    layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=eps, center=b is not None,
-                                        scale=w is not None, name=ctx.layer_name())
+    layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=float(ctx.node.args.get("eps", 1e-5)),
+                                        center=b is not None, scale=w is not None, name=ctx.layer_name())
     out = layer(ctx.keras_tensor(x, perm))
     port(ctx, row, layer, {"weight": w, "bias": b})
     return ctx.new_value(out, perm)
+
+
+@converter("group_norm")
+def group_norm(ctx, node, row):
+    return _group_normalization(ctx, row, int(node.args.get("num_groups", node.args.get("group"))))
 
 
 @converter("instance_norm")
 def instance_norm(ctx, node, row):
-    x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
     if not node.args.get("use_input_stats", True):
         raise UnsupportedOpError([("InstanceNorm with track_running_stats=True in eval mode", ctx.where())],
                                  direction="torch2keras")
-    eps = float(node.args.get("eps", 1e-5))
-    x = ctx.materialize(x)
-    perm = plan.channels_last(x.rank)
-    layer = layers().GroupNormalization(groups=-1, axis=-1, epsilon=eps, center=b is not None,
-                                        scale=w is not None, name=ctx.layer_name())
-    out = layer(ctx.keras_tensor(x, perm))
-    port(ctx, row, layer, {"weight": w, "bias": b})
-    return ctx.new_value(out, perm)
+    return _group_normalization(ctx, row, -1)
 
 
 @converter("rms_norm")
