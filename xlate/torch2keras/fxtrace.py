@@ -186,8 +186,16 @@ def _leaf_types() -> set:
     return _LEAVES
 
 
+# Factories whose values fx would compute once while tracing and keep as a constant.
+NONDETERMINISTIC = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal",
+                    "bernoulli", "multinomial", "poisson", "empty", "empty_like", "empty_strided", "new_empty",
+                    "uniform_", "normal_", "exponential_", "geometric_", "log_normal_", "cauchy_", "random_",
+                    "bernoulli_"}
+
+
 def _symbolic_trace(root):
     import torch.fx
+    from torch.overrides import TorchFunctionMode
 
     leaves = _leaf_types()
 
@@ -195,8 +203,17 @@ def _symbolic_trace(root):
         def is_leaf_module(self, m, qualname):
             return _public_name(type(m)) in leaves
 
+    class NoBakedRandomness(TorchFunctionMode):
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in NONDETERMINISTIC:
+                raise FastTraceUnsupported(f"{func.__name__}() in forward (fx would keep one draw as a constant)")
+            return func(*args, **(kwargs or {}))
+
     try:
-        return LeafTracer().trace(root)
+        with NoBakedRandomness():
+            return LeafTracer().trace(root)
+    except FastTraceUnsupported:
+        raise
     except Exception as e:  # any fx failure means: use torch.export
         raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from e
 
@@ -781,31 +798,37 @@ def _fits(tp: str, v) -> bool:
 
 
 def _normalized(arg, v):
-    """int[2] given as one int -> [v, v]; tuples and torch.Size -> lists."""
+    """int[2] given as 1 or [1] -> [1, 1] (the arg parser expands them); tuples, torch.Size -> lists."""
     if isinstance(v, tuple):
         v = list(v)
-    if arg.N is not None and isinstance(v, int) and not isinstance(v, bool) and str(arg.type).startswith(
-            ("List[", "Optional[List[")):
-        v = [v] * arg.N
+    if arg.N is not None and str(arg.type).startswith(("List[", "Optional[List[")):
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v] * arg.N
+        elif isinstance(v, list) and len(v) == 1 and arg.N > 1:
+            v = v * arg.N
     return v
 
 
 def _is_default(arg, v) -> bool:
+    """As the dispatcher decides which arguments to print: a Scalar default only matches a value
+    of the same Python type (softplus(beta=1.0) keeps beta; the schema default is the int 1)."""
     if not arg.has_default_value():
         return False
-    return _same(v, _normalized(arg, arg.default_value))
+    return _same(v, _normalized(arg, arg.default_value), strict=str(arg.real_type).endswith("number"))
 
 
-def _same(a, b) -> bool:
+def _same(a, b, strict: bool = False) -> bool:
     import torch
 
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return False
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b)
+        return len(a) == len(b) and all(_same(x, y, strict) for x, y in zip(a, b))
+    if type(a) is type(b):
+        return a == b
+    numbers = (int, float)
+    return (not strict and isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool)
+            and not isinstance(b, bool) and a == b)
 
 
 def _target(op) -> str:
