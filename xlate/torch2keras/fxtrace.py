@@ -62,23 +62,21 @@ def fx_trace(module, example_inputs) -> SourceGraph:
     names, values, call = _bind_inputs(module, args, kwargs)
     batch = _batch_size(values)
     _refuse_hooks(module)
+    bigger = batch + 3
     was_training = module.training
     module.eval()
+    # forward passes at small batch sizes: one thread avoids waking (and, on a busy machine, waiting
+    # for) the intra-op thread pool, which costs more than these ops
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         root = _traceable_root(module, names, call)
-        graph = _symbolic_trace(root)
-        bigger = batch + 3
-        # two forward passes at small batch sizes: one thread avoids waking (and, on a busy machine,
-        # waiting for) the intra-op thread pool, which costs more than these ops
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                first = _Run(module, root, graph).execute(names, [v.clone() for v in values])
-                second = _Run(module, root, graph).execute(names, [_tiled(v, bigger) for v in values])
-        finally:
-            torch.set_num_threads(threads)
+        graph = _symbolic_trace(root, names, (_copies(values), _copies(values, bigger)))
+        with torch.no_grad():
+            first = _Run(module, root, graph).execute(names, _copies(values))
+            second = _Run(module, root, graph).execute(names, _copies(values, bigger))
     finally:
+        torch.set_num_threads(threads)
         module.train(was_training)
     return _merge(first, second, batch, bigger, module)
 
@@ -133,14 +131,18 @@ def _batch_size(values) -> int:
     return batch
 
 
-def _tiled(value, batch: int):
-    """The example repeated along dim 0 up to ``batch`` rows (keeps token ids and masks valid)."""
+def _copies(values, batch: int | None = None) -> list:
+    """Fresh copies of the examples; with ``batch``, repeated along dim 0 up to that many rows
+    (token ids and masks stay valid)."""
     import torch
 
-    if value.dim() == 0:
-        return value.clone()
-    index = torch.arange(batch) % value.shape[0]
-    return value.index_select(0, index)
+    out = []
+    for v in values:
+        if batch is None or v.dim() == 0:
+            out.append(v.clone())
+        else:
+            out.append(v.index_select(0, torch.arange(batch) % v.shape[0]))
+    return out
 
 
 def _refuse_hooks(module):
@@ -193,15 +195,9 @@ NONDETERMINISTIC = {"rand", "randn", "randint", "randperm", "rand_like", "randn_
                     "bernoulli_"}
 
 
-def _symbolic_trace(root):
-    import torch.fx
+def _symbolic_trace(root, names, examples):
+    """fx-trace ``root`` with the table's modules as leaves and shape-aware proxies (see _ShapeTracer)."""
     from torch.overrides import TorchFunctionMode
-
-    leaves = _leaf_types()
-
-    class LeafTracer(torch.fx.Tracer):
-        def is_leaf_module(self, m, qualname):
-            return _public_name(type(m)) in leaves
 
     class NoBakedRandomness(TorchFunctionMode):
         def __torch_function__(self, func, types_, args=(), kwargs=None):
@@ -209,13 +205,139 @@ def _symbolic_trace(root):
                 raise FastTraceUnsupported(f"{func.__name__}() in forward (fx would keep one draw as a constant)")
             return func(*args, **(kwargs or {}))
 
+    tracer = _shape_tracer_class()(_leaf_types(), root, [dict(zip(names, e)) for e in examples])
     try:
         with NoBakedRandomness():
-            return LeafTracer().trace(root)
+            return tracer.trace(root)
     except FastTraceUnsupported:
         raise
     except Exception as e:  # any fx failure means: use torch.export
         raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from e
+
+
+_SHAPE_TRACER = None
+
+
+def _shape_tracer_class():
+    """A torch.fx Tracer whose proxies answer shape questions that do not depend on the batch.
+
+    Plain fx refuses ``if x.dim() != 3`` or ``if x.shape[1] != self.channels`` (a Proxy in a
+    condition). Here the graph built so far is evaluated on the examples at both batch sizes when
+    such a question is asked: a size, rank or dtype that is the same at both is answered with that
+    value (it does not depend on the batch); a size that differs stays a ``size`` node, so Python
+    control flow on the batch size still stops the trace."""
+    global _SHAPE_TRACER
+    if _SHAPE_TRACER is not None:
+        return _SHAPE_TRACER
+    import torch
+    import torch.fx
+    from torch.fx._symbolic_trace import _maybe_revert_all_patches
+    from torch.fx.node import map_arg
+
+    static_properties = {"ndim", "dtype", "device", "layout", "is_cuda", "is_cpu", "is_sparse", "is_quantized",
+                         "is_meta", "is_nested", "requires_grad"}
+    static_methods = {"dim", "ndimension", "is_floating_point", "is_complex", "is_signed", "get_device"}
+
+    class ShapeProxy(torch.fx.Proxy):
+        def __getattr__(self, k):
+            tracer = self.tracer
+            if k in static_properties or k == "shape":
+                values = tracer.tensors(self)
+                if values is not None:
+                    return tracer.sizes(self, None) if k == "shape" else tracer.static(values, k, lambda t: getattr(t, k))
+            elif k in static_methods or k in ("size", "numel", "nelement"):
+                values = tracer.tensors(self)
+                if values is not None:
+                    if k == "size":
+                        return lambda dim=None: tracer.sizes(self, dim)
+                    if k in ("numel", "nelement"):
+                        return lambda: tracer.numel(self, values)
+                    return lambda *a: tracer.static(values, k, lambda t: getattr(t, k)(*a))
+            elif not hasattr(torch.Tensor, k) and not k.startswith("_") and tracer.tensors(self) is not None:
+                # plain fx answers every attribute (hasattr(x, "anything") is True): a tensor has not
+                raise AttributeError(f"'Tensor' object has no attribute '{k}'")
+            return super().__getattr__(k)
+
+    class ShapeTracer(torch.fx.Tracer):
+        def __init__(self, leaves, root, inputs):
+            super().__init__()
+            self.proxy_buffer_attributes = True  # buffers are graph inputs, as in torch.export
+            self.leaves = leaves
+            self.model_root = root
+            self.inputs = inputs  # per batch size: placeholder name -> example tensor
+            self.envs = [{} for _ in inputs]
+
+        def is_leaf_module(self, m, qualname):
+            return _public_name(type(m)) in self.leaves
+
+        def proxy(self, node):
+            return ShapeProxy(node, self)
+
+        def tensors(self, proxy):
+            """The proxy's value at each batch size, or None when it is not a tensor."""
+            node = proxy.node
+            if node not in self.envs[0]:
+                self._evaluate_until(node)
+            values = [env[node] for env in self.envs]
+            return values if all(isinstance(v, torch.Tensor) for v in values) else None
+
+        def _evaluate_until(self, target) -> None:
+            with _maybe_revert_all_patches(), torch.no_grad():
+                for node in self.graph.nodes:
+                    if node in self.envs[0]:
+                        continue
+                    for env, inputs in zip(self.envs, self.inputs):
+                        try:
+                            env[node] = self._evaluate(node, env, inputs)
+                        except FastTraceUnsupported:
+                            raise
+                        except Exception as e:
+                            raise FastTraceUnsupported(f"evaluating {node.format_node()}: {type(e).__name__}: {e}") from e
+                    if node is target:
+                        return
+
+        def _evaluate(self, node, env, inputs):
+            if node.op == "placeholder":
+                return inputs[node.target]
+            if node.op == "get_attr":
+                return _fetch_attr(self.model_root, node.target)
+            args = map_arg(node.args, lambda a: env[a])
+            kwargs = map_arg(node.kwargs, lambda a: env[a])
+            if node.op == "call_module":
+                return self.model_root.get_submodule(node.target)(*args, **kwargs)
+            if node.op == "call_function":
+                return node.target(*args, **kwargs)
+            if node.op == "call_method":
+                return getattr(args[0], node.target)(*args[1:], **kwargs)
+            raise FastTraceUnsupported(f"fx node kind {node.op}")
+
+        @staticmethod
+        def static(values, what, fn):
+            answers = [fn(v) for v in values]
+            if any(a != answers[0] for a in answers[1:]):
+                raise FastTraceUnsupported(f"{what} changes with the batch size")
+            return answers[0]
+
+        def sizes(self, proxy, dim):
+            if isinstance(dim, torch.fx.Proxy):
+                return self.create_proxy("call_method", "size", (proxy, dim), {})
+            values = self.tensors(proxy)
+            if dim is None:
+                dims = [self.sizes(proxy, d) for d in range(values[0].dim())]
+                return torch.Size(dims) if all(isinstance(d, int) for d in dims) else tuple(dims)
+            sizes = {v.shape[dim] for v in values}
+            if len(sizes) == 1:
+                return sizes.pop()
+            return self.create_proxy("call_method", "size", (proxy, dim), {})
+
+        def numel(self, proxy, values):
+            counts = {v.numel() for v in values}
+            if len(counts) == 1:
+                return counts.pop()
+            return self.create_proxy("call_method", "numel", (proxy,), {})
+
+    _SHAPE_TRACER = ShapeTracer
+    return ShapeTracer
 
 
 # --- one real run, recorded -------------------------------------------------------------------
@@ -285,6 +407,7 @@ class _Run:
         self.created: list = []  # tensors recorded while running the current fx node
         self.mode = None
         self.error: BaseException | None = None
+        self.protected: set | None = None
 
     # -- names and references --
 
@@ -349,6 +472,7 @@ class _Run:
                 value = _fetch_attr(self.root, n.target)
                 if isinstance(value, torch.Tensor) and id(value) not in self.known:
                     self.known[id(value)] = ("c", n.target, value)
+                    self.protected = None
             elif n.op in ("call_module", "call_function", "call_method"):
                 args = map_arg(n.args, lambda a: env[a])
                 kwargs = map_arg(n.kwargs, lambda a: env[a])
@@ -466,6 +590,8 @@ class _Run:
             call_args, call_kwargs = (args[0], getattr(torch, CAST_METHODS[name])), dict(kwargs)
             name = "to"
         op, bound = _resolve(name, call_args, call_kwargs)
+        if _target(op) not in _by_aten():
+            raise FastTraceUnsupported(f"{_target(op)} (no table row) at {self.where()}")
         self._check_mutation(op, bound)
         try:
             out = func(*args, **kwargs)
@@ -494,16 +620,23 @@ class _Run:
             t = bound[a.name]
             if not isinstance(t, torch.Tensor):
                 raise FastTraceUnsupported(f"in-place {schema.name} at {self.where()}")
-            if id(t) in self.input_ids or id(t) in self.known:
-                raise FastTraceUnsupported(f"in-place {schema.name} on an input or parameter at {self.where()}")
             if t.numel() == 0:
                 continue
             storage = t.untyped_storage().data_ptr()
+            if id(t) in self.input_ids or id(t) in self.known or storage in self._protected_storage():
+                raise FastTraceUnsupported(f"in-place {schema.name} on an input or parameter at {self.where()}")
             # values of fx nodes read by this node or later ones, and this node's intermediates
             live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
             others = [o for o in _tensors_in(live) + self.created if o is not t]
             if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
                 raise FastTraceUnsupported(f"in-place {schema.name} on a tensor that has views at {self.where()}")
+
+    def _protected_storage(self) -> set:
+        """Memory of the inputs, parameters, buffers and constants: never written by a run."""
+        if self.protected is None:
+            tensors = [t for _, _, t in self.known.values()] + [v for v in self.keep if id(v) in self.input_ids]
+            self.protected = {t.untyped_storage().data_ptr() for t in tensors if t.numel()}
+        return self.protected
 
     def _record(self, op, bound, out) -> None:
         torch = self.torch
