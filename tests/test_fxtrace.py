@@ -7,6 +7,7 @@ does not, it refuses (FastTraceUnsupported) and torch.export takes over.
 
 from __future__ import annotations
 
+import operator
 import statistics
 import time
 
@@ -24,7 +25,7 @@ from xlate.table import table
 from xlate.torch2keras.emit import DynamicShapeError, Emitter
 from xlate.torch2keras.fxtrace import FastTraceUnsupported, fx_trace, trace_fast_or_export
 from xlate.torch2keras.port import port_weights
-from xlate.torch2keras.trace import Sym, trace
+from xlate.torch2keras.trace import Ref, Sym, trace
 
 from .rowcases import cases, torch_case
 
@@ -32,7 +33,7 @@ TOL = 1e-5
 # fixtures the fast path must handle (the issue's list, and what it handles today)
 FAST_PATH = {"mnist_mlp", "lenet", "conv_autoencoder", "resnet_basic", "mobilenet_style", "text_lstm", "text_gru",
              "transformer_encoder"}
-HF_FAST_PATH = {"hf_bert", "hf_vit", "hf_resnet", "hf_convnext"}  # hf_gpt2: control flow on the batch size
+HF_FAST_PATH = {"hf_bert", "hf_gpt2", "hf_vit", "hf_resnet", "hf_convnext"}
 T2K = cases(table(), "torch2keras")
 
 
@@ -265,19 +266,19 @@ def test_refuses_batch_of_one():
 
 
 class _BatchBranch(nn.Module):
-    """Python control flow on the batch size: torch.export guards it, the fast path cannot."""
+    """Python control flow whose answer changes with the batch size: torch.export guards it, the
+    fast path cannot."""
 
     def forward(self, x):
-        return torch.relu(x) if x.shape[0] > 1 else x
+        return torch.relu(x) if x.shape[0] > 3 else x
 
 
 def test_fallback_goes_through_torch_export():
     module, example = _BatchBranch(), (torch.randn(2, 4),)
     with pytest.raises(FastTraceUnsupported, match="torch.fx"):
         fx_trace(module, example)
-    graph = trace_fast_or_export(module, example)
-    assert [n.target for n in graph.nodes if n.op == "call" and n.target.startswith("aten.relu")]
-    assert isinstance(graph.input_metas[0].shape[0], Sym)
+    graph = trace_fast_or_export(module, example)  # torch.export: batch 2 takes the identity branch
+    assert graph.outputs == [Ref(graph.inputs[0])] and not [n for n in graph.nodes if n.op == "call"]
 
 
 class _StaticShapeBranches(nn.Module):
@@ -295,6 +296,44 @@ class _StaticShapeBranches(nn.Module):
             y = y * 0
         batch, features = y.shape
         return y.reshape(batch, features, 1) if y.size(1) == 3 and y.dtype == torch.float32 else y
+
+
+class _BatchComparisons(nn.Module):
+    """Conditions on the batch size with one answer for every batch of 2 or more."""
+
+    def forward(self, x, y):
+        if x.size(0) != y.shape[0] or x.shape[0] == 1 or 2 * x.shape[0] < x.shape[0]:
+            raise ValueError("batch sizes differ")
+        return x + y.sum(1, keepdim=True) if x.shape[0] >= 2 else x
+
+
+def test_batch_comparisons_decided_for_every_batch_size():
+    module, example = _BatchComparisons(), (torch.randn(2, 3), torch.randn(2, 4))
+    graph = fx_trace(module, example)
+    assert [n.target for n in graph.nodes if n.op == "call"] == ["aten.sum.dim_IntList", "aten.add.Tensor"]
+    report, _ = fast_parity(module, example)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("left,compare,right,decided", [
+    ((1, 0), operator.ne, (1, 0), True),  # B != B
+    ((2, 0), operator.lt, (1, 0), True),  # 2B < B
+    ((1, 0), operator.eq, (0, 1), True),  # B == 1: never for B >= 2
+    ((1, 0), operator.gt, (0, 1), True),  # B > 1
+    ((1, 0), operator.ge, (0, 2), True),  # B >= 2
+    ((0, 2), operator.ge, (1, 0), False),  # 2 >= B: true at 2, false at 3
+    ((1, 0), operator.gt, (0, 2), False),  # B > 2: false at 2, true at 3
+    ((1, 0), operator.eq, (0, 4), False),  # B == 4
+    ((2, 0), operator.eq, (0, 5), True),  # 2B == 5: never
+    ((1, 0), operator.gt, (0, 3), False),  # B > 3
+])
+def test_batch_condition_decided_only_when_the_same_for_every_batch(left, compare, right, decided):
+    from xlate.torch2keras.fxtrace import _decided
+
+    assert _decided(compare, *left, *right) is decided
+    if decided:  # the claim, checked
+        answers = {compare(left[0] * b + left[1], right[0] * b + right[1]) for b in range(2, 50)}
+        assert len(answers) == 1
 
 
 def test_static_shape_control_flow_is_traced():

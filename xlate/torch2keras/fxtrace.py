@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import keyword
 import logging
+import operator
 import sys
 import types
 from dataclasses import dataclass, field
@@ -65,10 +66,11 @@ def fx_trace(module, example_inputs) -> SourceGraph:
     bigger = batch + 3
     was_training = module.training
     module.eval()
-    # forward passes at small batch sizes: one thread avoids waking (and, on a busy machine, waiting
-    # for) the intra-op thread pool, which costs more than these ops
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if _small(module, values):
+        # the ops of a small model cost less than waking (and, on a busy machine, waiting for) the
+        # intra-op thread pool
+        torch.set_num_threads(1)
     try:
         root = _traceable_root(module, names, call)
         graph = _symbolic_trace(root, names, (_copies(values), _copies(values, bigger)))
@@ -129,6 +131,15 @@ def _batch_size(values) -> int:
         # torch.export specializes a batch of 1; so does the fallback
         raise FastTraceUnsupported("example batch size below 2")
     return batch
+
+
+SMALL_INPUT = 1 << 16  # elements per sample
+SMALL_MODEL = 10_000_000  # parameters
+
+
+def _small(module, values) -> bool:
+    per_sample = sum(v[0].numel() if v.dim() else 1 for v in values)
+    return per_sample < SMALL_INPUT and sum(p.numel() for p in module.parameters()) < SMALL_MODEL
 
 
 def _copies(values, batch: int | None = None) -> list:
@@ -195,19 +206,30 @@ NONDETERMINISTIC = {"rand", "randn", "randint", "randperm", "rand_like", "randn_
                     "bernoulli_"}
 
 
+FACTORIES = {"arange", "zeros", "ones", "full", "eye", "linspace", "tensor", "as_tensor", "scalar_tensor"}
+
+
 def _symbolic_trace(root, names, examples):
     """fx-trace ``root`` with the table's modules as leaves and shape-aware proxies (see _ShapeTracer)."""
     from torch.overrides import TorchFunctionMode
 
-    class NoBakedRandomness(TorchFunctionMode):
-        def __torch_function__(self, func, types_, args=(), kwargs=None):
-            if getattr(func, "__name__", "") in NONDETERMINISTIC:
-                raise FastTraceUnsupported(f"{func.__name__}() in forward (fx would keep one draw as a constant)")
-            return func(*args, **(kwargs or {}))
-
     tracer = _shape_tracer_class()(_leaf_types(), root, [dict(zip(names, e)) for e in examples])
+
+    class Factories(TorchFunctionMode):
+        """Tensors made in forward are graph nodes, as in torch.export, not values fx computes once:
+        a random draw would be frozen, and torch.arange(n).expand(proxy, -1) would not trace."""
+
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if name in NONDETERMINISTIC:
+                raise FastTraceUnsupported(f"{name}() in forward (fx would keep one draw as a constant)")
+            if name in FACTORIES and not tracer.evaluating and isinstance(func, types.BuiltinFunctionType):
+                return tracer.create_proxy("call_function", func, args, kwargs)
+            return func(*args, **kwargs)
+
     try:
-        with NoBakedRandomness():
+        with Factories():
             return tracer.trace(root)
     except FastTraceUnsupported:
         raise
@@ -216,6 +238,25 @@ def _symbolic_trace(root, names, examples):
 
 
 _SHAPE_TRACER = None
+
+
+def _decided(compare, k1, c1, k2, c2) -> bool:
+    """Whether k1*B + c1 <op> k2*B + c2 has one answer for all B >= 2 (one of k, c is 0 per side)."""
+    k, c = k1 - k2, c2 - c1  # left - right = k * B - c: zero at B = c / k
+    if k == 0:
+        return True
+    crossing = c / k
+    if compare in (operator.eq, operator.ne):
+        return crossing < 2 or crossing != int(crossing)  # never equal at an integer B >= 2
+    if crossing < 2:
+        return True
+    if crossing == 2:  # zero at B = 2, then the sign of k
+        return compare in ((operator.ge, operator.lt) if k > 0 else (operator.le, operator.gt))
+    return False
+
+
+COMPARISONS = {operator.eq: operator.eq, operator.ne: operator.ne, operator.lt: operator.lt,
+               operator.le: operator.le, operator.gt: operator.gt, operator.ge: operator.ge}
 
 
 def _shape_tracer_class():
@@ -266,6 +307,8 @@ def _shape_tracer_class():
             self.model_root = root
             self.inputs = inputs  # per batch size: placeholder name -> example tensor
             self.envs = [{} for _ in inputs]
+            self.batch_sizes = [_batch_size(list(i.values())) for i in inputs]
+            self.evaluating = False
 
         def is_leaf_module(self, m, qualname):
             return _public_name(type(m)) in self.leaves
@@ -282,6 +325,13 @@ def _shape_tracer_class():
             return values if all(isinstance(v, torch.Tensor) for v in values) else None
 
         def _evaluate_until(self, target) -> None:
+            self.evaluating = True
+            try:
+                self._evaluate_nodes(target)
+            finally:
+                self.evaluating = False
+
+        def _evaluate_nodes(self, target) -> None:
             with _maybe_revert_all_patches(), torch.no_grad():
                 for node in self.graph.nodes:
                     if node in self.envs[0]:
@@ -310,6 +360,35 @@ def _shape_tracer_class():
             if node.op == "call_method":
                 return getattr(args[0], node.target)(*args[1:], **kwargs)
             raise FastTraceUnsupported(f"fx node kind {node.op}")
+
+        def to_bool(self, proxy):
+            """A comparison that has the same answer for every batch size B >= 2 (the range a dynamic
+            batch has in torch.export too): k1*B vs k2*B, or k*B vs a constant it never reaches.
+            Any other condition on a traced value stops the trace."""
+            node = proxy.node
+            compare = COMPARISONS.get(node.target) if node.op == "call_function" else None
+            if compare is not None and len(node.args) == 2 and not node.kwargs:
+                (k1, c1), (k2, c2) = sides = [self._linear(a) for a in node.args]
+                if None not in (k1, k2) and _decided(compare, k1, c1, k2, c2):
+                    return compare(*(k * self.batch_sizes[0] + c for k, c in sides))
+            return super().to_bool(proxy)
+
+        def _linear(self, arg):
+            """(k, c) with arg == k * batch + c at both batch sizes, k or c zero; (None, None) otherwise."""
+            if isinstance(arg, int) and not isinstance(arg, bool):
+                return 0, arg
+            if not isinstance(arg, torch.fx.Node):
+                return None, None
+            if arg not in self.envs[0]:
+                self._evaluate_until(arg)
+            (small, large), (b1, b2) = [env[arg] for env in self.envs], self.batch_sizes
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (small, large)):
+                return None, None
+            if small == large:
+                return 0, small
+            if small * b2 != large * b1 or small % b1:
+                return None, None
+            return small // b1, 0
 
         @staticmethod
         def static(values, what, fn):
@@ -589,7 +668,9 @@ class _Run:
         if name in CAST_METHODS:
             call_args, call_kwargs = (args[0], getattr(torch, CAST_METHODS[name])), dict(kwargs)
             name = "to"
-        op, bound = _resolve(name, call_args, call_kwargs)
+        op, bound = _tensor_to(call_args, call_kwargs) if name == "to" else (None, None)
+        if op is None:
+            op, bound = _resolve(name, call_args, call_kwargs)
         if _target(op) not in _by_aten():
             raise FastTraceUnsupported(f"{_target(op)} (no table row) at {self.where()}")
         self._check_mutation(op, bound)
@@ -838,6 +919,28 @@ def _resolve(name: str, args, kwargs):
     raise FastTraceUnsupported(f"{name}: no ATen overload matches {key[1]}")
 
 
+def _tensor_to(args, kwargs):
+    """Tensor.to(device[, dtype], ...) as its C++ binding dispatches it: aten.to.dtype_layout with
+    the tensor's own options filled in (to(dtype) and to(other) resolve as usual: (None, None))."""
+    import torch
+
+    if not args or not isinstance(args[0], torch.Tensor):
+        return None, None
+    tensor, rest = args[0], list(args[1:])
+    device = kwargs.get("device")
+    if rest and isinstance(rest[0], (torch.device, str, int)) and not isinstance(rest[0], bool):
+        device = rest.pop(0)
+    if device is None:
+        return None, None
+    dtype = rest.pop(0) if rest and isinstance(rest[0], torch.dtype) else kwargs.get("dtype")
+    flags = dict(zip(("non_blocking", "copy"), rest))
+    flags.update({k: kwargs[k] for k in ("non_blocking", "copy", "memory_format") if k in kwargs})
+    op = torch.ops.aten.to.dtype_layout
+    bound = _bind(op._schema, (tensor,), {"dtype": dtype or tensor.dtype, "layout": tensor.layout,
+                                          "device": torch.device(device), **flags})
+    return op, bound
+
+
 def _packed(args):
     """Python's varargs sizes (x.view(2, -1), torch.zeros(2, 3)) as the single int list ATen takes."""
     import torch
@@ -1044,10 +1147,16 @@ class _Merge:
             raise FastTraceUnsupported(f"{what} changes with the batch size ({a!r} vs {b!r})")
         return a
 
-    def args(self, a: dict, b: dict, types_: dict, what: str) -> dict:
+    def args(self, a: dict, b: dict, types_: dict, what: str, target: str = "") -> dict:
         if a.keys() != b.keys():
             raise FastTraceUnsupported(f"{what}: arguments change with the batch size")
-        return {k: self.value(a[k], b[k], f"{what}.{k}", sizes=_size_type(types_.get(k))) for k in a}
+        sized = SIZE_SCALARS.get(target, ())
+        return {k: self.value(a[k], b[k], f"{what}.{k}", sizes=k in sized or _size_type(types_.get(k))) for k in a}
+
+
+# Scalar arguments that are sizes (the emitter builds these from the batch size: torch.arange(x.size(0)))
+SIZE_SCALARS = {"aten.arange.default": ("end",), "aten.arange.start": ("start", "end"),
+                "aten.arange.start_step": ("start", "end")}
 
 
 def _size_type(tp) -> bool:
@@ -1083,7 +1192,7 @@ def _merge(first: _Recording, second: _Recording, small: int, large: int, module
         if not same:
             raise FastTraceUnsupported(f"the graph changes with the batch size at {a.name} / {b.name}")
         where = f"{a.target} at {a.module_path or '<root>'}"
-        args = m.args(a.args, b.args, first.arg_types.get(a.name, {}), where)
+        args = m.args(a.args, b.args, first.arg_types.get(a.name, {}), where, a.target)
         meta = m.value(a.meta, b.meta, f"{where} result")
         if a.op == "call" and _has_sym(args) and not _has_sym(meta):
             # the emitter would fold it as a constant of one batch size
