@@ -4,7 +4,11 @@ torch.export spends 0.3-10 s on fake tensors and symbolic shapes. This builds th
 SourceGraph in tens of milliseconds:
 
 1. ``torch.fx`` traces the module symbolically, with every module that has a table row (and the
-   recurrent layers, MultiheadAttention) kept as a leaf. fx refuses Python control flow on tensors.
+   recurrent layers, MultiheadAttention) kept as a leaf. Its proxies answer shape questions whose
+   answer does not depend on the batch size (``x.dim()``, ``x.shape[1]``, ``x.dtype``; the graph so
+   far is evaluated on the examples to know), and conditions on batch sizes that hold for every
+   batch of 2 or more (``x.size(0) == y.size(0)``); other Python control flow on traced values
+   stops the trace, as in plain fx.
 2. The fx graph is run twice on real tensors: at the example's batch size and at a larger one. A
    ``TorchFunctionMode`` records, inside each leaf module and each function or method call, the
    ATen calls torch's own Python code makes (Conv2d.forward -> aten.conv2d with its padding branch,
@@ -80,7 +84,7 @@ def fx_trace(module, example_inputs) -> SourceGraph:
     finally:
         torch.set_num_threads(threads)
         module.train(was_training)
-    return _merge(first, second, batch, bigger, module)
+    return _merge(first, second, batch, bigger)
 
 
 # --- inputs and the traced root ---------------------------------------------------------------
@@ -222,10 +226,11 @@ def _symbolic_trace(root, names, examples):
         def __torch_function__(self, func, types_, args=(), kwargs=None):
             kwargs = kwargs or {}
             name = getattr(func, "__name__", "")
-            if name in NONDETERMINISTIC:
-                raise FastTraceUnsupported(f"{name}() in forward (fx would keep one draw as a constant)")
-            if name in FACTORIES and not tracer.evaluating and isinstance(func, types.BuiltinFunctionType):
-                return tracer.create_proxy("call_function", func, args, kwargs)
+            if not tracer.evaluating:
+                if name in NONDETERMINISTIC:
+                    raise FastTraceUnsupported(f"{name}() in forward (fx would keep one draw as a constant)")
+                if name in FACTORIES and isinstance(func, types.BuiltinFunctionType):
+                    return tracer.create_proxy("call_function", func, args, kwargs)
             return func(*args, **kwargs)
 
     try:
@@ -255,8 +260,7 @@ def _decided(compare, k1, c1, k2, c2) -> bool:
     return False
 
 
-COMPARISONS = {operator.eq: operator.eq, operator.ne: operator.ne, operator.lt: operator.lt,
-               operator.le: operator.le, operator.gt: operator.gt, operator.ge: operator.ge}
+COMPARISONS = {operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge}
 
 
 def _shape_tracer_class():
@@ -265,8 +269,9 @@ def _shape_tracer_class():
     Plain fx refuses ``if x.dim() != 3`` or ``if x.shape[1] != self.channels`` (a Proxy in a
     condition). Here the graph built so far is evaluated on the examples at both batch sizes when
     such a question is asked: a size, rank or dtype that is the same at both is answered with that
-    value (it does not depend on the batch); a size that differs stays a ``size`` node, so Python
-    control flow on the batch size still stops the trace."""
+    value (it does not depend on the batch); a size that differs stays a ``size`` node. A condition
+    on such sizes is answered only when it holds for every batch of 2 or more (``to_bool``); any
+    other condition on a traced value stops the trace."""
     global _SHAPE_TRACER
     if _SHAPE_TRACER is not None:
         return _SHAPE_TRACER
@@ -366,7 +371,7 @@ def _shape_tracer_class():
             batch has in torch.export too): k1*B vs k2*B, or k*B vs a constant it never reaches.
             Any other condition on a traced value stops the trace."""
             node = proxy.node
-            compare = COMPARISONS.get(node.target) if node.op == "call_function" else None
+            compare = node.target if node.op == "call_function" and node.target in COMPARISONS else None
             if compare is not None and len(node.args) == 2 and not node.kwargs:
                 (k1, c1), (k2, c2) = sides = [self._linear(a) for a in node.args]
                 if None not in (k1, k2) and _decided(compare, k1, c1, k2, c2):
@@ -863,7 +868,9 @@ def _classify(func):
     except (KeyError, TypeError):
         pass
     name = getattr(func, "__name__", repr(func))
-    if isinstance(func, types.FunctionType):
+    if name in DATA_DEPENDENT:
+        kind = ("refuse", f"{name} (reads tensor data into Python)")
+    elif isinstance(func, types.FunctionType):
         kind = ("python", name)
     elif name == "__get__":
         prop = getattr(getattr(func, "__self__", None), "__name__", "?")
@@ -872,8 +879,6 @@ def _classify(func):
         kind = ("getitem", name)
     elif name in META_METHODS:
         kind = ("meta", name)
-    elif name in DATA_DEPENDENT:
-        kind = ("refuse", f"{name} (reads tensor data into Python)")
     elif name in CONSTANT_FACTORIES:
         kind = ("constant", name)
     elif name.startswith("__") and name not in METHOD_TO_ATEN and name not in ("__and__", "__or__", "__xor__"):
@@ -1169,7 +1174,7 @@ def _size_type(tp) -> bool:
     return core in ("int", "SymInt")
 
 
-def _merge(first: _Recording, second: _Recording, small: int, large: int, module) -> SourceGraph:
+def _merge(first: _Recording, second: _Recording, small: int, large: int) -> SourceGraph:
     m = _Merge(small, large)
     if [n.name for n in first.params] != [n.name for n in second.params]:
         raise FastTraceUnsupported("parameters used change with the batch size")
