@@ -10,6 +10,7 @@ from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .port import port_weights
+from .fxtrace import trace_fast_or_export
 from .trace import TensorMeta, trace
 
 
@@ -40,7 +41,7 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
-    graph = trace(module, example_inputs)
+    graph = trace_fast_or_export(module, example_inputs)
     try:
         emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
         model = emitter.run()
@@ -56,7 +57,8 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
         direction="torch2keras", path="direct",
         io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
                   source="torch"),
-        layers=_layer_records(emitter), weights=weights, notes=list(getattr(emitter, "notes", [])),
+        layers=_layer_records(emitter), weights=weights,
+        notes=[f"traced by {graph.traced_by}", *getattr(emitter, "notes", [])],
     )
     record.rows_used.update(emitter.rows_used)
     attach(model, record)

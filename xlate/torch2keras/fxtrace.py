@@ -1212,7 +1212,7 @@ def _merge(first: _Recording, second: _Recording, small: int, large: int) -> Sou
     module_types = dict(first.module_types)
     return SourceGraph(list(first.params) + inputs + calls, [n.name for n in inputs], list(outputs),
                        dict(first.param_values), symbols, module_types, [n.meta for n in inputs], set(),
-                       dynamic_batch=True)
+                       dynamic_batch=True, traced_by="torch.fx (fast path)")
 
 
 def _has_sym(value) -> bool:

@@ -23,11 +23,11 @@ def coverage(module, example_inputs) -> list[CoverageItem]:
     """One item per traced op of ``module`` (graph plumbing such as tuple indexing left out)."""
     from .emit import Emitter
     from .registry import INTERNAL, load
-    from .trace import trace
+    from .fxtrace import trace_fast_or_export
 
     load()
     try:
-        graph = trace(module, example_inputs)
+        graph = trace_fast_or_export(module, example_inputs)
     except UnsupportedOpError as e:
         return [CoverageItem(type(module).__name__, op, where, None, "torch.export could not trace the module")
                 for op, where in e.unsupported]

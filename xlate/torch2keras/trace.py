@@ -76,6 +76,7 @@ class SourceGraph:
     input_metas: list[TensorMeta]
     mutated_buffers: set = field(default_factory=set)
     dynamic_batch: bool = True
+    traced_by: str = "torch.export"
 
     def node(self, name: str) -> SourceNode:
         return self._by_name[name]
