@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import bench_k2t  # noqa: E402
-import bench_t2k  # noqa: E402
+import bench_k2t
+import bench_t2k
 
 
 def main() -> None:
@@ -32,10 +32,10 @@ def main() -> None:
     text = "\n".join([
         "# Benchmarks",
         "",
-        f"Written by `scripts/bench.py` on {datetime.date.today()}: {os.cpu_count()} CPU cores ({cpu}), "
-        f"Python {platform.python_version()}, torch {torch.__version__}, keras {keras.__version__} "
-        f"({keras.backend.backend()} backend). Conversion times exclude the first conversion of the run "
-        "(imports, first graph builds).",
+        (f"Written by `scripts/bench.py` on {datetime.date.today()}: {os.cpu_count()} CPU cores ({cpu}), "
+         f"Python {platform.python_version()}, torch {torch.__version__}, keras {keras.__version__} "
+         f"({keras.backend.backend()} backend). Conversion times exclude the first conversion of the run "
+         "(imports, first graph builds)."),
         "",
         "## PyTorch -> Keras",
         "",

@@ -5,8 +5,10 @@ one warm-up conversion so imports are not counted), max abs error against the to
 4 seeded inputs, and forward latency of the converted Keras model vs the torch module, both
 called directly on one batch (``model(x)`` / ``module(x)``, median of 20 after warm-up).
 For LeNet and the ResNet, a hand-written Keras model of the same architecture (NHWC, 'same'
-padding where a Keras user would write it) is timed the same way, against the converted model
-taking NHWC (io_layout="native") and NCHW (io_layout="source").
+padding where a Keras user would write it) is timed against the converted model taking NHWC
+(io_layout="native") and NCHW (io_layout="source"), all three called the same way: compiled
+(``predict_on_batch``, the deployment path) and eager (``model(x)``, dominated by Python
+per-layer overhead), in interleaved rounds so machine load hits them alike.
 
     python scripts/bench_t2k.py                  # every fixture
     python scripts/bench_t2k.py lenet hf_bert    # some of them
@@ -81,8 +83,9 @@ def hand_written_resnet(layers_per_stage=(2, 2, 2), widths=(16, 32, 64), num_cla
 HAND_WRITTEN = {"lenet": hand_written_lenet, "resnet_basic": hand_written_resnet}
 
 
-def _latency_keras(model, x, repeats=20) -> float:
-    return _median_time(lambda: model(x, training=False), repeats, warmup=3)
+def _latency_keras(model, x, repeats=20, compiled=False) -> float:
+    call = (lambda: model.predict_on_batch(x)) if compiled else (lambda: model(x, training=False))
+    return _median_time(call, repeats, warmup=3)
 
 
 def _latency_torch(module, example, repeats=20) -> float:
@@ -117,17 +120,16 @@ def bench_one(name: str) -> dict:
         native = xlate.torch_to_keras(module, example, check=True, io_layout="native")
         x = keras_in[0].transpose(0, 2, 3, 1)
         hand = HAND_WRITTEN[name]()
-        # interleave the two measurements, so load on the machine hits both alike
-        hand_ms, native_ms, source_ms = [], [], []
-        for _ in range(5):
-            hand_ms.append(_latency_keras(hand, x, repeats=10))
-            native_ms.append(_latency_keras(native, x, repeats=10))
-            source_ms.append(_latency_keras(model, keras_in[0], repeats=10))
-        row["hand_keras_ms"] = 1e3 * statistics.median(hand_ms)
-        row["native_keras_ms"] = 1e3 * statistics.median(native_ms)
-        row["source_keras_ms"] = 1e3 * statistics.median(source_ms)
-        row["ratio_native"] = row["native_keras_ms"] / row["hand_keras_ms"]
-        row["ratio_source"] = row["source_keras_ms"] / row["hand_keras_ms"]
+        for mode, compiled in (("compiled", True), ("eager", False)):
+            times = {"hand": [], "native": [], "source": []}
+            for _ in range(10):  # interleaved rounds
+                times["hand"].append(_latency_keras(hand, x, repeats=10, compiled=compiled))
+                times["native"].append(_latency_keras(native, x, repeats=10, compiled=compiled))
+                times["source"].append(_latency_keras(model, keras_in[0], repeats=10, compiled=compiled))
+            for key, values in times.items():
+                row[f"{mode}_{key}_ms"] = 1e3 * statistics.median(values)
+            row[f"{mode}_ratio_native"] = row[f"{mode}_native_ms"] / row[f"{mode}_hand_ms"]
+            row[f"{mode}_ratio_source"] = row[f"{mode}_source_ms"] / row[f"{mode}_hand_ms"]
     del torch
     return row
 
@@ -149,13 +151,18 @@ def markdown(rows: list[dict]) -> str:
                      f"{'pass' if r['passed'] else 'FAIL'} | {r['torch_ms']:.2f} | {r['keras_ms']:.2f} |")
     median = statistics.median(r["convert_s"] for r in rows)
     lines += ["", f"Median conversion time over {len(rows)} fixtures: {median:.3f} s", ""]
-    hand = [r for r in rows if "hand_keras_ms" in r]
+    hand = [r for r in rows if "compiled_hand_ms" in r]
     if hand:
-        lines += ["| fixture | hand-written Keras (ms) | converted, NHWC in (ms) | ratio | converted, NCHW in (ms) | ratio |",
-                  "|---|---|---|---|---|---|"]
+        intro = ("Converted vs hand-written Keras of the same architecture, batch of 2 (median of 10 "
+                 "interleaved rounds of 10 calls):")
+        header = ("| fixture | call | hand-written (ms) | converted, NHWC in (ms) | ratio "
+                  "| converted, NCHW in (ms) | ratio |")
+        lines += [intro, "", header, "|---|---|---|---|---|---|---|"]
         for r in hand:
-            lines.append(f"| {r['fixture']} | {r['hand_keras_ms']:.2f} | {r['native_keras_ms']:.2f} | "
-                         f"{r['ratio_native']:.2f} | {r['source_keras_ms']:.2f} | {r['ratio_source']:.2f} |")
+            for mode in ("compiled", "eager"):
+                lines.append(f"| {r['fixture']} | {mode} | {r[f'{mode}_hand_ms']:.2f} | {r[f'{mode}_native_ms']:.2f} | "
+                             f"{r[f'{mode}_ratio_native']:.2f} | {r[f'{mode}_source_ms']:.2f} | "
+                             f"{r[f'{mode}_ratio_source']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
