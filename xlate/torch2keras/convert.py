@@ -9,8 +9,8 @@ import numpy as np
 from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
-from .port import port_weights
 from .fxtrace import trace_fast_or_export
+from .port import port_weights
 from .trace import TensorMeta, trace
 
 

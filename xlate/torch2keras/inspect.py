@@ -22,8 +22,8 @@ class CoverageItem:
 def coverage(module, example_inputs) -> list[CoverageItem]:
     """One item per traced op of ``module`` (graph plumbing such as tuple indexing left out)."""
     from .emit import Emitter
-    from .registry import INTERNAL, load
     from .fxtrace import trace_fast_or_export
+    from .registry import INTERNAL, load
 
     load()
     try:
