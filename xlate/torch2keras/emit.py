@@ -223,15 +223,6 @@ class Emitter:
     def used(self, row: Row) -> None:
         self.rows_used[row.id] = self.rows_used.get(row.id, 0) + 1
 
-    def param_path(self, v) -> str:
-        return v.path if isinstance(v, Const) else ""
-
-    def static_array(self, v, what: str) -> np.ndarray:
-        if isinstance(v, Const):
-            return v.array
-        raise UnsupportedOpError([(f"{self.node.target} with a computed {what}", self.where())],
-                                 direction="torch2keras")
-
     def where(self) -> str:
         return self.node.module_path or "<root>"
 
