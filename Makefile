@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= tf-cpu,onnx,dev
 PYTEST_ARGS ?=
+# test processes in parallel: up to 4 (each imports torch and TensorFlow, ~2 GB)
+JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 
 .PHONY: demo test test-fast setup onnx2tf docs bench clean
 
@@ -27,10 +29,10 @@ onnx2tf:
 	PYTHON311=$(PYTHON) bash scripts/setup_onnx2tf.sh
 
 test: setup onnx2tf
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 docs: setup
 	$(BIN)/python scripts/gen_support.py
