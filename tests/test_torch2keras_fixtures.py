@@ -233,9 +233,11 @@ def test_savedmodel_and_tflite_exports_match_torch(tmp_path):
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["lenet", "mobilenet_style", "text_lstm", "transformer_encoder"])
+@pytest.mark.parametrize("name", ALL)
 def test_record_pairs_every_trainable_parameter_with_its_exact_transform(name):
-    """Optimizer state ports through these pairs (xlate.training.state), flatten -> Linear included."""
+    """Every trainable torch parameter is a trainable Keras variable (nothing frozen into a
+    constant), recorded with its exact transform: optimizer state ports through these pairs
+    (xlate.training.state), flatten -> Linear included."""
     from xlate.training.state import pair_parameters
     from xlate.transforms import get_transform
 
@@ -250,3 +252,5 @@ def test_record_pairs_every_trainable_parameter_with_its_exact_transform(name):
             np.testing.assert_array_equal(variables[path].numpy(), expected)
     pairs = pair_parameters(module, model)  # raises unless every trainable parameter is paired
     assert {n for p in pairs for n in p.torch} == {n for n, p in module.named_parameters() if p.requires_grad}
+    trainable = {v.path for v in model.trainable_variables}
+    assert all(k in trainable for p in pairs for k in p.keras)

@@ -8,20 +8,22 @@ class Constant(keras.layers.Layer):
     so it is saved with the model's weights rather than inlined into its JSON config.
 
     Functional Keras graphs only record layers called on tensors, so the layer is called on an
-    ``anchor`` input. With ``dynamic_axis`` set, the stored value has size 1 on that axis and is
-    broadcast at call time to the anchor's size on ``anchor_axis`` (a constant whose shape
-    follows the batch size, e.g. torch.zeros(batch, ...) or buffer.expand(batch, -1)).
+    ``anchor`` input it otherwise ignores. With ``dynamic_axis`` set, the stored value has size 1
+    on that axis and is broadcast at call time to the anchor's size on ``anchor_axis`` (a tensor
+    whose shape follows the batch size, e.g. torch.zeros(batch, ...) or buffer.expand(batch, -1)).
     """
 
+    trainable_value = False
+
     def __init__(self, shape, dtype_name="float32", dynamic_axis=None, anchor_axis=0, **kwargs):
-        kwargs["trainable"] = False
+        kwargs.setdefault("trainable", self.trainable_value)
         super().__init__(**kwargs)
         self.value_shape = tuple(int(d) for d in shape)
         self.dtype_name = dtype_name
         self.dynamic_axis = None if dynamic_axis is None else int(dynamic_axis)
         self.anchor_axis = int(anchor_axis)
         self.value = self.add_weight(name="value", shape=self.value_shape, dtype=dtype_name,
-                                     initializer="zeros", trainable=False)
+                                     initializer="zeros", trainable=self.trainable_value)
 
     def call(self, anchor):
         value = keras.ops.convert_to_tensor(self.value)

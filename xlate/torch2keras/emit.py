@@ -156,10 +156,11 @@ class Emitter:
         self.layer_cache[key] = out
         return out
 
-    def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str):
+    def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
         """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):
-        stored with size 1 there and broadcast at run time to that input's size."""
-        from ..keras_layers import Constant
+        stored with size 1 there and broadcast at run time to that input's size. A trainable
+        ``source`` (an nn.Parameter expanded to the batch) stays trainable."""
+        from ..keras_layers import Constant, Parameter
 
         where = self.graph.symbols.get(getattr(size, "expr", None))
         if where is None:
@@ -167,10 +168,13 @@ class Emitter:
         index, input_axis = where
         anchor_value = self.env[self.graph.inputs[index]]
         anchor_axis = anchor_value.perm.index(input_axis)
-        layer = Constant(array.shape, _keras_dtype(str(array.dtype)), dynamic_axis=axis, anchor_axis=anchor_axis,
-                         name=self.layer_name(name_hint))
+        cls = Parameter if source is not None and source.trainable else Constant
+        layer = cls(array.shape, _keras_dtype(str(array.dtype)), dynamic_axis=axis, anchor_axis=anchor_axis,
+                    name=self.layer_name(name_hint))
         out = layer(self.inputs[index])
         self.assign(layer, {"value": array})
+        if source is not None and source.path and source.array.shape == array.shape:
+            self.assignments[-1].pairs = [((source.path,), ("value",), "identity", {})]
         return out
 
     def set(self, node: SourceNode, result) -> None:
@@ -304,14 +308,18 @@ class Emitter:
     _NEVER_FOLD = ("aten.dropout", "aten.native_dropout", "aten.rand", "aten.bernoulli", "aten.feature_dropout")
 
     def _foldable(self, node: SourceNode) -> bool:
+        """Ops on constants only are computed now, by torch itself, except where a trainable
+        parameter flows in: folding would freeze it in the Keras model."""
         if node.fn is None or node.target.startswith(self._NEVER_FOLD):
             return False
         refs = list(refs_in((node.call_args, node.call_kwargs)))
         if not refs:
             # creation ops (arange, full...) with static sizes
             return not _has_sym(node.meta)
-        return all(isinstance(self.env.get(r.name), (Const, int, float, bool)) or self.env.get(r.name) is None
-                   for r in refs) and not _has_sym(node.meta)
+        values = [self.env.get(r.name) for r in refs]
+        if any(isinstance(v, Const) and v.trainable for v in values):
+            return False
+        return all(isinstance(v, (Const, int, float, bool)) or v is None for v in values) and not _has_sym(node.meta)
 
     def _fold(self, node: SourceNode):
         import torch

@@ -65,13 +65,22 @@ def aligned(ctx, operands):
                 out.append(ctx.keras_tensor(tmp, perm))
             else:
                 out.append(ctx.keras_tensor(v, perm))
+        elif isinstance(v, Const) and v.trainable:
+            # a parameter keeps its torch shape as a Keras variable; the broadcast happens in the graph
+            t = ctx.const_tensor(v, None)
+            if v.array.ndim < rank:
+                t = ops().reshape(t, (1,) * (rank - v.array.ndim) + v.array.shape)
+            if rank and not plan.is_identity(perm):
+                t = ops().transpose(t, perm)
+            out.append(t)
         elif isinstance(v, Const):
             a = v.array
             if a.ndim < rank:
                 a = a.reshape((1,) * (rank - a.ndim) + a.shape)
             a = plan.permute_array(a, perm) if a.ndim else a
-            if v.trainable or a.size > INLINE_CONST_LIMIT:
-                out.append(ctx.const_tensor(Const(a, v.path, v.trainable), None))
+            if a.size > INLINE_CONST_LIMIT:
+                # the buffer's path is recorded only while its value is the torch tensor as is
+                out.append(ctx.const_tensor(v if a is v.array else Const(a), None))
             else:
                 out.append(a.item() if a.ndim == 0 and a.dtype.kind == "f" else a)
         else:

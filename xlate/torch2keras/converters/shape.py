@@ -125,7 +125,7 @@ def expand(ctx, node, row):
         (axis,) = dynamic
         a = x.array.reshape((1,) * (len(target) - x.array.ndim) + x.array.shape)
         a = np.broadcast_to(a, [1 if i == axis else d for i, d in enumerate(target)]).copy()
-        out = ctx.dynamic_const(a, axis, target[axis], "expand")
+        out = ctx.dynamic_const(a, axis, target[axis], "expand", source=x)
         return ctx.new_value(out, plan.identity(len(target)))
     x = ctx.materialize(x)
     t, perm = x.tensor, x.perm
