@@ -168,6 +168,22 @@ class ParityFailed(Exception):
         self.what = what
 
 
+def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps):
+    """The parity gate on a freshly converted model; on failure, rerun per layer and raise ``ParityFailed``.
+
+    The per-layer rerun goes through the conversion record, so the report says where the
+    divergence starts, not just that there is one.
+    """
+    from ..parity import check_parity
+
+    with steps.step(f"checking parity of {what}"):
+        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path)
+    if not report.passed:
+        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True)
+        raise ParityFailed(report, what)
+    return report
+
+
 def fail_parity(report, json_path, title: str, **files) -> None:
     """Print the failed report, write the JSON, and exit 1."""
     print_report(report, title)

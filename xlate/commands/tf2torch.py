@@ -18,6 +18,7 @@ from ._common import (
     Steps,
     conversion_options,
     fail_parity,
+    gate_converted,
     human_size,
     print_report,
     write_json_report,
@@ -45,12 +46,8 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     record = record_of(module)
     path_used = record.path if record else None
     if check:
-        with steps.step("checking parity of the converted module"):
-            report = check_parity(loaded.model, module, atol=atol, rtol=rtol, path=path_used)
-        if not report.passed:
-            # say where it starts: per-layer localization through the conversion record
-            report = check_parity(loaded.model, module, atol=atol, rtol=rtol, path=path_used, per_layer=True)
-            raise ParityFailed(report, "the converted PyTorch module")
+        gate_converted(loaded.model, module, atol=atol, rtol=rtol, path=path_used, what="the converted PyTorch module",
+                       steps=steps)
 
     final = []
 

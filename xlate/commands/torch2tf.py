@@ -18,6 +18,7 @@ from ._common import (
     Steps,
     conversion_options,
     fail_parity,
+    gate_converted,
     human_size,
     model_options,
     print_report,
@@ -60,12 +61,8 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     record = record_of(keras_model)
     path_used = record.path if record else None
     if check:
-        with steps.step("checking parity of the converted model"):
-            report = check_parity(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used)
-        if not report.passed:
-            # say where it starts: per-layer localization through the conversion record
-            report = check_parity(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used, per_layer=True)
-            raise ParityFailed(report, "the converted Keras model")
+        gate_converted(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used, what="the converted Keras model",
+                       steps=steps)
 
     final = []
 

@@ -39,6 +39,8 @@ class _TorchFormula(keras.optimizers.Optimizer):
 
     #: the torch.optim class this optimizer emulates
     torch_class = ""
+    #: constructor arguments get_config saves, besides the base optimizer's
+    _hyperparameters: tuple[str, ...] = ()
     #: hyperparameters that may be schedules (serialized as such)
     _schedulable: tuple[str, ...] = ()
 
@@ -72,6 +74,7 @@ class _TorchFormula(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update({"l2_weight_decay": self.l2_weight_decay, "maximize": self.maximize})
+        config.update({key: _serialize(getattr(self, key)) for key in self._hyperparameters})
         return config
 
     @classmethod
@@ -92,6 +95,7 @@ class TorchSGD(_TorchFormula):
     """
 
     torch_class = "torch.optim.SGD"
+    _hyperparameters = ("momentum", "dampening", "nesterov")
     _schedulable = ("momentum",)
 
     def __init__(self, learning_rate=0.001, momentum=0.0, dampening=0.0, nesterov=False, *, l2_weight_decay=0.0,
@@ -136,11 +140,6 @@ class TorchSGD(_TorchFormula):
         step = ops.add(g, ops.multiply(mu, new_buf)) if self.nesterov else new_buf
         self.assign_sub(variable, ops.multiply(lr, step))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"momentum": _serialize(self.momentum), "dampening": self.dampening,
-                       "nesterov": self.nesterov})
-        return config
 
 
 @_register
@@ -148,6 +147,7 @@ class TorchAdam(_TorchFormula):
     """torch.optim.Adam: p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) (AMSGrad: max of v)."""
 
     torch_class = "torch.optim.Adam"
+    _hyperparameters = ("beta_1", "beta_2", "epsilon", "amsgrad")
     _schedulable = ("beta_1",)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, amsgrad=False, *,
@@ -185,11 +185,6 @@ class TorchAdam(_TorchFormula):
         denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias_correction2)), self.epsilon)
         self.assign_sub(variable, ops.multiply(ops.divide(lr, bias_correction1), ops.divide(m, denom)))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta_1": _serialize(self.beta_1), "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       "amsgrad": self.amsgrad})
-        return config
 
 
 @_register
@@ -210,6 +205,7 @@ class TorchRMSprop(_TorchFormula):
     p -= lr*b (or lr*g/avg without momentum)."""
 
     torch_class = "torch.optim.RMSprop"
+    _hyperparameters = ("rho", "epsilon", "momentum", "centered")
     _schedulable = ("momentum",)
 
     def __init__(self, learning_rate=0.01, rho=0.99, epsilon=1e-8, momentum=0.0, centered=False, *,
@@ -253,11 +249,6 @@ class TorchRMSprop(_TorchFormula):
         else:
             self.assign_sub(variable, ops.multiply(lr, ops.divide(g, avg)))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"rho": self.rho, "epsilon": self.epsilon, "momentum": _serialize(self.momentum),
-                       "centered": self.centered})
-        return config
 
 
 @_register
@@ -265,6 +256,7 @@ class TorchAdagrad(_TorchFormula):
     """torch.optim.Adagrad: sum += g^2; p -= lr/(1 + (t-1)*lr_decay) * g / (sqrt(sum) + eps)."""
 
     torch_class = "torch.optim.Adagrad"
+    _hyperparameters = ("lr_decay", "initial_accumulator_value", "epsilon")
 
     def __init__(self, learning_rate=0.01, lr_decay=0.0, initial_accumulator_value=0.0, epsilon=1e-10, *,
                  l2_weight_decay=0.0, maximize=False, name="torch_adagrad", **kwargs):
@@ -290,11 +282,6 @@ class TorchAdagrad(_TorchFormula):
         self.assign_add(s, ops.square(g))
         self.assign_sub(variable, ops.multiply(clr, ops.divide(g, ops.add(ops.sqrt(s), self.epsilon))))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"lr_decay": self.lr_decay, "initial_accumulator_value": self.initial_accumulator_value,
-                       "epsilon": self.epsilon})
-        return config
 
 
 @_register
@@ -302,6 +289,7 @@ class TorchAdadelta(_TorchFormula):
     """torch.optim.Adadelta (the formula Keras uses too) with torch's coupled L2 decay and maximize."""
 
     torch_class = "torch.optim.Adadelta"
+    _hyperparameters = ("rho", "epsilon")
 
     def __init__(self, learning_rate=1.0, rho=0.9, epsilon=1e-6, *, l2_weight_decay=0.0, maximize=False,
                  name="torch_adadelta", **kwargs):
@@ -328,10 +316,6 @@ class TorchAdadelta(_TorchFormula):
         self.assign(acc, ops.add(ops.multiply(acc, rho), ops.multiply(1.0 - rho, ops.square(delta))))
         self.assign_sub(variable, ops.multiply(lr, delta))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"rho": self.rho, "epsilon": self.epsilon})
-        return config
 
 
 @_register
@@ -339,6 +323,7 @@ class TorchAdamax(_TorchFormula):
     """torch.optim.Adamax: u = max(b2*u, |g| + eps); p -= lr/(1-b1^t) * m / u."""
 
     torch_class = "torch.optim.Adamax"
+    _hyperparameters = ("beta_1", "beta_2", "epsilon")
     _schedulable = ("beta_1",)
 
     def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-8, *, l2_weight_decay=0.0,
@@ -367,10 +352,6 @@ class TorchAdamax(_TorchFormula):
         clr = ops.divide(lr, 1.0 - ops.power(beta_1, t))
         self.assign_sub(variable, ops.multiply(clr, ops.divide(m, u)))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta_1": _serialize(self.beta_1), "beta_2": self.beta_2, "epsilon": self.epsilon})
-        return config
 
 
 @_register
@@ -382,6 +363,7 @@ class TorchNAdam(_TorchFormula):
     """
 
     torch_class = "torch.optim.NAdam"
+    _hyperparameters = ("beta_1", "beta_2", "epsilon", "momentum_decay")
 
     def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum_decay=0.004, *,
                  l2_weight_decay=0.0, maximize=False, name="torch_nadam", **kwargs):
@@ -426,11 +408,6 @@ class TorchNAdam(_TorchFormula):
         self.assign_sub(variable, ops.multiply(grad_coef, ops.divide(g, denom)))
         self.assign_sub(variable, ops.multiply(momentum_coef, ops.divide(m, denom)))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       "momentum_decay": self.momentum_decay})
-        return config
 
 
 #: emulation classes by the torch.optim class they emulate
