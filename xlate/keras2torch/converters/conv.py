@@ -68,19 +68,31 @@ def _conv_kwargs(kernel, strides, pads, dilation, symmetric: bool, groups: int =
     return kwargs
 
 
-@converter("conv")
-def conv(em, node, row):
+def _conv_inputs(em, node):
+    """What every convolution reads first: (input, channels_last, kernel_size, strides, dilation, weights)."""
     cfg = node.config
     layout, channels_last = _layout(cfg)
     x = em.input(node, 0, layout)
     kernel_size, strides, dilation = (tuple(cfg[k]) for k in ("kernel_size", "strides", "dilation_rate"))
+    return x, channels_last, kernel_size, strides, dilation, em.keras_weights(node.op)
+
+
+def _padded_conv_input(em, node, x, channels_last, kernel_size, strides, dilation):
+    """(pads, source, symmetric) for a convolution with the layer's Keras padding mode."""
+    padding = node.config["padding"]
+    pads = conv_pads(padding, _spatial(x, channels_last), kernel_size, strides, dilation)
+    src, symmetric = padded_input(em, node, x, pads, padding, kernel=kernel_size, strides=strides, dilation=dilation)
+    return pads, src, symmetric
+
+
+@converter("conv")
+def conv(em, node, row):
+    cfg = node.config
+    x, channels_last, kernel_size, strides, dilation, arrays = _conv_inputs(em, node)
     rank = len(kernel_size)
-    arrays = em.keras_weights(node.op)
     kernel = arrays["kernel"]  # (*k, in/groups, out)
     groups = int(cfg.get("groups", 1))
-    pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
-                                   dilation=dilation)
+    pads, src, symmetric = _padded_conv_input(em, node, x, channels_last, kernel_size, strides, dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, groups, cfg["use_bias"])
     attr = em.module(node, call(f"nn.Conv{rank}d", int(kernel.shape[-2]) * groups, int(cfg["filters"]), **kwargs))
     em.port(row, attr, arrays)
@@ -90,16 +102,11 @@ def conv(em, node, row):
 @converter("depthwise_conv")
 def depthwise_conv(em, node, row):
     cfg = node.config
-    layout, channels_last = _layout(cfg)
-    x = em.input(node, 0, layout)
-    kernel_size, strides, dilation = (tuple(cfg[k]) for k in ("kernel_size", "strides", "dilation_rate"))
+    x, channels_last, kernel_size, strides, dilation, arrays = _conv_inputs(em, node)
     rank = len(kernel_size)
-    arrays = em.keras_weights(node.op)
     (depthwise_name,) = row.weights[0].keras  # Keras 3 calls the depthwise kernel "kernel"
     channels, multiplier = (int(d) for d in arrays[depthwise_name].shape[-2:])
-    pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
-                                   dilation=dilation)
+    pads, src, symmetric = _padded_conv_input(em, node, x, channels_last, kernel_size, strides, dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, channels, cfg["use_bias"])
     attr = em.module(node, call(f"nn.Conv{rank}d", channels, channels * multiplier, **kwargs))
     em.port(row, attr, arrays, params={"depthwise_kernel": {"multiplier": multiplier}})
@@ -109,15 +116,10 @@ def depthwise_conv(em, node, row):
 @converter("separable_conv")
 def separable_conv(em, node, row):
     cfg = node.config
-    layout, channels_last = _layout(cfg)
-    x = em.input(node, 0, layout)
-    kernel_size, strides, dilation = (tuple(cfg[k]) for k in ("kernel_size", "strides", "dilation_rate"))
+    x, channels_last, kernel_size, strides, dilation, arrays = _conv_inputs(em, node)
     rank = len(kernel_size)
-    arrays = em.keras_weights(node.op)
     channels, multiplier = (int(d) for d in arrays["depthwise_kernel"].shape[-2:])
-    pads = conv_pads(cfg["padding"], _spatial(x, channels_last), kernel_size, strides, dilation)
-    src, symmetric = padded_input(em, node, x, pads, cfg["padding"], kernel=kernel_size, strides=strides,
-                                   dilation=dilation)
+    pads, src, symmetric = _padded_conv_input(em, node, x, channels_last, kernel_size, strides, dilation)
     kwargs = _conv_kwargs(kernel_size, strides, pads, dilation, symmetric, channels, bias=False)
     depthwise = em.module(node, call(f"nn.Conv{rank}d", channels, channels * multiplier, **kwargs),
                           suffix="_depthwise")
@@ -145,11 +147,8 @@ def transpose_crops(full: int, out: int, padding: str, stride: int, k_eff: int) 
 @converter("conv_transpose")
 def conv_transpose(em, node, row):
     cfg = node.config
-    layout, channels_last = _layout(cfg)
-    x = em.input(node, 0, layout)
-    kernel_size, strides, dilation = (tuple(cfg[k]) for k in ("kernel_size", "strides", "dilation_rate"))
+    x, channels_last, kernel_size, strides, dilation, arrays = _conv_inputs(em, node)
     rank = len(kernel_size)
-    arrays = em.keras_weights(node.op)
     kernel = arrays["kernel"]  # (*k, out, in)
     out_t = em.graph.tensors[node.outputs[0]]
     in_sizes, out_sizes = _spatial(x, channels_last), _spatial(out_t, channels_last)
