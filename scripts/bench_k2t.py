@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,31 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-import numpy as np
-
-FRESH = r"""
-import sys
-sys.modules["xlate"] = None  # the generated package must run without xlate
-import numpy as np, torch
-from safetensors.torch import load_file
-outdir, data_path, result_path = sys.argv[1:4]
-sys.path.insert(0, outdir)
-from model import Net
-net = Net()
-net.load_state_dict(load_file(f"{outdir}/model.safetensors"))
-net.eval()
-data = np.load(data_path)
-res = {}
-for s in range(int(data["samples"])):
-    xs = [torch.from_numpy(data[f"s{s}_in{i}"]) for i in range(int(data["n_inputs"]))]
-    with torch.no_grad():
-        out = net(*xs)
-    leaves = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
-    for j, o in enumerate(leaves):
-        res[f"s{s}_out{j}"] = o.numpy()
-np.savez(result_path, **res)
-"""
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -64,39 +38,12 @@ def _median_time(fn, repeats: int) -> float:
 
 def fresh_process_error(model, module, workdir: Path, samples: int = 2) -> float:
     """Max abs error of the saved package, run in a new interpreter, against the Keras model."""
-    import keras
-
-    from xlate.frameworks import flatten_outputs
     from xlate.keras2torch.convert import save_torch_package
-    from xlate.parity import make_inputs
     from xlate.record import record_of
+    from xlate.testing import fresh_package_error
 
     outdir = save_torch_package(module, workdir / "pkg", overwrite=True)
-    batches = make_inputs(record_of(module).io.inputs, samples=samples, seed=0)
-    data = {"samples": samples, "n_inputs": len(batches[0])}
-    refs = []
-    for s, arrays in enumerate(batches):
-        for i, a in enumerate(arrays):
-            data[f"s{s}_in{i}"] = a
-        out = model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
-        refs.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
-    np.savez(workdir / "inputs.npz", **data)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, "-c", FRESH, str(outdir), str(workdir / "inputs.npz"),
-                          str(workdir / "result.npz")], check=False, capture_output=True, text=True, env=env,
-                         cwd=str(workdir),
-                         timeout=600)
-    if run.returncode != 0:
-        raise RuntimeError(f"the generated package failed in a fresh process:\n{run.stderr[-2000:]}")
-    got = np.load(workdir / "result.npz")
-    worst = 0.0
-    for s, expected in enumerate(refs):
-        for j, e in enumerate(expected):
-            a = got[f"s{s}_out{j}"]
-            if a.shape != e.shape:
-                return float("inf")
-            worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64)))))
-    return worst
+    return fresh_package_error(model, outdir, record_of(module).io.inputs, samples=samples)
 
 
 def _latencies(model, module) -> tuple[float, float]:

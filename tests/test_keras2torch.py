@@ -8,7 +8,6 @@ that cannot import xlate, so they test what a user gets on disk, not the in-memo
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,70 +26,17 @@ from xlate.frameworks import flatten_outputs
 from xlate.keras2torch.convert import keras_to_torch, save_torch_package
 from xlate.parity import make_inputs
 from xlate.record import record_of
+from xlate.testing import fresh_package_error
 
 FAST = ["mlp", "cnn_bn", "text", "transformer_block", "unet"]
 SLOW = [name.lower() for name in APPLICATIONS]
 RUFF = Path(sys.executable).with_name("ruff")
 
-# Runs in a fresh interpreter: imports the generated package with xlate made unimportable.
-FRESH = r"""
-import json, sys
-sys.modules["xlate"] = None  # the generated code must not need xlate
-import numpy as np, torch
-from safetensors.torch import load_file
-outdir, data_path, result_path = sys.argv[1:4]
-sys.path.insert(0, outdir)
-from model import Net
-net = Net()
-net.load_state_dict(load_file(f"{outdir}/model.safetensors"))
-net.eval()
-data = np.load(data_path)
-results = {}
-for s in range(int(data["samples"])):
-    inputs = [torch.from_numpy(data[f"s{s}_in{i}"]) for i in range(int(data["n_inputs"]))]
-    with torch.no_grad():
-        out = net(*inputs)
-    leaves = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
-    for j, o in enumerate(leaves):
-        results[f"s{s}_out{j}"] = o.numpy()
-np.savez(result_path, **results)
-"""
-
-
-def _keras_reference(model, module, samples=2):
-    specs = record_of(module).io.inputs
-    batches = make_inputs(specs, samples=samples, seed=0)
-    refs = []
-    for arrays in batches:
-        out = model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
-        refs.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
-    return batches, refs
-
 
 def fresh_process_error(model, module, outdir: Path) -> float:
     """Max abs error between Keras and the saved package run in a new process without xlate."""
     save_torch_package(module, outdir)
-    batches, refs = _keras_reference(model, module)
-    data = {"samples": len(batches), "n_inputs": len(batches[0])}
-    for s, arrays in enumerate(batches):
-        for i, a in enumerate(arrays):
-            data[f"s{s}_in{i}"] = a
-    data_path, result_path = outdir.parent / "inputs.npz", outdir.parent / "result.npz"
-    np.savez(data_path, **data)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, "-c", FRESH, str(outdir), str(data_path), str(result_path)],
-                         check=False, capture_output=True, text=True, env=env, cwd=str(outdir.parent),
-                         timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = np.load(result_path)
-    worst = 0.0
-    for s, expected in enumerate(refs):
-        assert len([k for k in got.files if k.startswith(f"s{s}_out")]) == len(expected)
-        for j, e in enumerate(expected):
-            a = got[f"s{s}_out{j}"]
-            assert a.shape == e.shape, (j, a.shape, e.shape)
-            worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64)))))
-    return worst
+    return fresh_package_error(model, outdir, record_of(module).io.inputs)
 
 
 def ruff_check(source: str, tmp_path: Path) -> subprocess.CompletedProcess:

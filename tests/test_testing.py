@@ -58,3 +58,26 @@ def test_accepts_files(pair, tmp_path):
     assert assert_parity(tmp_path / "net.pt2", str(tmp_path / "twin.keras"), inputs=tmp_path / "in.npz").passed
     with pytest.raises(BadInputError, match="both PyTorch"):
         assert_parity(net, tmp_path / "net.pt2")
+
+
+def test_fresh_package_error_runs_the_folder_without_xlate_and_sees_a_changed_weight(pair, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from xlate.keras2torch.convert import keras_to_torch, save_torch_package
+    from xlate.record import record_of
+    from xlate.testing import fresh_package_error
+
+    _, twin = pair
+    module = keras_to_torch(twin)
+    package = save_torch_package(module, tmp_path / "pkg")
+    specs = record_of(module).io.inputs
+    assert fresh_package_error(twin, package, specs) < 1e-5
+    weights = package / "model.safetensors"
+    state = load_file(weights)
+    bias = next(k for k in state if k.endswith("bias"))
+    state[bias] += 0.5
+    save_file(state, weights)
+    assert fresh_package_error(twin, package, specs) > 0.01
+    (package / "model.py").write_text("raise ImportError('broken on purpose')\n")
+    with pytest.raises(AssertionError, match="failed in a fresh process"):
+        fresh_package_error(twin, package, specs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["assert_parity", "compare_models"]
+__all__ = ["assert_parity", "compare_models", "fresh_package_error"]
 
 
 def _as_loaded(obj, role: str, **load_options):
@@ -202,3 +202,78 @@ def assert_parity(source, target, inputs=None, *, atol: float = 1e-5, rtol: floa
 
 def _name(obj) -> str:
     return str(obj) if isinstance(obj, (str,)) or hasattr(obj, "__fspath__") else type(obj).__name__
+
+
+# Runs in a fresh interpreter: imports the generated package with xlate made unimportable.
+_RUN_PACKAGE_FRESH = r"""
+import sys
+sys.modules["xlate"] = None  # the generated code must not need xlate
+import numpy as np, torch
+from safetensors.torch import load_file
+package, data_path, result_path = sys.argv[1:4]
+sys.path.insert(0, package)
+from model import Net
+net = Net()
+net.load_state_dict(load_file(f"{package}/model.safetensors"))
+net.eval()
+data = np.load(data_path)
+results = {}
+for s in range(int(data["samples"])):
+    inputs = [torch.from_numpy(data[f"s{s}_in{i}"]) for i in range(int(data["n_inputs"]))]
+    with torch.no_grad():
+        out = net(*inputs)
+    leaves = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
+    for j, o in enumerate(leaves):
+        results[f"s{s}_out{j}"] = o.numpy()
+np.savez(result_path, **results)
+"""
+
+
+def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int = 2, seed: int = 0) -> float:
+    """Max abs error of a ``tf2torch`` folder (``model.py`` + ``model.safetensors``) against its Keras model.
+
+    The folder runs in a new Python process where ``import xlate`` fails, so this proves the
+    generated code stands alone. ``input_specs`` are the module's ``record.io.inputs``. Raises
+    ``AssertionError`` when the process fails or an output count or shape differs.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import keras
+    import numpy as np
+
+    from .frameworks import flatten_outputs
+    from .parity import make_inputs
+
+    package = Path(package).resolve()
+    batches = make_inputs(input_specs, samples=samples, seed=seed)
+    data = {"samples": samples, "n_inputs": len(batches[0])}
+    expected = []
+    for s, arrays in enumerate(batches):
+        data.update({f"s{s}_in{i}": a for i, a in enumerate(arrays)})
+        out = keras_model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
+        expected.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
+    with tempfile.TemporaryDirectory(prefix="xlate-fresh-") as tmp:
+        data_path, result_path = Path(tmp) / "inputs.npz", Path(tmp) / "result.npz"
+        np.savez(data_path, **data)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        run = subprocess.run([sys.executable, "-c", _RUN_PACKAGE_FRESH, str(package), str(data_path),
+                              str(result_path)], check=False, capture_output=True, text=True, env=env, cwd=tmp,
+                             timeout=600)
+        if run.returncode != 0:
+            raise AssertionError(f"the generated package failed in a fresh process:\n{run.stderr[-3000:]}")
+        with np.load(result_path) as got:
+            results = {name: got[name] for name in got.files}
+    worst = 0.0
+    for s, outputs in enumerate(expected):
+        produced = [k for k in results if k.startswith(f"s{s}_out")]
+        if len(produced) != len(outputs):
+            raise AssertionError(f"the package returned {len(produced)} outputs, Keras {len(outputs)}")
+        for j, e in enumerate(outputs):
+            a = results[f"s{s}_out{j}"]
+            if a.shape != e.shape:
+                raise AssertionError(f"output {j}: the package gives shape {a.shape}, Keras {e.shape}")
+            worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - e.astype(np.float64)))))
+    return worst
