@@ -473,6 +473,7 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
     import onnx
 
     from . import onnx_torch
+    from .parity import embedding_bound
 
     start = time.perf_counter()
     specs, shapes, dtypes = _keras_signature(model, example_inputs)
@@ -488,7 +489,7 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
                                  hint="these ONNX ops have no implementation in xlate.onnx_torch yet")
     inner = onnx_torch.OnnxGraphModule(graph)
     n_out = len(inner.output_names)
-    high = _embedding_high(model)
+    high = embedding_bound(model)
     src_specs = tuple(TensorSpec(s, d, 0, high if ("int" in d) else None, f"input_{i}")
                       for i, (s, d) in enumerate(zip(shapes, dtypes)))
     if io_layout == "native":
@@ -519,15 +520,6 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
 def _rank_of(value_info) -> int | None:
     t = value_info.type.tensor_type
     return len(t.shape.dim) if t.HasField("shape") else None
-
-
-def _embedding_high(model) -> int:
-    bound = None
-    for layer in model._flatten_layers(include_self=False):
-        dim = getattr(layer, "input_dim", None)
-        if isinstance(dim, int) and type(layer).__name__ == "Embedding":
-            bound = dim if bound is None else min(bound, dim)
-    return bound or 2
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m xlate.onnx_path` prints what it would use

@@ -48,8 +48,34 @@ class LayerParity:
     row: str | None = None
 
 
+class PrintableReport:
+    """``render()``, ``str()`` and ``to_json()`` for a report dataclass that builds its rich view in ``_rich()``."""
+
+    #: columns of the plain-text form (``str(report)``)
+    text_width = 110
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+
+    def render(self, console=None) -> None:
+        """Print the report as a table (rich)."""
+        from rich.console import Console
+
+        (console or Console()).print(self._rich())
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=self.text_width, record=True, file=_NullFile(), color_system=None)
+        console.print(self._rich())
+        return console.export_text().rstrip()
+
+
 @dataclass
-class ParityReport:
+class ParityReport(PrintableReport):
     passed: bool
     max_abs_err: float
     max_rel_err: float
@@ -80,15 +106,6 @@ class ParityReport:
         d = asdict(self)
         d["tolerance"] = self.tolerance
         return d
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
-
-    def render(self, console=None) -> None:
-        """Print the report as a table (rich)."""
-        from rich.console import Console
-
-        (console or Console()).print(self._rich())
 
     def _rich(self):
         from rich.console import Group
@@ -126,13 +143,6 @@ class ParityReport:
         if self.message:
             parts.append(Text(self.message))
         return Group(*parts)
-
-    def __str__(self) -> str:
-        from rich.console import Console
-
-        console = Console(width=110, record=True, file=_NullFile(), color_system=None)
-        console.print(self._rich())
-        return console.export_text().rstrip()
 
 
 class _NullFile:
@@ -174,7 +184,7 @@ def io_spec_of(model) -> IOSpec | None:
 
 
 def _keras_input_specs(model) -> tuple[TensorSpec, ...]:
-    high = _embedding_bound(model)
+    high = embedding_bound(model)
     specs = []
     for t in model.inputs:
         dtype = str(t.dtype)
@@ -182,7 +192,8 @@ def _keras_input_specs(model) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-def _embedding_bound(model) -> int:
+def embedding_bound(model) -> int:
+    """Exclusive upper bound for generated integer inputs: the smallest Embedding vocabulary (2 without one)."""
     bound = None
     for layer in model._flatten_layers(include_self=False):
         dim = getattr(layer, "input_dim", None)

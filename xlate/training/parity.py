@@ -12,14 +12,14 @@ Both models (and optimizers) are trained in place: pass copies if you need the o
 
 from __future__ import annotations
 
-import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import BadInputError
 from ..frameworks import flatten_outputs, framework_of, to_numpy
+from ..parity import PrintableReport
 from .record import translation_of
 from .state import copy_weights, pair_parameters, weight_differences
 
@@ -40,7 +40,7 @@ class StepParity:
 
 
 @dataclass
-class TrainingParityReport:
+class TrainingParityReport(PrintableReport):
     passed: bool
     direction: str
     source: str
@@ -58,17 +58,7 @@ class TrainingParityReport:
     versions: dict = field(default_factory=dict)
     message: str = ""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
-
-    def render(self, console=None) -> None:
-        """Print the report as a table (rich)."""
-        from rich.console import Console
-
-        (console or Console()).print(self._rich())
+    text_width = 120
 
     def _rich(self):
         from rich.console import Group
@@ -100,27 +90,6 @@ class TrainingParityReport:
         if self.message:
             lines.append(Text(self.message))
         return Group(*lines)
-
-    def __str__(self) -> str:
-        from rich.console import Console
-
-        console = Console(width=120, record=True, file=_NullFile(), color_system=None)
-        console.print(self._rich())
-        return console.export_text()
-
-
-class _NullFile:
-    def write(self, *_):
-        return 0
-
-    def flush(self):
-        pass
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    return str(o)
 
 
 # --- one side of the loop -------------------------------------------------------------------
