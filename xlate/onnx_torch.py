@@ -210,22 +210,15 @@ def _reduce(fn):
     return op
 
 
-def _reduce_max(x, axes, keep):
-    for ax in sorted(axes, reverse=True):
-        x = x.amax(dim=ax, keepdim=keep)
-    return x
+def _one_axis_at_a_time(method: str):
+    """A reduction over several axes from a tensor method that takes one (amax, amin, prod)."""
 
+    def reduce(x, axes, keep):
+        for ax in sorted(axes, reverse=True):
+            x = getattr(x, method)(dim=ax, keepdim=keep)
+        return x
 
-def _reduce_min(x, axes, keep):
-    for ax in sorted(axes, reverse=True):
-        x = x.amin(dim=ax, keepdim=keep)
-    return x
-
-
-def _reduce_prod(x, axes, keep):
-    for ax in sorted(axes, reverse=True):
-        x = x.prod(dim=ax, keepdim=keep)
-    return x
+    return reduce
 
 
 def _reshape(a, x, shape):
@@ -516,9 +509,9 @@ OPS = {
     "InstanceNormalization": _instance_norm,
     "ReduceMean": _reduce(lambda x, axes, keep: x.mean(dim=axes, keepdim=keep)),
     "ReduceSum": _reduce(lambda x, axes, keep: x.sum(dim=axes, keepdim=keep)),
-    "ReduceMax": _reduce(_reduce_max),
-    "ReduceMin": _reduce(_reduce_min),
-    "ReduceProd": _reduce(_reduce_prod),
+    "ReduceMax": _reduce(_one_axis_at_a_time("amax")),
+    "ReduceMin": _reduce(_one_axis_at_a_time("amin")),
+    "ReduceProd": _reduce(_one_axis_at_a_time("prod")),
     "ReduceSumSquare": _reduce(lambda x, axes, keep: (x * x).sum(dim=axes, keepdim=keep)),
     "ReduceL2": _reduce(lambda x, axes, keep: torch.sqrt((x * x).sum(dim=axes, keepdim=keep))),
     "ReduceLogSumExp": _reduce(lambda x, axes, keep: torch.logsumexp(x, dim=axes, keepdim=keep)),

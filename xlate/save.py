@@ -132,17 +132,23 @@ def save_keras(model, path, *, force: bool = False, verify: Callable[[Path], Non
     return path
 
 
+def _export_savedmodel(model, folder: Path, purpose: str, hint: str) -> None:
+    """``model.export`` as a TF SavedModel; TensorFlow's failure becomes one line with its reason."""
+    try:
+        model.export(str(folder), format="tf_saved_model", verbose=False)
+    except Exception as e:  # noqa: BLE001 - TensorFlow raises many kinds here
+        reason = " ".join(str(e).split())[:300]
+        raise BadInputError(f"TensorFlow could not export the model {purpose} ({type(e).__name__}: {reason})",
+                            hint=hint) from None
+
+
 def write_savedmodel(model, folder: Path) -> None:
     """``model.export`` to a SavedModel folder, with the Keras model itself kept in assets.extra so
     that xlate can rebuild the architecture from the folder later (TensorFlow ignores it)."""
     from .load import SAVEDMODEL_KERAS_ASSET
 
-    try:
-        model.export(str(folder), format="tf_saved_model", verbose=False)
-    except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"TensorFlow could not export the model as a SavedModel ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:300]})",
-                            hint="write a .keras file instead; SavedModel export needs the TensorFlow backend") from None
+    _export_savedmodel(model, folder, "as a SavedModel",
+                       hint="write a .keras file instead; SavedModel export needs the TensorFlow backend")
     asset = folder / SAVEDMODEL_KERAS_ASSET
     asset.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(asset))
@@ -157,12 +163,7 @@ def tflite_bytes(model) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="xlate-tflite-") as tmp:
         saved = Path(tmp) / "saved"
-        try:
-            model.export(str(saved), format="tf_saved_model", verbose=False)
-        except Exception as e:  # noqa: BLE001
-            raise BadInputError(f"TensorFlow could not export the model for TFLite ({type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:300]})",
-                                hint="write a .keras file instead") from None
+        _export_savedmodel(model, saved, "for TFLite", hint="write a .keras file instead")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         try:
             return converter.convert()
