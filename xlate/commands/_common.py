@@ -184,6 +184,27 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
     return report
 
 
+def convert_reporting(convert_and_save, loaded, output: Path, *, model, label: str, json_path, report_path,
+                      **options) -> str:
+    """Run a command's ``convert_and_save`` and report: the table, the JSON and the picture.
+
+    A failed gate exits 1 (through ``fail_parity``). Returns " via the X path" for the closing line.
+    """
+    files = {"source": model, "target": output}
+    try:
+        _, report, path_used = convert_and_save(loaded, output, **options)
+    except ParityFailed as e:
+        write_picture(e.report, report_path)
+        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
+    if report is not None:
+        print_report(report, f"{model} -> {output} ({label})")
+        write_json_report(report, json_path, **files)
+        write_picture(report, report_path)
+    else:
+        click.echo("parity check skipped (--no-check)")
+    return f" via the {path_used} path" if path_used else ""
+
+
 def fail_parity(report, json_path, title: str, **files) -> None:
     """Print the failed report, write the JSON, and exit 1."""
     print_report(report, title)

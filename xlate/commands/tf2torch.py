@@ -17,12 +17,9 @@ from ._common import (
     ParityFailed,
     Steps,
     conversion_options,
-    fail_parity,
+    convert_reporting,
     gate_converted,
     human_size,
-    print_report,
-    write_json_report,
-    write_picture,
 )
 
 
@@ -94,19 +91,8 @@ def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, 
     with steps.step("loading"):
         loaded = load_keras(model, trust=trust, architecture=True)
     steps.for_model(loaded.model)
-    files = {"source": model, "target": output}
-    try:
-        _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
-                                                rtol=rtol, via=via, io_layout=io_layout, steps=steps)
-    except ParityFailed as e:
-        write_picture(e.report, report_path)
-        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
-    if report is not None:
-        print_report(report, f"{model} -> {output} (PyTorch)")
-        write_json_report(report, json_path, **files)
-        write_picture(report, report_path)
-    else:
-        click.echo("parity check skipped (--no-check)")
-    via_note = f" via the {path_used} path" if path_used else ""
+    via_note = convert_reporting(convert_and_save, loaded, output, model=model, label="PyTorch", json_path=json_path,
+                                 report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,
+                                 via=via, io_layout=io_layout, steps=steps)
     click.echo(f"wrote {output}/ ({', '.join(sorted(p.name for p in output.iterdir()))}; {human_size(output)})"
                f"{via_note} in {time.perf_counter() - start:.1f} s")

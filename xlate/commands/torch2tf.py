@@ -17,13 +17,10 @@ from ._common import (
     ParityFailed,
     Steps,
     conversion_options,
-    fail_parity,
+    convert_reporting,
     gate_converted,
     human_size,
     model_options,
-    print_report,
-    write_json_report,
-    write_picture,
 )
 
 
@@ -117,18 +114,7 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
         raise BadInputError(f"{model} does not say what inputs the model takes ({loaded.format})",
                             hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
     steps.for_model(loaded.model)
-    files = {"source": model, "target": output}
-    try:
-        _, report, path_used = convert_and_save(loaded, output, force=force, check=not no_check, atol=atol,
-                                                rtol=rtol, via=via, io_layout=io_layout, steps=steps)
-    except ParityFailed as e:
-        write_picture(e.report, report_path)
-        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
-    if report is not None:
-        print_report(report, f"{model} -> {output} ({kind})")
-        write_json_report(report, json_path, **files)
-        write_picture(report, report_path)
-    else:
-        click.echo("parity check skipped (--no-check)")
-    via_note = f" via the {path_used} path" if path_used else ""
+    via_note = convert_reporting(convert_and_save, loaded, output, model=model, label=kind, json_path=json_path,
+                                 report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,
+                                 via=via, io_layout=io_layout, steps=steps)
     click.echo(f"wrote {output} ({kind}, {human_size(output)}){via_note} in {time.perf_counter() - start:.1f} s")
