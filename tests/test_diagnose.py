@@ -150,8 +150,7 @@ def test_real_torch_to_keras_conversion_localizes_a_corrupted_layer():
     module = _torch_cnn()
     model = xlate.torch_to_keras(module, torch.randn(2, 3, 10, 10), via="direct")
     record = record_of(model)
-    if not record.layers:
-        pytest.skip("the direct torch->keras converter does not fill ConversionRecord.layers yet")
+    assert record.layers, "the direct torch->keras converter recorded no layers"
     healthy = check_parity(module, model, per_layer=True)
     assert healthy.passed and healthy.first_divergence is None and healthy.per_layer
     middle = next(lr for lr in record.layers if lr.source == "2")

@@ -162,8 +162,9 @@ def test_row_sample_fast_path(row, sample):
     try:
         result = fast_parity(module, inputs, atol=sample.tol or TOL)
     except DynamicShapeError:
-        # the emitter needs a static batch here: the converter retries with torch.export
-        pytest.skip("the emitter asks for a static batch size (converted through torch.export)")
+        # the emitter needs a static batch here: the converter retries with torch.export, which must pass
+        xlate.torch_to_keras(module, inputs, via="direct", atol=sample.tol or TOL)
+        return
     if result is None:
         return  # refused: torch.export converts it (tests/test_rows.py)
     report, emitter = result

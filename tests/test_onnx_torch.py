@@ -133,3 +133,19 @@ def test_unsupported_ops_are_all_named():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(graph)
     assert unsupported_ops(model) == [("NonMaxSuppression", "nms"), ("Loop", "loop")]
+
+
+def test_supported_ops_with_attributes_it_cannot_reproduce_are_named_before_running():
+    nodes = [helper.make_node("AveragePool", ["x"], ["a"], name="dilated", kernel_shape=[2, 2], dilations=[2, 2]),
+             helper.make_node("AveragePool", ["a"], ["b"], name="plain", kernel_shape=[2, 2]),
+             helper.make_node("Resize", ["b", "", "scales"], ["c"], name="cubic", mode="cubic"),
+             helper.make_node("Resize", ["c", "", "scales"], ["y"], name="nearest", mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    assert unsupported_ops(model) == [
+        ("AveragePool(dilations != 1)", "dilated"),
+        ("Resize(mode=cubic, coordinate_transformation_mode=half_pixel)", "cubic"),
+    ]

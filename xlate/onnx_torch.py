@@ -557,14 +557,44 @@ OPS = {
 }
 
 
+#: Resize (mode, coordinate_transformation_mode, nearest_mode or None) that F.interpolate reproduces
+_RESIZE_SUPPORTED = {
+    ("nearest", "asymmetric", "floor"),
+    *(("nearest", ctm, nm) for ctm in ("half_pixel", "tf_half_pixel_for_nn") for nm in ("round_prefer_ceil", "floor")),
+    *(("linear", ctm, None) for ctm in ("half_pixel", "pytorch_half_pixel", "align_corners")),
+}
+
+
+def _unsupported_variant(node) -> str | None:
+    """Why a node of a supported op type still cannot run here (an attribute combination), or None."""
+    a = _attrs(node)
+    if node.op_type == "AveragePool" and any(d != 1 for d in a.get("dilations", [])):
+        return "AveragePool(dilations != 1)"
+    if node.op_type == "Resize":
+        mode = a.get("mode", "nearest")
+        ctm = a.get("coordinate_transformation_mode", "half_pixel")
+        nearest = a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None
+        if (mode, ctm, nearest) not in _RESIZE_SUPPORTED:
+            return f"Resize(mode={mode}, coordinate_transformation_mode={ctm}" + (
+                f", nearest_mode={nearest})" if nearest else ")")
+    return None
+
+
 def unsupported_ops(model) -> list[tuple[str, str]]:
-    """(op type, node name) for every node this interpreter cannot run, in graph order."""
+    """(op, node name) for every node this interpreter cannot run, in graph order.
+
+    An op type with no implementation is named as such; a supported type with an attribute
+    combination it cannot reproduce is named with those attributes.
+    """
     out = []
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
+        where = node.name or node.output[0]
         if node.domain not in ("", "ai.onnx") or node.op_type not in OPS:
-            out.append((f"{node.domain + '.' if node.domain else ''}{node.op_type}", node.name or node.output[0]))
+            out.append((f"{node.domain + '.' if node.domain else ''}{node.op_type}", where))
+        elif (variant := _unsupported_variant(node)) is not None:
+            out.append((variant, where))
     return out
 
 
