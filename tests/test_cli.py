@@ -277,3 +277,10 @@ def test_debug_shows_the_traceback(work):
     result = run_xlate("--debug", "torch2tf", "nowhere.pt2", "-o", "out.keras", cwd=work)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "BadInputError" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the gpu-marked tests cover --device cuda")
+def test_device_cuda_without_a_gpu_is_bad_input(work):
+    before = listing(work)
+    result = run_xlate("check", "net.pt2", "twin.keras", "--device", "cuda", cwd=work)
+    assert_bad_input(result, says="no CUDA device", before=before, folder=work)

@@ -358,12 +358,13 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
     torch_model = source if src_fw == "torch" else target
     keras_model = source if src_fw == "keras" else target
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise BadInputError(f"unknown device {device!r}; use cpu or cuda")
+        raise BadInputError(f"unknown device {device!r}", hint="use --device cpu, cuda or cuda:N")
     if str(device).startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise BadInputError("--device cuda asked for, but torch sees no CUDA device here")
+            raise BadInputError(f"device {device!r} asked for, but torch sees no CUDA device here",
+                                hint="run on a machine with a CUDA GPU and a CUDA build of torch, or use --device cpu")
     if training is None:
         training = bool(torch_model.training)
     if dtype not in DTYPE_EPS:
