@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frameworks import flatten_outputs, framework_of, to_numpy
-from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of
+from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of, torch_tensors
 from .record import record_of
 
 
@@ -48,25 +48,12 @@ def capture_torch(module, names: list[str], inputs: list, *, device: str = "cpu"
         if name in modules:
             handles.append(modules[name].register_forward_hook(hook_for(name)))
     try:
-        tensors = []
-        for a in inputs:
-            t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-            if dtype is not None and t.is_floating_point():
-                t = t.to(dtype)
-            tensors.append(t)
         with torch.no_grad():
-            module(*tensors)
+            module(*torch_tensors(inputs, device, dtype))
     finally:
         for h in handles:
             h.remove()
     return outputs, order
-
-
-def _keras_op(model, name: str):
-    for op in model.operations:
-        if op.name == name:
-            return op
-    return None
 
 
 def _op_output(op):
@@ -83,9 +70,12 @@ def capture_keras(model, names: list[str], inputs: list, *, training: bool) -> t
     names in network order)."""
     import keras
 
+    by_name = {}
+    for op in model.operations:
+        by_name.setdefault(op.name, op)  # the first operation of a name, as the scan used to find
     ops, tensors = [], []
     for name in dict.fromkeys(names):
-        op = _keras_op(model, name)
+        op = by_name.get(name)
         t = None if op is None else _op_output(op)
         if t is not None:
             ops.append(name)
@@ -100,7 +90,8 @@ def capture_keras(model, names: list[str], inputs: list, *, training: bool) -> t
     for name, o in zip(ops, outs):
         a = to_numpy(o)
         captured[name].append(a.astype(np.float32) if a.dtype.kind == "f" else a)
-    order = [op.name for op in model.operations if op.name in set(ops)]
+    captured_names = set(ops)
+    order = [op.name for op in model.operations if op.name in captured_names]
     return captured, order
 
 

@@ -256,7 +256,6 @@ class _TorchRunner:
         self.dtype = dtype
 
     def __enter__(self):
-        self.state = {k: v.detach().clone() for k, v in self.module.state_dict(keep_vars=True).items()}
         self.tensors = {id(t): t for t in list(self.module.parameters()) + list(self.module.buffers())}
         self.saved = {i: t.detach().clone() for i, t in self.tensors.items()}
         self.was_training = self.module.training
@@ -269,14 +268,8 @@ class _TorchRunner:
 
     def __call__(self, arrays):
         torch = self.torch
-        tensors = []
-        for a in arrays:
-            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-            if self.dtype is not None and t.is_floating_point():
-                t = t.to(self.dtype)
-            tensors.append(t)
         with torch.no_grad():
-            out = self.module(*tensors)
+            out = self.module(*torch_tensors(arrays, self.device, self.dtype))
         # numpy has no bfloat16: compare reduced-precision outputs as float32
         return [to_numpy(o.float() if o.is_floating_point() and o.dtype != torch.float64 else o)
                 for o in flatten_outputs(out) if isinstance(o, torch.Tensor)]
@@ -289,7 +282,23 @@ class _TorchRunner:
         self.module.train(self.was_training)
 
 
+def torch_tensors(arrays, device, dtype=None) -> list:
+    """numpy arrays as torch tensors on ``device``; floating ones cast to ``dtype`` when given."""
+    import torch
+
+    tensors = []
+    for a in arrays:
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors.append(t)
+    return tensors
+
+
 class _KerasRunner:
+    """Runs the Keras model under a device scope (None: Keras' default), with TensorFlow's TF32
+    off on a GPU, then puts every weight back."""
+
     def __init__(self, model, training: bool, device: str | None = None):
         self.model = model
         self.training = training
@@ -297,6 +306,7 @@ class _KerasRunner:
 
     def __enter__(self):
         self.weights = [v.numpy() for v in self.model.weights]
+        self.tf32 = _disable_tf_tf32() if str(self.device).startswith("gpu") else None
         return self
 
     def __call__(self, arrays):
@@ -311,6 +321,7 @@ class _KerasRunner:
         return [_float32(to_numpy(o)) for o in flatten_outputs(out)]
 
     def __exit__(self, *exc):
+        _restore_tf_tf32(self.tf32)
         for v, w in zip(self.model.weights, self.weights):
             v.assign(w)
 
@@ -367,10 +378,7 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
                                 hint="run on a machine with a CUDA GPU and a CUDA build of torch, or use --device cpu")
     if training is None:
         training = bool(torch_model.training)
-    if dtype not in DTYPE_EPS:
-        raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_EPS)}")
-    atol, rtol, tol_note = scaled_tolerances(dtype, atol, rtol)
-    torch_dtype = None if dtype == "float32" else _torch_dtype(dtype)
+    atol, rtol, tol_note, torch_dtype = _precision(dtype, atol, rtol)
     run_keras_model, keras_dtype, keras_note = _keras_in_dtype(keras_model, dtype)
     keras_device, devices = _devices(device)
 
@@ -394,7 +402,6 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
     given_source_is_torch = src_fw == "torch"
 
     reports: list[list[OutputParity]] = []
-    tf32 = _disable_tf_tf32() if str(device).startswith("cuda") else None
     with _TorchRunner(torch_model, device, training, torch_dtype) as run_torch, \
             _KerasRunner(run_keras_model, training, keras_device) as run_keras:
         for arrays in batches:
@@ -411,15 +418,10 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
                 raise BadInputError(f"the models return {len(expected)} and {len(actual)} outputs")
             reports.append([compare_arrays(f"output{i}", e, a, atol, rtol)
                             for i, (e, a) in enumerate(zip(expected, actual))])
-    if tf32 is not None:
-        _restore_tf_tf32(tf32)
 
     per_output = _merge(reports)
     report = ParityReport(
-        passed=all(o.passed for o in per_output) and bool(per_output),
-        max_abs_err=max((o.max_abs_err for o in per_output), default=0.0),
-        max_rel_err=max((o.max_rel_err for o in per_output), default=0.0),
-        per_output=per_output, atol=atol, rtol=rtol, device=str(device),
+        **_summary(per_output), per_output=per_output, atol=atol, rtol=rtol, device=str(device),
         dtype=dtype if dtype != "float32" else _dtype_of(batches),
         samples=len(batches), seed=seed, training=training, source=src_fw, target=tgt_fw,
         versions=versions(), path=path, devices=devices,
@@ -436,7 +438,8 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
         # the same device, dtype and mode as the outputs compared above
         swap = {id(keras_model): run_keras_model}
         layer_source, layer_target = swap.get(id(source), source), swap.get(id(target), target)
-        with _TorchRunner(torch_model, device, training, torch_dtype), _KerasRunner(run_keras_model, training):
+        with _TorchRunner(torch_model, device, training, torch_dtype), \
+                _KerasRunner(run_keras_model, training, keras_device):
             localize(report, layer_source, layer_target, batches[0], atol=atol, rtol=rtol, training=training,
                      device=device, torch_dtype=torch_dtype, record=record_of(target) or record_of(source),
                      spec=spec)
@@ -498,12 +501,7 @@ def _keras_in_dtype(model, dtype: str):
 
 def _devices(device: str):
     """(Keras device scope or None, {side: where it runs})."""
-    devices = {"torch": str(device)}
-    if str(device).startswith("cuda"):
-        import torch
-
-        index = torch.device(device).index or 0
-        devices["torch"] = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    devices = {"torch": _torch_device_label(device)}
     keras = sys.modules.get("keras")
     backend = keras.backend.backend() if keras is not None else "tensorflow"
     if str(device).startswith("cuda") and _keras_sees_gpu(backend):
@@ -511,6 +509,31 @@ def _devices(device: str):
         return "gpu:0", devices
     devices["keras"] = f"cpu ({backend})"
     return "cpu:0", devices
+
+
+def _torch_device_label(device) -> str:
+    """Where the torch side runs, with the GPU's name on CUDA."""
+    if not str(device).startswith("cuda"):
+        return str(device)
+    import torch
+
+    index = torch.device(device).index or 0
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def _precision(dtype: str, atol: float, rtol: float):
+    """(atol, rtol, note, torch dtype or None) for a compute dtype; an unknown dtype is bad input."""
+    if dtype not in DTYPE_EPS:
+        raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_EPS)}")
+    atol, rtol, note = scaled_tolerances(dtype, atol, rtol)
+    return atol, rtol, note, (None if dtype == "float32" else _torch_dtype(dtype))
+
+
+def _summary(per_output) -> dict:
+    """passed / max_abs_err / max_rel_err over the compared outputs (no outputs: not passed)."""
+    return {"passed": all(o.passed for o in per_output) and bool(per_output),
+            "max_abs_err": max((o.max_abs_err for o in per_output), default=0.0),
+            "max_rel_err": max((o.max_rel_err for o in per_output), default=0.0)}
 
 
 def _keras_sees_gpu(backend: str) -> bool:
@@ -562,18 +585,10 @@ def check_torch_against_reference(module, inputs, expected, *, atol=1e-5, rtol=1
     layout) and compare with ``expected`` outputs computed elsewhere (a list of samples, each a list
     of arrays), e.g. the Keras side's outputs computed on a CPU machine with TensorFlow and carried
     to a GPU machine that has none. Same device, dtype and tolerance rules as ``check_parity``."""
-    if dtype not in DTYPE_EPS:
-        raise BadInputError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_EPS)}")
+    atol, rtol, tol_note, torch_dtype = _precision(dtype, atol, rtol)
     if len(inputs) != len(expected):
         raise BadInputError(f"{len(inputs)} input samples but {len(expected)} expected outputs")
-    atol, rtol, tol_note = scaled_tolerances(dtype, atol, rtol)
-    torch_dtype = None if dtype == "float32" else _torch_dtype(dtype)
-    devices = {"torch": str(device), "reference": reference}
-    if str(device).startswith("cuda"):
-        import torch
-
-        index = torch.device(device).index or 0
-        devices["torch"] = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    devices = {"torch": _torch_device_label(device), "reference": reference}
     reports = []
     with _TorchRunner(module, device, False, torch_dtype) as run_torch:
         for arrays, want in zip(inputs, expected):
@@ -584,10 +599,7 @@ def check_torch_against_reference(module, inputs, expected, *, atol=1e-5, rtol=1
                             for i, (w, g) in enumerate(zip(want, got))])
     per_output = _merge(reports)
     return ParityReport(
-        passed=all(o.passed for o in per_output) and bool(per_output),
-        max_abs_err=max((o.max_abs_err for o in per_output), default=0.0),
-        max_rel_err=max((o.max_rel_err for o in per_output), default=0.0),
-        per_output=per_output, atol=atol, rtol=rtol, device=str(device), dtype=dtype, samples=len(inputs),
+        **_summary(per_output), per_output=per_output, atol=atol, rtol=rtol, device=str(device), dtype=dtype, samples=len(inputs),
         seed=-1, training=False, source="reference", target="torch", versions=versions(), devices=devices,
         dtypes={"torch": dtype, "reference": "float32"}, message=tol_note,
     )
