@@ -96,8 +96,6 @@ def _latency_torch(module, example, repeats=20) -> float:
 
 
 def bench_one(name: str) -> dict:
-    import torch
-
     import xlate
     from fixtures import torch_models as tm
 
@@ -130,7 +128,6 @@ def bench_one(name: str) -> dict:
                 row[f"{mode}_{key}_ms"] = 1e3 * statistics.median(values)
             row[f"{mode}_ratio_native"] = row[f"{mode}_native_ms"] / row[f"{mode}_hand_ms"]
             row[f"{mode}_ratio_source"] = row[f"{mode}_source_ms"] / row[f"{mode}_hand_ms"]
-    del torch
     return row
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import os
 import sys
 import time
@@ -34,10 +33,9 @@ BATCH = 64
 
 
 def mnist_mlp_class():
-    spec = importlib.util.spec_from_file_location("mnist_mlp", ROOT / "fixtures" / "mnist_mlp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MnistMLP
+    from xlate.load import import_model_class
+
+    return import_model_class(f"{ROOT / 'fixtures' / 'mnist_mlp.py'}:MnistMLP")
 
 
 def synthetic_mnist(n: int, seed: int):

@@ -89,20 +89,15 @@ def table_cmd(as_json: bool, family: str | None) -> None:
 
 def _register_commands() -> None:
     """Each command lives in its own module under xlate.commands (imports there are light)."""
-    import importlib.util
-
     from .commands.check import check
+    from .commands.check_train import check_train
     from .commands.demo import demo
     from .commands.inspect import inspect_cmd
     from .commands.tf2torch import tf2torch
     from .commands.torch2tf import torch2tf
 
-    for command in (torch2tf, tf2torch, check, inspect_cmd, demo):
+    for command in (torch2tf, tf2torch, check, inspect_cmd, demo, check_train):
         main.add_command(command)
-    if importlib.util.find_spec("xlate.commands.check_train") is not None:
-        from .commands.check_train import check_train
-
-        main.add_command(check_train)
 
 
 _register_commands()

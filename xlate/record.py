@@ -45,6 +45,21 @@ class WeightRecord:
     params: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+@dataclass(frozen=True)
+class CoverageItem:
+    """One layer/op of a model before converting it (``xlate inspect``) and the row that converts it."""
+
+    name: str  # the traced node, or the Keras layer/op name
+    op: str  # the ATen op or module class (torch); the table key, e.g. "keras.layers.Conv2D" (Keras)
+    where: str  # the torch module path, or the path in nested Keras models
+    row_id: str | None  # the row that converts it; None when the direct path cannot
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "op": self.op, "where": self.where, "row": self.row_id,
+                "reason": self.reason or ""}
+
+
 @dataclass
 class ConversionRecord:
     direction: str  # "torch2keras" | "keras2torch"

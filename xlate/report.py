@@ -27,10 +27,11 @@ def _figure(report):
         raise XlateError("the report picture needs matplotlib", hint="pip install 'xlate[report]'") from e
 
     rows = report.per_layer or []
-    labels = [r.name for r in rows] if rows else [o.name for o in report.per_output]
-    abs_err = [r.max_abs_err for r in rows] if rows else [o.max_abs_err for o in report.per_output]
-    rel_err = [r.max_rel_err for r in rows] if rows else [o.max_rel_err for o in report.per_output]
-    passed = [r.passed for r in rows] if rows else [o.passed for o in report.per_output]
+    points = rows or report.per_output  # per layer when localized, else per output
+    labels = [p.name for p in points]
+    abs_err = [p.max_abs_err for p in points]
+    rel_err = [p.max_rel_err for p in points]
+    passed = [p.passed for p in points]
     n = len(labels)
 
     fig = Figure(figsize=(max(6.0, min(0.35 * n + 3, 24.0)), 4.2), dpi=110)

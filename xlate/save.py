@@ -186,14 +186,20 @@ def _tflite_refused_ops(text: str) -> str:
 # --- PyTorch outputs -----------------------------------------------------------------------------
 
 
-def save_torch(module, folder, *, force: bool = False, verify: Callable[[Path], None] | None = None) -> Path:
-    """Write a converted torch module as a folder (``model.py`` + weights) atomically."""
-    from .keras2torch.convert import save_torch_package
-
+def check_torch_folder(folder) -> Path:
+    """A PyTorch output is a folder (model.py + weights): a name with an extension is bad input."""
     folder = Path(folder)
     if folder.suffix:
         raise BadInputError(f"-o {folder}: tf2torch writes a folder (model.py + weights), not a {folder.suffix} file",
                             hint="give a folder name without an extension, e.g. -o net/")
+    return folder
+
+
+def save_torch(module, folder, *, force: bool = False, verify: Callable[[Path], None] | None = None) -> Path:
+    """Write a converted torch module as a folder (``model.py`` + weights) atomically."""
+    from .keras2torch.convert import save_torch_package
+
+    folder = check_torch_folder(folder)
     with atomic_path(folder, force=force, directory=True) as tmp:
         save_torch_package(module, tmp, overwrite=True)  # tmp: the fresh folder atomic_path made
         if verify is not None:

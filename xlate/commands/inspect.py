@@ -14,14 +14,6 @@ from ..cli import handles_errors
 from ._common import model_options, stdout_console
 
 
-def _field(item, name: str, index: int):
-    if isinstance(item, dict):
-        return item.get(name)
-    if hasattr(item, name):
-        return getattr(item, name)
-    return item[index]
-
-
 def coverage_items(loaded) -> list[dict]:
     """[{name, op, where, row}] for every layer/op of a loaded model (row None: not covered)."""
     from ..errors import BadInputError
@@ -30,27 +22,15 @@ def coverage_items(loaded) -> list[dict]:
         if loaded.example_inputs is None:
             raise BadInputError(f"{loaded.path}: tracing the model needs example inputs ({loaded.format})",
                                 hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
-        try:
-            from ..torch2keras.inspect import coverage
-        except ImportError:
-            from ..errors import XlateError
-
-            raise XlateError("inspect of PyTorch models needs xlate.torch2keras.inspect, which this build of xlate "
-                             "does not have yet",
-                             hint="convert with `xlate torch2tf`: an unsupported model fails with the full list of "
-                                  "unsupported ops (exit 3)") from None
-
         from ..load import traceable_module
+        from ..torch2keras.inspect import coverage
 
         items = coverage(traceable_module(loaded), loaded.example_inputs)
     else:
         from ..keras2torch.inspect import coverage
 
         items = coverage(loaded.model)
-    return [{"name": _field(i, "name", 0), "op": _field(i, "op", 1), "where": _field(i, "where", 2),
-             "row": _field(i, "row_id", 3) if not isinstance(i, dict) else i.get("row_id", i.get("row")),
-             "reason": (i.get("reason") if isinstance(i, dict) else getattr(i, "reason", "")) or ""}
-            for i in items]
+    return [item.to_dict() for item in items]
 
 
 @click.command("inspect")

@@ -78,15 +78,11 @@ def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, 
 
     Writes OUTPUT/model.py (the module's source) and its weights.
     """
-    from ..errors import BadInputError
     from ..load import load_keras
-    from ..save import check_destination
+    from ..save import check_destination, check_torch_folder
 
     start = time.perf_counter()
-    if output.suffix:
-        raise BadInputError(f"-o {output}: tf2torch writes a folder (model.py + weights), not a {output.suffix} file",
-                            hint="give a folder name without an extension, e.g. -o net/")
-    check_destination(output, force=force)
+    check_destination(check_torch_folder(output), force=force)
     steps = Steps()
     with steps.step("loading"):
         loaded = load_keras(model, trust=trust, architecture=True)

@@ -7,19 +7,9 @@ as not covered too, exactly as the conversion would refuse it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import UnsupportedOpError
+from ..record import CoverageItem
 from ..table import table
-
-
-@dataclass(frozen=True)
-class CoverageItem:
-    name: str  # the Keras layer/op name
-    op: str  # its table key ("keras.layers.Conv2D", "keras.ops.add", "activation:relu")
-    where: str  # its path in nested models
-    row_id: str | None  # the row that converts it; None when the direct path cannot
-    reason: str = ""
 
 
 def coverage(model) -> list[CoverageItem]:

@@ -4,19 +4,9 @@ emitter, so a row whose configuration is refused (BatchNorm momentum=None...) sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import UnsupportedOpError
+from ..record import CoverageItem
 from ..table import table
-
-
-@dataclass(frozen=True)
-class CoverageItem:
-    name: str  # the traced node
-    op: str  # its ATen op, or the module class for modules converted whole
-    where: str  # the torch module path it comes from
-    row_id: str | None  # the row that converts it; None when the direct path cannot
-    reason: str = ""
 
 
 def coverage(module, example_inputs) -> list[CoverageItem]:
