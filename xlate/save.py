@@ -197,11 +197,11 @@ def check_torch_folder(folder) -> Path:
 
 def save_torch(module, folder, *, force: bool = False, verify: Callable[[Path], None] | None = None) -> Path:
     """Write a converted torch module as a folder (``model.py`` + weights) atomically."""
-    from .keras2torch.convert import save_torch_package
+    from .keras2torch.convert import write_torch_package
 
     folder = check_torch_folder(folder)
     with atomic_path(folder, force=force, directory=True) as tmp:
-        save_torch_package(module, tmp, overwrite=True)  # tmp: the fresh folder atomic_path made
+        write_torch_package(module, tmp)
         if verify is not None:
             verify(tmp)
     return folder
