@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import BadInputError, UnsupportedOpError, XlateError
 from .frameworks import IOSpec, TensorSpec, to_numpy
+from .layout import channels_first, channels_last, inverse
 from .record import ConversionRecord, attach
 
 ONNX2TF_ENV = "XLATE_ONNX2TF"
@@ -236,12 +237,8 @@ def _version_of(dist: str) -> str:
         return "?"
 
 
-def _channels_last(rank: int) -> tuple[int, ...]:
-    return (0, *range(2, rank), 1)
-
-
 def _inverse(perm):
-    return None if perm is None else tuple(int(i) for i in np.argsort(perm))
+    return None if perm is None else inverse(perm)
 
 
 def _candidates(src_shape, tgt_shape) -> list:
@@ -249,7 +246,7 @@ def _candidates(src_shape, tgt_shape) -> list:
     out = []
     if len(src_shape) != len(tgt_shape):
         return out
-    for perm in (None, _channels_last(len(src_shape)) if len(src_shape) >= 3 else None):
+    for perm in (None, channels_last(len(src_shape)) if len(src_shape) >= 3 else None):
         if perm is None and out and out[0] is None:
             continue
         shape = src_shape if perm is None else tuple(src_shape[i] for i in perm)
@@ -493,10 +490,10 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
     src_specs = tuple(TensorSpec(s, d, 0, high if ("int" in d) else None, f"input_{i}")
                       for i, (s, d) in enumerate(zip(shapes, dtypes)))
     if io_layout == "native":
-        to_torch = [(0, len(s) - 1, *range(1, len(s) - 1)) if len(s) >= 3 and "float" in d else None
+        to_torch = [channels_first(len(s)) if len(s) >= 3 and "float" in d else None
                     for s, d in zip(shapes, dtypes)]
         out_ranks = [_rank_of(o) for o in graph.graph.output]
-        to_keras_out = [_channels_last(r) if r and r >= 3 else None for r in out_ranks]
+        to_keras_out = [channels_last(r) if r and r >= 3 else None for r in out_ranks]
         module = onnx_torch.PermutedIO(inner, [_inverse(p) for p in to_torch],
                                        [_inverse(p) for p in to_keras_out])
         spec = IOSpec(src_specs, input_perms=tuple(to_torch), output_perms=tuple(to_keras_out), source="keras",

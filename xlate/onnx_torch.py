@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import same_padding
+
 # ONNX TensorProto data types -> torch dtypes
 _DTYPES = {
     1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
@@ -61,9 +63,7 @@ def _auto_pads(x, kernel, strides, dilations, auto_pad):
     spatial = x.shape[2:]
     begins, ends = [], []
     for n, k, s, d in zip(spatial, kernel, strides, dilations):
-        out = math.ceil(n / s)
-        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-        small, big = total // 2, total - total // 2
+        small, big = same_padding(int(n), k, s, d)
         begins.append(small if auto_pad == "SAME_UPPER" else big)
         ends.append(big if auto_pad == "SAME_UPPER" else small)
     return begins + ends

@@ -11,45 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-Perm = tuple[int, ...]
+from .. import layout
+from ..layout import Perm, channels_last, identity, is_identity, relative  # noqa: F401 - the plan's vocabulary
 
-
-def identity(rank: int) -> Perm:
-    return tuple(range(rank))
-
-
-def channels_last(rank: int) -> Perm:
-    """NC(D)HW -> N(D)HWC; ranks below 3 have no channel axis to move."""
-    return (0, *range(2, rank), 1) if rank >= 3 else identity(rank)
-
-
-def is_identity(perm: Perm) -> bool:
-    return tuple(perm) == tuple(range(len(perm)))
-
-
-def keras_axis(perm: Perm, dim: int) -> int:
-    """The Keras axis holding torch dim ``dim``."""
-    rank = len(perm)
-    return perm.index(dim % rank) if rank else 0
-
-
-def relative(src: Perm, dst: Perm) -> Perm:
-    """The transpose that turns a Keras tensor laid out as ``src`` into one laid out as ``dst``."""
-    return tuple(src.index(d) for d in dst)
+#: the Keras axis that holds torch dim ``dim`` of a tensor laid out as ``perm``
+keras_axis = layout.position
+#: layout after removing torch ``dims`` (a reduction without keepdim, a select)
+drop_dims = layout.drop
 
 
 def after_permute(perm: Perm, dims) -> Perm:
     """Layout of ``y = x.permute(dims)`` that needs no Keras op, given x's layout."""
     inv = np.argsort([d % len(dims) for d in dims])
     return tuple(int(inv[p]) for p in perm)
-
-
-def drop_dims(perm: Perm, dropped) -> Perm:
-    """Layout after removing torch dims ``dropped`` (a reduction without keepdim, a select)."""
-    dropped = {d % len(perm) for d in dropped}
-    kept = [p for p in perm if p not in dropped]
-    order = sorted(kept)
-    return tuple(order.index(p) for p in kept)
 
 
 def insert_dim(perm: Perm, dim: int) -> tuple[Perm, int]:

@@ -137,10 +137,7 @@ def transpose_crops(full: int, out: int, padding: str, stride: int, k_eff: int) 
     'same' that conv pads ``total // 2`` at the start, so the result starts that far into the full
     output. A negative right crop means Keras' output is longer than the full one (zeros + bias).
     """
-    left = 0
-    if padding == "same":
-        total = max((-(-out // stride) - 1) * stride + k_eff - out, 0)
-        left = total // 2
+    left = plan.same_padding(out, k_eff, stride, 1)[0] if padding == "same" else 0
     return left, full - out - left
 
 

@@ -7,9 +7,8 @@ ZeroPadding + 'valid' (semantics.md: 'same' with stride > 1 is shifted by one pi
 
 from __future__ import annotations
 
-import math
-
 from ...errors import UnsupportedOpError
+from ...layout import same_padding
 from .. import plan
 from ..emit import Const
 from ..registry import converter
@@ -28,14 +27,6 @@ def ntuple(v, n):
     return (int(v),) * n
 
 
-def tf_same_pads(size, k, s, d):
-    """TensorFlow's 'same' padding for one axis: (before, after), extra pixel after."""
-    k_eff = d * (k - 1) + 1
-    out = math.ceil(size / s)
-    total = max((out - 1) * s + k_eff - size, 0)
-    return total // 2, total - total // 2
-
-
 def torch_pads(padding, kernel, dilation, n):
     if isinstance(padding, str):
         if padding == "valid":
@@ -52,7 +43,7 @@ def keras_padding(spatial, kernel, stride, dilation, pads):
     if all(lo == 0 and hi == 0 for lo, hi in pads):
         return "valid"
     if all(isinstance(n, int) for n in spatial) and all(
-            tf_same_pads(n, k, s, d) == p for n, k, s, d, p in zip(spatial, kernel, stride, dilation, pads)):
+            same_padding(n, k, s, d) == p for n, k, s, d, p in zip(spatial, kernel, stride, dilation, pads)):
         return "same"
     return None
 

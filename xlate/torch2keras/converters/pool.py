@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 from ...errors import UnsupportedOpError
+from ...layout import same_padding
 from .. import plan
 from ..registry import converter
 from ._common import layers, ops
-from .conv import ntuple, tf_same_pads
+from .conv import ntuple, pad_explicitly
 
 MAX = {1: "MaxPooling1D", 2: "MaxPooling2D", 3: "MaxPooling3D"}
 AVG = {1: "AveragePooling1D", 2: "AveragePooling2D", 3: "AveragePooling3D"}
@@ -53,7 +54,7 @@ def pool(ctx, node, row):
     pads = [(p, p + e) for p, e in zip(padding, extra)]
     cl = plan.channels_last(x.rank)
     t = ctx.keras_tensor(x, cl)
-    same = all(tf_same_pads(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
+    same = all(same_padding(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
     if all(pd == (0, 0) for pd in pads):
         mode = "valid"
     elif kind == "max":
@@ -67,8 +68,7 @@ def pool(ctx, node, row):
         if any(e for e in extra):
             raise _unsupported(ctx, "average pooling with ceil_mode windows past the input")
         if include_pad:
-            t = getattr(layers(), f"ZeroPadding{n}D")(padding=tuple(pads) if n > 1 else pads[0],
-                                                      name=ctx.layer_name("pad"))(t)
+            t = pad_explicitly(ctx, t, pads, n)
             mode = "valid"
         elif same:
             mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
