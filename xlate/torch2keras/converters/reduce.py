@@ -82,16 +82,18 @@ def norm(ctx, node, row):
     keepdim = bool(node.args.get("keepdim", False))
     _, axes, perm = _reduced(ctx, x, node.args.get("dim"), keepdim)
     axis = axes if len(axes) > 1 else axes[0]
-    t = x.tensor
+    return ctx.new_value(_p_norm(x.tensor, order, axis, keepdim), perm)
+
+
+def _p_norm(t, order, axis, keepdim):
+    """The ``order``-norm of ``t`` along ``axis`` (2, 1, inf: their closed forms)."""
     if order == 2:
-        out = ops().sqrt(ops().sum(ops().square(t), axis=axis, keepdims=keepdim))
-    elif order == 1:
-        out = ops().sum(ops().abs(t), axis=axis, keepdims=keepdim)
-    elif order == float("inf"):
-        out = ops().max(ops().abs(t), axis=axis, keepdims=keepdim)
-    else:
-        out = ops().power(ops().sum(ops().power(ops().abs(t), order), axis=axis, keepdims=keepdim), 1.0 / order)
-    return ctx.new_value(out, perm)
+        return ops().sqrt(ops().sum(ops().square(t), axis=axis, keepdims=keepdim))
+    if order == 1:
+        return ops().sum(ops().abs(t), axis=axis, keepdims=keepdim)
+    if order == float("inf"):
+        return ops().max(ops().abs(t), axis=axis, keepdims=keepdim)
+    return ops().power(ops().sum(ops().power(ops().abs(t), order), axis=axis, keepdims=keepdim), 1.0 / order)
 
 
 @converter("topk")
@@ -168,11 +170,7 @@ def distance(ctx, node, row):
         node.args.get("keepdim", False))
     diff = elementwise_result(ctx, lambda x, y: ops().add(ops().subtract(x, y), eps), [a, b])
     t = ctx.keras_tensor(diff, plan.identity(diff.rank))
-    if p == 2.0:
-        out = ops().sqrt(ops().sum(ops().square(t), axis=-1, keepdims=keepdim))
-    else:
-        out = ops().power(ops().sum(ops().power(ops().abs(t), p), axis=-1, keepdims=keepdim), 1.0 / p)
-    return ctx.new_value(out)
+    return ctx.new_value(_p_norm(t, p, -1, keepdim))
 
 
 def _axis_of(t, dim):
