@@ -156,6 +156,11 @@ def _quietly(fn):
                 lg.setLevel(level)
 
 
+def _opset(model) -> int:
+    """The default-domain ONNX opset an ``onnx.ModelProto`` imports (0 without one)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def export_torch_onnx(module, example_inputs: tuple, path: Path) -> tuple[bool, int]:
     """Export ``module`` (in eval mode) to ONNX at ``path`` with a dynamic batch axis when the
     exporter accepts one. Returns (dynamic batch?, opset)."""
@@ -182,9 +187,7 @@ def export_torch_onnx(module, example_inputs: tuple, path: Path) -> tuple[bool, 
                                  "control flow)") from e
     finally:
         module.train(was_training)
-    model = onnx.load(str(path))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return dynamic_batch, opset
+    return dynamic_batch, _opset(onnx.load(str(path)))
 
 
 def run_onnx2tf(onnx_file: Path, out_dir: Path, *, onnx2tf: str | None = None) -> str:
@@ -441,8 +444,9 @@ def _keras_signature(model, example_inputs):
     return specs, shapes, dtypes
 
 
-def export_keras_onnx(model, path: Path, specs) -> int:
-    """Keras' own ONNX export (tf2onnx under the TensorFlow backend), explicit input signature."""
+def export_keras_onnx(model, path: Path, specs):
+    """Keras' own ONNX export (tf2onnx under the TensorFlow backend), explicit input signature.
+    Returns the exported graph, loaded (an ``onnx.ModelProto``)."""
     import importlib.util
 
     import keras
@@ -457,7 +461,7 @@ def export_keras_onnx(model, path: Path, specs) -> int:
         raise OnnxToolError(f"Keras ONNX export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
     import onnx
 
-    return next((o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")), 0)
+    return onnx.load(str(path))
 
 
 def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
@@ -467,8 +471,6 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
     ``io_layout="source"``: the module takes Keras' layouts (NHWC...); ``"native"``: torch's
     channels-first layouts for rank >= 3 tensors, permuted at the boundary.
     """
-    import onnx
-
     from . import onnx_torch
     from .parity import embedding_bound
 
@@ -477,9 +479,9 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="xlate-onnx-"))
     folder.mkdir(parents=True, exist_ok=True)
     onnx_file = folder / "model.onnx"
-    opset = export_keras_onnx(model, onnx_file, specs)
+    graph = export_keras_onnx(model, onnx_file, specs)
     export_s = time.perf_counter() - start
-    graph = onnx.load(str(onnx_file))
+    opset = _opset(graph)
     missing = onnx_torch.unsupported_ops(graph)
     if missing:
         raise UnsupportedOpError(missing, direction="ONNX->torch",

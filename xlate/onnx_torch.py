@@ -371,9 +371,27 @@ def _expand(a, x, shape):
     return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(_ints(shape))))
 
 
-def _resize(a, x, roi=None, scales=None, sizes=None):
+#: Resize (mode, coordinate_transformation_mode, nearest_mode or None) -> the F.interpolate
+#: arguments that reproduce it ("linear" gets its torch mode from the number of spatial dims)
+_RESIZE = {
+    ("nearest", "asymmetric", "floor"): {"mode": "nearest"},
+    **{("nearest", ctm, nm): {"mode": "nearest-exact"}
+       for ctm in ("half_pixel", "tf_half_pixel_for_nn") for nm in ("round_prefer_ceil", "floor")},
+    **{("linear", ctm, None): {"align_corners": ctm == "align_corners"}
+       for ctm in ("half_pixel", "pytorch_half_pixel", "align_corners")},
+}
+_RESIZE_SUPPORTED = set(_RESIZE)
+
+
+def _resize_key(a) -> tuple[str, str, str | None]:
+    """(mode, coordinate_transformation_mode, nearest_mode or None) of a Resize node's attributes."""
     mode = a.get("mode", "nearest")
     ctm = a.get("coordinate_transformation_mode", "half_pixel")
+    return mode, ctm, a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None
+
+
+def _resize(a, x, roi=None, scales=None, sizes=None):
+    mode, ctm, nearest = _resize_key(a)
     nd = x.dim() - 2
     if sizes is not None and sizes.numel():
         size = _ints(sizes)[-nd:]
@@ -381,19 +399,12 @@ def _resize(a, x, roi=None, scales=None, sizes=None):
     else:
         size = None
         scale = [float(s) for s in scales.tolist()][-nd:]
-    if mode == "nearest":
-        nm = a.get("nearest_mode", "round_prefer_floor")
-        if ctm == "asymmetric" and nm == "floor":
-            return F.interpolate(x, size=size, scale_factor=scale, mode="nearest")
-        if ctm in ("half_pixel", "tf_half_pixel_for_nn") and nm in ("round_prefer_ceil", "floor"):
-            return F.interpolate(x, size=size, scale_factor=scale, mode="nearest-exact")
-    elif mode == "linear" and nd in (1, 2, 3):
-        torch_mode = ("linear", "bilinear", "trilinear")[nd - 1]
-        if ctm in ("half_pixel", "pytorch_half_pixel"):
-            return F.interpolate(x, size=size, scale_factor=scale, mode=torch_mode, align_corners=False)
-        if ctm == "align_corners":
-            return F.interpolate(x, size=size, scale_factor=scale, mode=torch_mode, align_corners=True)
-    raise NotImplementedError(f"Resize mode={mode} coordinate_transformation_mode={ctm}")
+    kwargs = _RESIZE.get((mode, ctm, nearest))
+    if kwargs is None or (mode == "linear" and nd not in (1, 2, 3)):
+        raise NotImplementedError(f"Resize mode={mode} coordinate_transformation_mode={ctm}")
+    if mode == "linear":  # linear, bilinear or trilinear by the number of spatial dims
+        kwargs = {**kwargs, "mode": ("linear", "bilinear", "trilinear")[nd - 1]}
+    return F.interpolate(x, size=size, scale_factor=scale, **kwargs)
 
 
 def _depth_to_space(a, x):
@@ -557,24 +568,14 @@ OPS = {
 }
 
 
-#: Resize (mode, coordinate_transformation_mode, nearest_mode or None) that F.interpolate reproduces
-_RESIZE_SUPPORTED = {
-    ("nearest", "asymmetric", "floor"),
-    *(("nearest", ctm, nm) for ctm in ("half_pixel", "tf_half_pixel_for_nn") for nm in ("round_prefer_ceil", "floor")),
-    *(("linear", ctm, None) for ctm in ("half_pixel", "pytorch_half_pixel", "align_corners")),
-}
-
-
 def _unsupported_variant(node) -> str | None:
     """Why a node of a supported op type still cannot run here (an attribute combination), or None."""
-    a = _attrs(node)
-    if node.op_type == "AveragePool" and any(d != 1 for d in a.get("dilations", [])):
-        return "AveragePool(dilations != 1)"
-    if node.op_type == "Resize":
-        mode = a.get("mode", "nearest")
-        ctm = a.get("coordinate_transformation_mode", "half_pixel")
-        nearest = a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None
-        if (mode, ctm, nearest) not in _RESIZE_SUPPORTED:
+    if node.op_type == "AveragePool":
+        if any(d != 1 for d in _attrs(node).get("dilations", [])):
+            return "AveragePool(dilations != 1)"
+    elif node.op_type == "Resize":
+        mode, ctm, nearest = key = _resize_key(_attrs(node))
+        if key not in _RESIZE_SUPPORTED:
             return f"Resize(mode={mode}, coordinate_transformation_mode={ctm}" + (
                 f", nearest_mode={nearest})" if nearest else ")")
     return None
@@ -654,8 +655,6 @@ class OnnxGraphModule(nn.Module):
                 continue
             attrs["_n_outputs"] = len(node.output)
             self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
-        #: when a dict, forward stores every computed value in it (per-layer diagnostics)
-        self.capture: dict | None = None
 
     def _get(self, name: str):
         attr = self._tensor_attr[name]
@@ -675,8 +674,6 @@ class OnnxGraphModule(nn.Module):
             for name, value in zip(outs, result):
                 if name:
                     env[name] = value
-        if self.capture is not None:
-            self.capture.update(env)
         outputs = [env[n] if n in env else self._get(n) for n in self.output_names]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

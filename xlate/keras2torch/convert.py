@@ -19,6 +19,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import BadInputError
 from ..frameworks import IOSpec, TensorSpec
+from ..parity import embedding_bound
 from ..record import ConversionRecord, attach
 from . import plan
 from .emit import CLASS_NAME, Emitter, render
@@ -48,9 +49,8 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     graph = walk(model)
     emitter = Emitter(graph, io_layout=io_layout)
     emitter.run()
-    source = render(emitter, model_name=model.name, version=__version__)
+    source, out_perms = render(emitter, model_name=model.name, version=__version__)
     module = instantiate(source, emitter.state)
-    _, out_perms = emitter.return_statement()
     io = IOSpec(
         inputs=_input_specs(model, graph, example_inputs),
         input_perms=tuple(None if plan.is_identity(p) else tuple(p) for p in emitter.input_perms),
@@ -83,17 +83,18 @@ def instantiate(source: str, state: dict[str, np.ndarray]):
     cls = getattr(load_source(source), CLASS_NAME)
     with torch.device("meta"):
         module = cls()
-    assign_state(module, state_dict_tensors(state, module))
+    expected = module.state_dict(keep_vars=True)
+    assign_state(module, state_dict_tensors(state, expected), expected)
     return module.eval()
 
 
-def assign_state(module, tensors: dict) -> None:
+def assign_state(module, tensors: dict, expected: dict) -> None:
     """``load_state_dict(tensors, strict=True, assign=True)`` without its cost per module and key
     (it filters the whole dict once per submodule): each tensor is set on its owner directly,
-    through ``setattr`` so modules that cache their parameters (nn.LSTM's flat weights) see it."""
+    through ``setattr`` so modules that cache their parameters (nn.LSTM's flat weights) see it.
+    ``expected`` is ``module.state_dict(keep_vars=True)``, taken before any tensor is set."""
     import torch
 
-    expected = module.state_dict(keep_vars=True)
     if set(expected) != set(tensors):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise RuntimeError(f"generated state does not match the module: missing {missing[:5]}, unexpected {extra[:5]}")
@@ -110,12 +111,13 @@ def assign_state(module, tensors: dict) -> None:
             setattr(owner, name, tensor)
 
 
-def state_dict_tensors(state: dict[str, np.ndarray], module) -> dict:
-    """The numpy state as torch tensors; BatchNorm's num_batches_tracked (no Keras counterpart) is 0."""
+def state_dict_tensors(state: dict[str, np.ndarray], expected: dict) -> dict:
+    """The numpy state as torch tensors; BatchNorm's num_batches_tracked (no Keras counterpart) is 0.
+    ``expected`` is the module's ``state_dict(keep_vars=True)`` (only its keys are read)."""
     import torch
 
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
-    for key in module.state_dict(keep_vars=True):
+    for key in expected:
         if key not in tensors and key.endswith("num_batches_tracked"):
             tensors[key] = torch.zeros((), dtype=torch.long)
     return tensors
@@ -135,10 +137,7 @@ def _example_shapes(example_inputs, count: int) -> list[tuple | None]:
 
 def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, ...]:
     examples = _example_shapes(example_inputs, len(graph.inputs))
-    bound = None
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer).__name__ == "Embedding" and isinstance(getattr(layer, "input_dim", None), int):
-            bound = layer.input_dim if bound is None else min(bound, layer.input_dim)
+    bound = embedding_bound(model)
     specs = []
     for tid, name, example in zip(graph.inputs, graph.input_names, examples):
         t = graph.tensors[tid]
@@ -148,7 +147,7 @@ def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, 
                 raise BadInputError(f"example input {name!r} has shape {example}, the model expects rank {len(shape)}")
             shape = tuple(d if d is not None or i == 0 else int(e) for i, (d, e) in enumerate(zip(shape, example)))
         is_int = "int" in t.dtype
-        specs.append(TensorSpec(shape, t.dtype, 0, (bound or 2) if is_int else None, name))
+        specs.append(TensorSpec(shape, t.dtype, 0, bound if is_int else None, name))
     return tuple(specs)
 
 

@@ -318,12 +318,6 @@ class Emitter:
             return plan.identity(rank)
         return tuple(layout)
 
-    def arg(self, x, layout=None) -> str:
-        """Source for an argument that is either a tensor reference or a plain constant."""
-        if isinstance(x, Ref):
-            return self.in_layout(x, layout).var
-        return literal(x)
-
     def consumers(self, tid: int) -> list[Node]:
         return self.graph.consumers(tid)
 
@@ -487,7 +481,7 @@ class Emitter:
         attr = self._attr_name(name)
         array = np.asarray(array)
         shape = literal(tuple(int(d) for d in array.shape))
-        dtype = _TORCH_DTYPES.get(str(array.dtype), "torch.float32")
+        dtype = torch_dtype(array.dtype)
         self.init_lines.append(f'self.register_buffer("{attr}", torch.zeros({shape}, dtype={dtype}))')
         self.state[attr] = array
         return attr
@@ -626,10 +620,11 @@ def pad_same(x, kernel_size, stride, dilation, value=0.0):
 }
 
 
-def render(em: Emitter, *, model_name: str, version: str) -> str:
-    """The generated ``model.py``: one ``nn.Module`` class, standard torch only."""
+def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[plan.Perm]]:
+    """The generated ``model.py`` (one ``nn.Module`` class, standard torch only), and the layout
+    (permutation of the Keras axes) each output is returned in."""
     graph = em.graph
-    ret, _ = em.return_statement()
+    ret, out_perms = em.return_statement()
     args = ", ".join(["self", *em.input_vars])
     layout = "channels-first (NCHW) where the Keras input is a feature map" if em.io_layout == "native" \
         else "the same layout as the Keras model (channels-last)"
@@ -679,4 +674,4 @@ def render(em: Emitter, *, model_name: str, version: str) -> str:
         '"""',
         "",
     ]
-    return "\n".join([*header, *imports, "", "", text, ""])
+    return "\n".join([*header, *imports, "", "", text, ""]), out_perms

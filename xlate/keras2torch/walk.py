@@ -46,7 +46,6 @@ class Node:
     kwargs: dict
     inputs: list[int]  # tensor ids, flat, in argument order (duplicates kept)
     outputs: list[int]
-    call_index: int = 0  # > 0 for the second and later calls of a shared layer
     _config: dict | None = field(default=None, repr=False)
 
     @property
@@ -175,9 +174,8 @@ class _Walker:
                 for t in knode.outputs:
                     env[id(t)] = self.new_tensor(t)
                     outputs.append(env[id(t)])
-                call_index = self.calls.get(id(op), 0)
-                self.calls[id(op)] = call_index + 1
-                self.nodes.append(Node(op.name, path, op, kind_of(op), args, kwargs, inputs, outputs, call_index))
+                self.calls[id(op)] = self.calls.get(id(op), 0) + 1
+                self.nodes.append(Node(op.name, path, op, kind_of(op), args, kwargs, inputs, outputs))
 
     def walk_nested(self, fn, knode, env: dict[int, int], path: str) -> None:
         outer_inputs = _flat_tensors((knode.arguments.args, knode.arguments.kwargs))

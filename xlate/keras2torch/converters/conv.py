@@ -180,12 +180,16 @@ def conv_transpose(em, node, row):
     expr = f"self.{attr}({x.var})"
     if any(left or right for left, right in crop):
         tmp = em.pre(node, expr)
-        index = ", ".join([":", ":"] + [f"{left or ''}:{-right if right else ''}" for left, right in crop])
-        expr = f"{tmp}[{index}]"
+        expr = f"{tmp}[{_crop_index(crop)}]"
         comment = "crop to Keras' output (TensorFlow keeps the start of the full output)"
     else:
         comment = ""
     em.assign(node, em.fused_activation(node, expr, x.perm), x.perm, module=attr, comment=comment)
+
+
+def _crop_index(crops) -> str:
+    """The index that keeps ``[before : size - after]`` of each spatial axis of an (N, C, *spatial) tensor."""
+    return ", ".join([":", ":"] + [f"{before or ''}:{-after if after else ''}" for before, after in crops])
 
 
 def _pairs(padding, rank: int) -> list[tuple[int, int]]:
@@ -218,8 +222,7 @@ def cropping(em, node, row):
     layout, _ = _layout(cfg)
     x = em.input(node, 0, layout)
     crops = _pairs(cfg["cropping"], x.rank - 2)
-    index = ", ".join([":", ":"] + [f"{a or ''}:{-b if b else ''}" for a, b in crops])
-    em.assign(node, f"{x.var}[{index}]", x.perm)
+    em.assign(node, f"{x.var}[{_crop_index(crops)}]", x.perm)
 
 
 @converter("upsample")

@@ -466,7 +466,7 @@ def reshape(em, node, row):
     if all(d is not None for d in shape[1:]):
         target = [-1, *shape[1:]]
         # a (N, 1, 1, C) result read by convolutions: (N, C, 1, 1) is the same memory
-        if out.rank >= 3 and all(d == 1 for d in shape[1:-1]) and _feeds_channels_first(em, out.id):
+        if out.rank >= 3 and all(d == 1 for d in shape[1:-1]) and em._wants_channels_first(out.id):
             cf = plan.channels_first(out.rank)
             em.assign(node, call(f"{x.var}.reshape", *[-1, *plan.torch_shape(cf, shape)[1:]]), cf)
             return
@@ -479,10 +479,6 @@ def reshape(em, node, row):
         em.assign(node, call(f"{x.var}.reshape", Code(f"{x.var}.shape[0]"), *target))
     else:
         em.assign(node, call(f"{x.var}.reshape", *target))
-
-
-def _feeds_channels_first(em, tid) -> bool:
-    return em._wants_channels_first(tid)
 
 
 def _keras_permutation(node, rank) -> tuple[int, ...]:
@@ -632,8 +628,6 @@ def einsum(em, node, row):
 
 
 def _einsum_dense(em, node, row):
-    from .activations import functional_activation
-
     cfg = node.config
     arrays = em.keras_weights(node.op)
     x = em.input(node, 0, "keras")
@@ -642,10 +636,7 @@ def _einsum_dense(em, node, row):
     if "bias" in arrays:
         bias = em.parameter(f"{node.name}_bias", arrays["bias"])
         expr = f"{expr} + self.{bias}"
-    act = cfg.get("activation")
-    if act not in (None, "linear"):
-        expr = functional_activation(em, f"activation:{act}", {}, expr, plan.identity(x.rank))
-    em.assign(node, expr)
+    em.assign(node, em.fused_activation(node, expr, plan.identity(x.rank)))
 
 
 @converter("sdpa")

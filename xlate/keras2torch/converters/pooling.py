@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import plan
 from ..emit import call, compact, literal
 from ..registry import NotConvertible, converter
-from .conv import conv_pads, padded_input
+from .conv import _layout, _spatial, conv_pads, padded_input
 
 
 def _tuple(v, rank: int) -> tuple:
@@ -15,13 +15,12 @@ def _tuple(v, rank: int) -> tuple:
 @converter("pool")
 def pool(em, node, row):
     cfg = node.config
-    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
-    x = em.input(node, 0, "cf" if channels_last else "keras")
+    layout, channels_last = _layout(cfg)
+    x = em.input(node, 0, layout)
     rank = x.rank - 2
     size = _tuple(cfg["pool_size"], rank)
     strides = _tuple(cfg["strides"] if cfg.get("strides") is not None else cfg["pool_size"], rank)
-    spatial = x.shape[1:-1] if channels_last else x.shape[2:]
-    pads = conv_pads(cfg["padding"], spatial, size, strides, (1,) * rank)
+    pads = conv_pads(cfg["padding"], _spatial(x, channels_last), size, strides, (1,) * rank)
     is_max = type(node.op).__name__.startswith("Max")
     symmetric = pads is not None and all(left == right for left, right in pads) and all(
         2 * left <= k for (left, _), k in zip(pads, size))
@@ -56,7 +55,7 @@ def pool(em, node, row):
 @converter("global_pool")
 def global_pool(em, node, row):
     cfg = node.config
-    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
+    _, channels_last = _layout(cfg)
     x = em.input(node, 0)
     if node.kwargs.get("mask") is not None:
         raise NotConvertible("a Keras mask argument is not converted")
@@ -71,8 +70,8 @@ def global_pool(em, node, row):
 @converter("adaptive_pool")
 def adaptive_pool(em, node, row):
     cfg = node.config
-    channels_last = cfg.get("data_format", "channels_last") != "channels_first"
-    x = em.input(node, 0, "cf" if channels_last else "keras")
+    layout, _ = _layout(cfg)
+    x = em.input(node, 0, layout)
     rank = x.rank - 2
     kind = "Max" if "Max" in type(node.op).__name__ else "Avg"
     size = cfg["output_size"]
