@@ -6,6 +6,7 @@ module if torch is already imported, and likewise for Keras.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ def to_numpy(x) -> np.ndarray:
     if keras is not None:
         return np.asarray(keras.ops.convert_to_numpy(x))
     return np.asarray(x)
+
+
+def accepted_kwargs(fn, kwargs: dict) -> dict:
+    """The entries of ``kwargs`` that name a parameter of ``fn`` (e.g. ``cls.__init__``)."""
+    names = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in names}
 
 
 def flatten_outputs(out) -> list:

@@ -15,6 +15,8 @@ import math
 import keras
 from keras import ops
 
+from .state import keras_learning_rate, sub_optimizers
+
 _register = keras.saving.register_keras_serializable(package="xlate")
 
 
@@ -98,10 +100,6 @@ class TorchOneCycleLR(keras.optimizers.schedules.LearningRateSchedule):
                 "steps_per_epoch": self.steps_per_epoch, "name": self.name}
 
 
-def _optimizers(model_optimizer):
-    return list(getattr(model_optimizer, "optimizers", None) or [model_optimizer])
-
-
 class TorchLambdaLR(keras.callbacks.Callback):
     """torch's LambdaLR: before each batch, lr = base_lr * lr_lambda(e), e the torch step count
     (``optimizer.iterations // steps_per_epoch``; steps_per_epoch=1 for per-batch stepping)."""
@@ -111,7 +109,7 @@ class TorchLambdaLR(keras.callbacks.Callback):
         self.lr_lambda, self.base_lr, self.steps_per_epoch = lr_lambda, float(base_lr), int(steps_per_epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        for opt in _optimizers(self.model.optimizer):
+        for opt in sub_optimizers(self.model.optimizer):
             e = int(keras.ops.convert_to_numpy(opt.iterations)) // self.steps_per_epoch
             opt.learning_rate = self.base_lr * float(self.lr_lambda(e))
 
@@ -163,10 +161,10 @@ class TorchReduceLROnPlateau(keras.callbacks.Callback):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            opts = _optimizers(optimizer)
+            opts = sub_optimizers(optimizer)
             min_lrs = self.min_lr if isinstance(self.min_lr, (list, tuple)) else [self.min_lr] * len(opts)
             for opt, min_lr in zip(opts, min_lrs):
-                old = float(keras.ops.convert_to_numpy(opt.learning_rate))
+                old = keras_learning_rate(opt)
                 new = max(old * self.factor, min_lr)
                 if old - new > self.eps:
                     opt.learning_rate = new

@@ -9,14 +9,14 @@ a Keras ``xlate>TorchX`` loss or a torch ``KerasX`` module. ``translation_of(los
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BadInputError, UnsupportedOpError, XlateError
+from ..frameworks import accepted_kwargs
 from ..table import Row, table
 from .record import Translation, attach_translation
-from .state import keras_class_name, torch_class_name
+from .state import check_emulate, keras_class_name, row_named, torch_class_name
 
 _TORCH_TO_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
 _KERAS_TO_TORCH_REDUCTION = {"sum_over_batch_size": "mean", "mean": "mean", "mean_with_sample_weight": "mean",
@@ -154,11 +154,8 @@ _TORCH_EMULATION_ARGS = {
 }
 
 
-def _row_for(name: str, index: dict, what: str) -> Row:
-    row = index.get(name)
-    if row is None or row.family != "loss":
-        raise BadInputError(f"no loss row for {name}", hint="`xlate table --family loss` lists the losses xlate translates")
-    return row
+def _row_for(name: str, index: dict) -> Row:
+    return row_named(name, index, ("loss",), "loss", "`xlate table --family loss` lists the losses xlate translates")
 
 
 def _torch_to_keras(loss, *, target, class_axis, emulate):
@@ -167,7 +164,7 @@ def _torch_to_keras(loss, *, target, class_axis, emulate):
     from . import keras_losses
 
     name = torch_class_name(loss)
-    row = _row_for(name, table().by_torch, "torch")
+    row = _row_for(name, table().by_torch)
     if name.startswith("xlate."):  # an xlate.KerasX module: back to the native Keras loss it emulates
         return _emulation_back_to_keras(loss, row)
     if "torch2keras" not in row.directions:
@@ -192,7 +189,6 @@ def _torch_to_keras(loss, *, target, class_axis, emulate):
         result = cls(**kwargs, torch_reduction=args["reduction"])
         translation = Translation(row.id, "torch2keras", name, f"xlate.{cls.__name__}", True,
                                   notes=[f"exact emulation xlate.{cls.__name__}: {detail or 'forced by emulate'}"])
-    translation.rows_used[row.id] += 1
     return attach_translation(result, translation)
 
 
@@ -204,12 +200,8 @@ def _emulation_back_to_keras(module, row: Row):
               if hasattr(module, k)}
     kwargs["reduction"] = module.reduction
     cls = getattr(keras.losses, name)
-    import inspect
-
-    accepted = inspect.signature(cls.__init__).parameters
-    result = cls(**{k: v for k, v in kwargs.items() if k in accepted})
-    translation = Translation(row.id, "torch2keras", f"xlate.{type(module).__name__}", f"keras.losses.{name}", False,
-                              rows_used=Counter({row.id: 1}))
+    result = cls(**accepted_kwargs(cls.__init__, kwargs))
+    translation = Translation(row.id, "torch2keras", f"xlate.{type(module).__name__}", f"keras.losses.{name}", False)
     return attach_translation(result, translation)
 
 
@@ -235,7 +227,7 @@ def _keras_to_torch(loss, *, class_axis, emulate):
     from . import torch_losses
 
     name, config = _keras_config(loss)
-    row = _row_for(name, table().by_keras, "keras")
+    row = _row_for(name, table().by_keras)
     if name.startswith("xlate."):  # an xlate.TorchX Keras loss: back to the torch loss it emulates
         return _emulation_back_to_torch(loss, row)
     if row.id == "bce" and config.get("from_logits"):
@@ -252,16 +244,9 @@ def _keras_to_torch(loss, *, class_axis, emulate):
     else:
         keras_name = "keras.losses.BinaryCrossentropy" if row.id == "bce_with_logits" else row.keras
         cls = torch_losses.BY_KERAS_CLASS[keras_name]
-        import inspect
-
-        accepted = inspect.signature(cls.__init__).parameters
-        kwargs = {k: v for k, v in config.items() if k in accepted}
-        if class_axis is not None and "axis" in accepted:
-            kwargs["axis"] = class_axis
-        result = cls(**kwargs)
+        result = cls(**accepted_kwargs(cls.__init__, config if class_axis is None else {**config, "axis": class_axis}))
         translation = Translation(row.id, "keras2torch", name, f"xlate.{cls.__name__}", True,
                                   notes=[f"exact emulation xlate.{cls.__name__}: {detail or 'forced by emulate'}"])
-    translation.rows_used[row.id] += 1
     return attach_translation(result, translation)
 
 
@@ -279,12 +264,8 @@ def _emulation_back_to_torch(loss, row: Row):
             kwargs[key] = config[key]
     if config.get("class_axis", -1) != -1:
         raise XlateError("a TorchCrossEntropyLoss with class_axis != -1 has no torch CrossEntropyLoss counterpart")
-    import inspect
-
-    accepted = inspect.signature(cls.__init__).parameters
-    result = cls(**{k: v for k, v in kwargs.items() if k in accepted})
-    translation = Translation(row.id, "keras2torch", f"xlate.{type(loss).__name__}", f"torch.nn.{cls.__name__}", False,
-                              rows_used=Counter({row.id: 1}))
+    result = cls(**accepted_kwargs(cls.__init__, kwargs))
+    translation = Translation(row.id, "keras2torch", f"xlate.{type(loss).__name__}", f"torch.nn.{cls.__name__}", False)
     return attach_translation(result, translation)
 
 
@@ -299,8 +280,7 @@ def translate_loss(loss, *, target="indices", class_axis=None, emulate="auto"):
     emulation), "always", or "never" (raise where no native loss is exact).
     ``translation_of(result)`` records the row and whether the result is an emulation.
     """
-    if emulate not in ("auto", "always", "never"):
-        raise BadInputError(f"emulate must be auto, always or never, got {emulate!r}")
+    check_emulate(emulate)
     if target not in ("indices", "probabilities"):
         raise BadInputError(f"target must be 'indices' or 'probabilities', got {target!r}")
     import sys

@@ -17,24 +17,27 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BadInputError, UnsupportedOpError, XlateError
-from ..frameworks import is_keras_model, is_torch_module
-from ..table import Row, table
+from ..frameworks import accepted_kwargs, is_keras_model, is_torch_module
+from ..table import Row
 from .record import Translation, attach_translation
 from .state import (
+    EMULATE,
     _is_torch_optimizer,
     keras_class_name,
+    keras_learning_rate,
+    keras_vars,
     optimizer_row,
     pair_parameters,
     port_optimizer_state,
+    sub_optimizers,
     torch_class_name,
+    torch_params,
 )
 
-EMULATE = ("auto", "always", "never")
 _TUPLE_ARG = re.compile(r"(\w+)\[(\d+)\]")
 # torch arguments that pick an implementation and never change the numbers
 _IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable", "initial_lr", "params"}
@@ -161,14 +164,14 @@ def _is_decoupled(optimizer, group) -> bool:
     return torch_class_name(optimizer) == "torch.optim.AdamW" or bool(group.get("decoupled_weight_decay"))
 
 
-def _keras_target_class(row: Row, src_side: str, native: bool):
+def _keras_target_class(row: Row, native: bool):
+    """The native Keras class (also for an xlate.KerasX source: back to the class it emulates), else
+    xlate's emulation of the torch class."""
     import keras
 
     from . import keras_optimizers
 
     if native:
-        return getattr(keras.optimizers, row.keras.rsplit(".", 1)[-1])
-    if src_side == "keras":  # an xlate.KerasX source: back to the native Keras class it emulates
         return getattr(keras.optimizers, row.keras.rsplit(".", 1)[-1])
     return keras_optimizers.BY_TORCH_CLASS[row.torch]
 
@@ -202,10 +205,11 @@ def _torch_to_keras(optimizer, target, *, source_model, emulate, port_state, pai
             elif getattr(optimizer, "lr_schedule", None) is not None:
                 raise BadInputError(f"{torch_name} runs a plain-function lr_schedule: no Keras schedule to give back")
         per_group.append((group, kwargs, facts))
-    native_ok = src_side == "keras" or all(hook.native_from_torch(f) is None for _, _, f in per_group)
-    reason = None if native_ok else next(r for r in (hook.native_from_torch(f) for _, _, f in per_group) if r)
+    # an xlate.KerasX source goes back to its native Keras class: no hook to ask
+    reasons = [] if src_side == "keras" else [hook.native_from_torch(f) for _, _, f in per_group]
+    reason = None if all(r is None for r in reasons) else next(r for r in reasons if r)
     native = src_side == "keras" or _use_native(reason, emulate, row, row.keras)
-    cls = _keras_target_class(row, src_side, native)
+    cls = _keras_target_class(row, native)
 
     # which Keras variables each torch group drives (needs the source model when there is a choice)
     if len(per_group) > 1 or (port_state and _torch_has_state(optimizer)):
@@ -248,7 +252,7 @@ def _torch_to_keras(optimizer, target, *, source_model, emulate, port_state, pai
     if not native:
         notes.append(f"exact emulation {target_name}: {reason}")
     translation = Translation(row=row.id, direction="torch2keras", source=torch_name, target=target_name,
-                              emulated=not native, notes=notes, rows_used=Counter({row.id: 1}))
+                              emulated=not native, notes=notes)
     if port_state and _torch_has_state(optimizer):
         count = port_optimizer_state(optimizer, kopt, source_model, keras_model, pairing=pairing, steps=steps)
         translation.notes.append(f"optimizer state ported ({count} step(s))")
@@ -286,7 +290,7 @@ def _keras_hypers(row: Row, optimizer, src_side: str) -> tuple[dict, dict]:
             raise BadInputError(f"{keras_class_name(optimizer)}.{a.keras} is a schedule (OneCycleLR momentum "
                                 "cycling?): translate the schedule with xlate.translate_schedule instead")
         if a.keras == "learning_rate" and not isinstance(value, (int, float)):
-            value = float(_current_lr(optimizer))
+            value = keras_learning_rate(optimizer)
             facts["schedule"] = optimizer._learning_rate
         if a.torch in (None, "-"):
             continue
@@ -320,18 +324,12 @@ def _keras_hypers(row: Row, optimizer, src_side: str) -> tuple[dict, dict]:
     return kwargs, facts
 
 
-def _current_lr(optimizer) -> float:
-    import keras
-
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
 def _keras_to_torch(optimizer, target, *, source_model, emulate, port_state, pairing, steps):
     import torch
 
     from . import torch_optimizers
 
-    subs = list(getattr(optimizer, "optimizers", None) or [optimizer])
+    subs = sub_optimizers(optimizer)
     rows = {optimizer_row(s)[0].id for s in subs}
     if len(rows) > 1:
         raise BadInputError(f"a MultiOptimizer mixing {', '.join(sorted(rows))} cannot become one torch optimizer")
@@ -365,8 +363,7 @@ def _keras_to_torch(optimizer, target, *, source_model, emulate, port_state, pai
             raise BadInputError("translating a MultiOptimizer, weight-decay exclusions or an optimizer state needs "
                                 "both models", hint="pass source_model=<the Keras model> and the torch module")
         pairs = pair_parameters(torch_model, source_model, pairing)
-        tp = dict(torch_model.named_parameters())
-        kv = {v.path: v for v in source_model.trainable_variables}
+        tp, kv = torch_params(torch_model), keras_vars(source_model)
         keyed = [(tp[n], kv[pair.keras[0]]) for pair in pairs for n in pair.torch]
     else:
         keyed = [(p, None) for p in params]
@@ -392,14 +389,13 @@ def _keras_to_torch(optimizer, target, *, source_model, emulate, port_state, pai
 
             extra["lr_schedule"] = keras_schedule_function(schedule)
     base_kwargs = {k: v for k, v in groups[0].items() if k != "params"}
-    topt = cls(groups, **_torch_accepted(cls, base_kwargs), **extra)
+    topt = cls(groups, **accepted_kwargs(cls.__init__, base_kwargs), **extra)
     target_name = f"xlate.{cls.__name__}" if cls.__module__.startswith("xlate.") else f"torch.optim.{cls.__name__}"
     notes = [] if native else [f"exact emulation {target_name}: {reason or 'the formulas differ'}"]
     if len(groups) > 1:
         notes.append(f"{len(groups)} torch param groups (sub-optimizers / weight-decay exclusions)")
     translation = Translation(row=row.id, direction="keras2torch", source=keras_class_name(subs[0]),
-                              target=target_name, emulated=not native, notes=notes,
-                              rows_used=Counter({row.id: 1}))
+                              target=target_name, emulated=not native, notes=notes)
     if port_state and _keras_has_state(optimizer):
         count = port_optimizer_state(optimizer, topt, source_model, torch_model, pairing=pairing, steps=steps)
         translation.notes.append(f"optimizer state ported ({count} step(s))")
@@ -434,11 +430,6 @@ def _torch_decay_kwargs(row: Row, sub, cls, facts: dict, native: bool) -> dict:
         raise XlateError(f"torch.optim.{name} has no decoupled weight decay for {keras_class_name(sub)}",
                          hint="use emulate='auto' (xlate's emulation applies Keras's decoupled decay)")
     return {}
-
-
-def _torch_accepted(cls, kwargs: dict) -> dict:
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in kwargs.items() if k in params and k != "params"}
 
 
 def _excludes_some(sub) -> bool:
@@ -488,8 +479,3 @@ def translate_optimizer(optimizer, target_params_or_model, *, source_model=None,
         return _keras_to_torch(optimizer, target_params_or_model, source_model=source_model, emulate=emulate,
                                port_state=port_state, pairing=pairing, steps=steps)
     raise BadInputError(f"expected a torch.optim or keras.optimizers optimizer, got {type(optimizer).__name__}")
-
-
-def optimizer_rows() -> list[Row]:
-    """The optimizer rows (for the support matrix)."""
-    return table().family("optimizer")

@@ -21,7 +21,7 @@ from ..errors import BadInputError
 from ..frameworks import flatten_outputs, framework_of, to_numpy
 from ..parity import PrintableReport
 from .record import translation_of
-from .state import copy_weights, pair_parameters, weight_differences
+from .state import copy_weights, keras_learning_rate, pair_parameters, sub_optimizers, weight_differences
 
 
 @dataclass
@@ -162,11 +162,8 @@ class _KerasSide:
             cb.on_epoch_begin(epoch)
 
     def lr(self) -> float:
-        import keras
-
-        opt = (getattr(self.optimizer, "optimizers", None) or [self.optimizer])
-        opt = next((o for o in opt if o.name == "group_0"), opt[0])
-        return float(keras.ops.convert_to_numpy(opt.learning_rate))
+        subs = sub_optimizers(self.optimizer)
+        return keras_learning_rate(next((o for o in subs if o.name == "group_0"), subs[0]))
 
     def begin_batch(self) -> None:
         for cb in self.callbacks:

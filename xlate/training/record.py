@@ -25,8 +25,12 @@ class Translation:
     target: str
     emulated: bool
     notes: list[str] = field(default_factory=list)
-    rows_used: Counter = field(default_factory=Counter)
+    rows_used: Counter | None = None  # default: the one row that drove it, Counter({row: 1})
     stepping: str | None = None  # schedules: "epoch" | "batch"
+
+    def __post_init__(self):
+        if self.rows_used is None:
+            self.rows_used = Counter({self.row: 1})
 
     def to_dict(self) -> dict:
         # dataclasses.asdict would rebuild the Counter from (key, value) pairs, counting the pairs

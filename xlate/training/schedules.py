@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..errors import BadInputError, XlateError
 from ..table import Row, table
 from .record import Translation, attach_translation
-from .state import keras_class_name, torch_class_name
+from .state import check_emulate, keras_class_name, row_named, sub_optimizers, torch_class_name
 
 STEPPINGS = ("epoch", "batch")
 
@@ -50,17 +50,13 @@ class _Context:
 
 
 def _row(name: str, index: dict) -> Row:
-    row = index.get(name)
-    if row is None or row.family not in ("schedule", "callback"):
-        raise BadInputError(f"no schedule or callback row for {name}",
-                            hint="`xlate table --family schedule` / `--family callback` list what xlate translates")
-    return row
+    return row_named(name, index, ("schedule", "callback"), "schedule or callback",
+                     "`xlate table --family schedule` / `--family callback` list what xlate translates")
 
 
 def _done(result, row: Row, direction: str, source: str, emulated: bool, stepping: str | None, notes=()):
     target = keras_class_name(result) if direction == "torch2keras" else torch_class_name(result)
-    translation = Translation(row.id, direction, source, target, emulated, list(notes), Counter({row.id: 1}),
-                              stepping)
+    translation = Translation(row.id, direction, source, target, emulated, list(notes), stepping=stepping)
     if direction == "keras2torch" and stepping is not None:
         try:
             result.xlate_stepping = stepping
@@ -80,14 +76,10 @@ def _base_lr(scheduler) -> float:
     return float(base[0])
 
 
-def _keras_optimizers(optimizer):
-    return list(getattr(optimizer, "optimizers", None) or [optimizer])
-
-
 def _install_lr(schedule, optimizer) -> None:
     if optimizer is None:
         return
-    for opt in _keras_optimizers(optimizer):
+    for opt in sub_optimizers(optimizer):
         opt.learning_rate = schedule
 
 
@@ -164,7 +156,7 @@ def _t2k_one_cycle(s, row, ctx):
                                 hint="or build the torch OneCycleLR with cycle_momentum=False")
         momentum = TorchOneCycleLR(**common, quantity="momentum", base_momentum=groups[0]["base_momentum"],
                                    max_momentum=groups[0]["max_momentum"])
-        for opt in _keras_optimizers(ctx.optimizer):
+        for opt in sub_optimizers(ctx.optimizer):
             if isinstance(opt, (TorchAdam, TorchAdamax)):
                 opt.beta_1 = momentum
             elif isinstance(opt, (TorchSGD, TorchRMSprop)):
@@ -417,8 +409,7 @@ def translate_schedule(schedule_or_callback, *args, steps_per_epoch=None, steppi
     Keras -> torch: ``translate_schedule(keras_schedule_or_callback, torch_optimizer)``.
     ``emulate``: "auto" (native where exact), "always" or "never".
     """
-    if emulate not in ("auto", "always", "never"):
-        raise BadInputError(f"emulate must be auto, always or never, got {emulate!r}")
+    check_emulate(emulate)
     import sys
 
     from .torch_schedules import EarlyStopping
@@ -473,9 +464,5 @@ def _emulation_back_to_keras(obj, ctx):
 
 def _row_by_keras_schedule(obj) -> Row:
     """Keras schedules whose row names them in a descriptive keras field (PolynomialDecay...)."""
-    name = keras_class_name(obj)
-    row = table().by_keras.get(name)
-    if row is not None:
-        return row
-    raise BadInputError(f"no schedule or callback row for {name}",
-                        hint="`xlate table --family schedule` lists what xlate translates")
+    return row_named(keras_class_name(obj), table().by_keras, None, "schedule or callback",
+                     "`xlate table --family schedule` lists what xlate translates")

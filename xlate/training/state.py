@@ -10,6 +10,9 @@ Optimizer state moves with the weights: every moment, accumulator and momentum b
 parameter's shape in the source layout, so it goes through the parameter's own transform. State
 keys are translated through the optimizer row's ``weights`` (torch state key <-> Keras slot),
 except between an optimizer and xlate's emulation of it, which share their names.
+
+The helpers the translate_* functions share live here too: the table-row lookup, the ``emulate``
+check, a Keras optimizer's sub-optimizers and its current learning rate.
 """
 
 from __future__ import annotations
@@ -248,6 +251,27 @@ def weight_differences(torch_model, keras_model, pairs) -> dict[str, float]:
     return out
 
 
+# --- shared by translate_optimizer / translate_loss / translate_schedule ---------------------
+
+
+EMULATE = ("auto", "always", "never")
+
+
+def check_emulate(emulate: str) -> None:
+    """The ``emulate`` argument of translate_loss / translate_schedule."""
+    if emulate not in EMULATE:
+        raise BadInputError(f"emulate must be auto, always or never, got {emulate!r}")
+
+
+def row_named(name: str, index: dict, families: tuple[str, ...] | None, what: str, hint: str) -> Row:
+    """The row ``index`` (``table().by_torch`` / ``by_keras``) holds for class ``name``, of one of
+    ``families`` (None: any family); else BadInputError "no {what} row for {name}" with ``hint``."""
+    row = index.get(name)
+    if row is None or (families is not None and row.family not in families):
+        raise BadInputError(f"no {what} row for {name}", hint=hint)
+    return row
+
+
 # --- optimizer state --------------------------------------------------------------------------
 
 
@@ -257,10 +281,8 @@ def optimizer_row(optimizer) -> tuple[Row, str]:
     fw = "torch" if _is_torch_optimizer(optimizer) else "keras"
     name = torch_class_name(optimizer) if fw == "torch" else keras_class_name(optimizer)
     index = table().by_torch if fw == "torch" else table().by_keras
-    row = index.get(name)
-    if row is None or row.family != "optimizer":
-        raise BadInputError(f"no optimizer row for {name}",
-                            hint="`xlate table --family optimizer` lists the optimizers xlate translates")
+    row = row_named(name, index, ("optimizer",), "optimizer",
+                    "`xlate table --family optimizer` lists the optimizers xlate translates")
     emulation = name.startswith("xlate.")
     side = ("keras" if emulation else "torch") if fw == "torch" else ("torch" if emulation else "keras")
     return row, side
@@ -300,7 +322,8 @@ def _state_keys(row: Row, key: str, from_side: str, to_side: str) -> str:
     raise BadInputError(f"optimizer row {row.id} has no state correspondence for {key!r}")
 
 
-def _keras_optimizers(optimizer) -> list:
+def sub_optimizers(optimizer) -> list:
+    """The optimizers inside a Keras MultiOptimizer, else ``[optimizer]``."""
     return list(getattr(optimizer, "optimizers", None) or [optimizer])
 
 
@@ -310,12 +333,12 @@ def _keras_slot(optimizer, variable_path: str, key: str):
     attribute ``_key``, e.g. Nadam's ``_u_product``)."""
     if variable_path:
         per_var = f"{variable_path.replace('/', '_')}_{key}"
-        for opt in _keras_optimizers(optimizer):
+        for opt in sub_optimizers(optimizer):
             for v in opt.variables:
                 if v.name == per_var:
                     return v
         return None
-    for opt in _keras_optimizers(optimizer):
+    for opt in sub_optimizers(optimizer):
         for v in opt.variables:
             if v.name == key:
                 return v
@@ -325,7 +348,8 @@ def _keras_slot(optimizer, variable_path: str, key: str):
     return None
 
 
-def _keras_lr(optimizer) -> float:
+def keras_learning_rate(optimizer) -> float:
+    """A Keras optimizer's current learning rate (a schedule's value at its step) as a float."""
     import keras
 
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -364,20 +388,20 @@ def port_optimizer_state(source_optimizer, target_optimizer, source_model, targe
     """
     torch_model, keras_model = (source_model, target_model) if _is_torch_optimizer(source_optimizer) else \
         (target_model, source_model)
-    check_pairing(torch_model, keras_model, pair_parameters(torch_model, keras_model, pairing))
+    pairs = pair_parameters(torch_model, keras_model, pairing)
+    check_pairing(torch_model, keras_model, pairs)
     src_row, src_side = optimizer_row(source_optimizer)
     dst_row, dst_side = optimizer_row(target_optimizer)
     if src_row.id != dst_row.id and {src_row.id, dst_row.id} != {"adam", "adamw"}:
         raise BadInputError(f"cannot port {src_row.id} state into a {dst_row.id} optimizer")
     if _is_torch_optimizer(source_optimizer):
-        return _torch_to_keras_state(source_optimizer, target_optimizer, source_model, target_model, pairing,
+        return _torch_to_keras_state(source_optimizer, target_optimizer, source_model, target_model, pairs,
                                      src_row, src_side, dst_side, steps)
-    return _keras_to_torch_state(source_optimizer, target_optimizer, source_model, target_model, pairing,
+    return _keras_to_torch_state(source_optimizer, target_optimizer, source_model, target_model, pairs,
                                  src_row, src_side, dst_side, steps)
 
 
-def _torch_to_keras_state(opt, kopt, torch_model, keras_model, pairing, row, src_side, dst_side, steps):
-    pairs = pair_parameters(torch_model, keras_model, pairing)
+def _torch_to_keras_state(opt, kopt, torch_model, keras_model, pairs, row, src_side, dst_side, steps):
     tp = torch_params(torch_model)
     _build_keras(kopt, keras_model)
     lr_by_param = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
@@ -416,7 +440,7 @@ def _torch_to_keras_state(opt, kopt, torch_model, keras_model, pairing, row, src
     count = step_counts.pop() if step_counts else (steps or 0)
     if steps is not None:
         count = steps
-    for sub in [kopt, *(_keras_optimizers(kopt) if hasattr(kopt, "optimizers") else [])]:
+    for sub in [kopt, *(sub_optimizers(kopt) if hasattr(kopt, "optimizers") else [])]:
         sub.iterations.assign(count)
     if any_buffer:
         flag = _keras_slot(kopt, "", "momentum_buffer_started")
@@ -425,15 +449,14 @@ def _torch_to_keras_state(opt, kopt, torch_model, keras_model, pairing, row, src
     return count
 
 
-def _keras_to_torch_state(kopt, opt, keras_model, torch_model, pairing, row, src_side, dst_side, steps):
+def _keras_to_torch_state(kopt, opt, keras_model, torch_model, pairs, row, src_side, dst_side, steps):
     import torch
 
-    pairs = pair_parameters(torch_model, keras_model, pairing)
     tp = torch_params(torch_model)
     if not kopt.built:
         return 0
     count = int(to_numpy(kopt.iterations)) if steps is None else steps
-    lr = _keras_lr(kopt) if not hasattr(kopt, "optimizers") else None
+    lr = keras_learning_rate(kopt) if not hasattr(kopt, "optimizers") else None
     owned = {id(p) for g in opt.param_groups for p in g["params"]}
     started = _keras_slot(kopt, "", "momentum_buffer_started")
     buffers_live = started is None or float(to_numpy(started)) > 0
@@ -453,7 +476,7 @@ def _keras_to_torch_state(kopt, opt, keras_model, torch_model, pairing, row, src
             arrays = transform.to_torch(*(np.asarray(s.numpy()) for s in slots), **pair.params)
             if not transform.exact:  # merged LSTM bias: both torch biases had the same gradient
                 arrays = (arrays[0],) * len(params)
-            var_lr = lr if lr is not None else _keras_lr(_owner(kopt, pair.keras[0]))
+            var_lr = lr if lr is not None else keras_learning_rate(_owner(kopt, pair.keras[0]))
             for p, a in zip(params, arrays):
                 a = _convert_value(row, key, dst_key, src_side, dst_side, a, var_lr)
                 opt.state[p][dst_key] = torch.from_numpy(np.ascontiguousarray(a)).to(p.dtype)
@@ -479,7 +502,7 @@ def _keeps_step(opt) -> bool:
 
 
 def _owner(kopt, variable_path):
-    for sub in _keras_optimizers(kopt):
+    for sub in sub_optimizers(kopt):
         prefix = f"{variable_path.replace('/', '_')}_"
         if any(v.name.startswith(prefix) for v in sub.variables):
             return sub
@@ -489,7 +512,7 @@ def _owner(kopt, variable_path):
 def _keras_slot_keys(kopt) -> list[str]:
     """The per-variable slot names a Keras optimizer keeps (momentum, velocity, exp_avg...)."""
     keys = []
-    for sub in _keras_optimizers(kopt):
+    for sub in sub_optimizers(kopt):
         names = {v.name for v in sub.variables}
         for var in getattr(sub, "_trainable_variables", []):
             prefix = f"{var.path.replace('/', '_')}_"
@@ -502,7 +525,7 @@ def _keras_slot_keys(kopt) -> list[str]:
 def _keras_scalar_keys(kopt) -> list[str]:
     """Optimizer-level state that torch keeps per parameter (NAdam's mu_product / u_product)."""
     keys = []
-    for sub in _keras_optimizers(kopt):
+    for sub in sub_optimizers(kopt):
         if _keras_slot(sub, "", "mu_product") is not None and "mu_product" not in keys:
             keys.append("mu_product")
         if getattr(sub, "_u_product", None) is not None and "u_product" not in keys:

@@ -86,6 +86,14 @@ def keras_schedule_function(schedule):
     return f
 
 
+def _is_improvement(value, reference, mode: str, min_delta: float) -> bool:
+    """Keras's test (ReduceLROnPlateau, EarlyStopping): better than ``reference`` by more than
+    ``min_delta`` in the direction of ``mode``; anything beats no reference."""
+    if reference is None:
+        return True
+    return value + min_delta < reference if mode == "min" else value - min_delta > reference
+
+
 class KerasScheduleLR(LRScheduler):
     """Sets every param group's lr to a Keras schedule's value at the optimizer step: construct
     it, then call ``step()`` once after every ``optimizer.step()`` (per batch, as Keras does)."""
@@ -133,19 +141,12 @@ class KerasReduceLROnPlateau:
         self.wait = 0
         self.cooldown_counter = 0
 
-    def _is_improvement(self, current, best):
-        if best is None:
-            return True
-        if self.mode == "min":
-            return current + self.min_delta < best
-        return current - self.min_delta > best
-
     def step(self, metric) -> None:
         current = float(metric)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._is_improvement(current, self.best):
+        if _is_improvement(current, self.best, self.mode, self.min_delta):
             self.best = current
             self.wait = 0
         elif not self.cooldown_counter > 0:
@@ -198,11 +199,6 @@ class EarlyStopping:
         self.stopped_epoch = 0
         self.epoch = -1
 
-    def _is_improvement(self, value, reference):
-        if reference is None:
-            return True
-        return value + self.min_delta < reference if self.mode == "min" else value - self.min_delta > reference
-
     def step(self, metric, model=None) -> bool:
         self.epoch += 1
         epoch, current = self.epoch, float(metric)
@@ -212,12 +208,12 @@ class EarlyStopping:
             self.best_weights = copy.deepcopy(model.state_dict())
             self.best_epoch = epoch
         self.wait += 1
-        if self._is_improvement(current, self.best):
+        if _is_improvement(current, self.best, self.mode, self.min_delta):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights and model is not None:
                 self.best_weights = copy.deepcopy(model.state_dict())
-            if self.baseline is None or self._is_improvement(current, self.baseline):
+            if self.baseline is None or _is_improvement(current, self.baseline, self.mode, self.min_delta):
                 self.wait = 0
             return False
         if self.wait >= self.patience and epoch > 0:
