@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..cli import handles_errors
-from ._common import model_options, stdout_console, write_json_report
+from ._common import model_options, print_report, write_json_report
 
 _NAMESPACES = {
     ("torch", "optimizer"): ("torch.optim",),
@@ -86,7 +86,7 @@ def _build_source_setup(model, framework, optimizer_spec, loss_spec, schedule_sp
 
 def _synthetic_batches(loaded, other, loss, loss_target, steps, batch_size, seed):
     """Seeded inputs from the source's signature (else the target's); targets of the kind the loss
-    expects."""
+    expects. Returns (batches, the translated loss), the loss translated once to tell its kind."""
     import numpy as np
 
     from ..errors import BadInputError
@@ -98,8 +98,7 @@ def _synthetic_batches(loaded, other, loss, loss_target, steps, batch_size, seed
     if not signature or len(signature) != 1:
         raise BadInputError("cannot make synthetic data for this model (one input with a known shape needed)",
                             hint="pass --data DATA.npz with x and y arrays, or --input-shape for a state_dict")
-    shape = tuple(batch_size if d is None else d for d in signature[0])
-    shape = (batch_size, *shape[1:])
+    shape = (batch_size, *(batch_size if d is None else d for d in signature[0][1:]))
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(steps)]
     model = loaded.model
@@ -112,22 +111,24 @@ def _synthetic_batches(loaded, other, loss, loss_target, steps, batch_size, seed
         out = to_numpy(flatten_outputs(model(xs[0], training=False))[0])
     from ..training.record import translation_of
 
-    probe = translate_loss(loss, target=loss_target) if loaded.framework == "torch" else translate_loss(loss)
-    row = translation_of(probe).row
-    ys = []
-    for _ in range(steps):
-        if row in ("cross_entropy", "nll") and loss_target == "indices":
-            classes = out.shape[1] if loaded.framework == "torch" else out.shape[-1]
-            label_shape = out.shape[:1] + out.shape[2:] if loaded.framework == "torch" else out.shape[:-1]
-            ys.append(rng.integers(0, classes, size=label_shape).astype(np.int64))
-        elif row in ("cross_entropy", "cross_entropy_probabilities", "kl_div"):
+    # target= matters only for a torch loss (CrossEntropyLoss); the same translation check_training_parity makes
+    target_loss = translate_loss(loss, target=loss_target)
+    row = translation_of(target_loss).row
+    torch_layout = loaded.framework == "torch"  # classes on dim 1, else on the last axis
+    if row in ("cross_entropy", "nll") and loss_target == "indices":
+        classes = out.shape[1] if torch_layout else out.shape[-1]
+        label_shape = out.shape[:1] + out.shape[2:] if torch_layout else out.shape[:-1]
+        ys = [rng.integers(0, classes, size=label_shape).astype(np.int64) for _ in range(steps)]
+    elif row in ("cross_entropy", "cross_entropy_probabilities", "kl_div"):
+        ys = []
+        for _ in range(steps):
             e = np.exp(rng.standard_normal(out.shape))
-            ys.append((e / e.sum(-1 if loaded.framework == "keras" else 1, keepdims=True)).astype(np.float32))
-        elif row in ("bce", "bce_with_logits"):
-            ys.append((rng.random(out.shape) > 0.5).astype(np.float32))
-        else:
-            ys.append(rng.standard_normal(out.shape).astype(np.float32))
-    return list(zip(xs, ys))
+            ys.append((e / e.sum(1 if torch_layout else -1, keepdims=True)).astype(np.float32))
+    elif row in ("bce", "bce_with_logits"):
+        ys = [(rng.random(out.shape) > 0.5).astype(np.float32) for _ in range(steps)]
+    else:
+        ys = [rng.standard_normal(out.shape).astype(np.float32) for _ in range(steps)]
+    return list(zip(xs, ys)), target_loss
 
 
 def _file_batches(path, batch_size):
@@ -185,27 +186,26 @@ def check_train(source, target, optimizer_spec, loss_spec, schedule_spec, data_p
     --atol after every step, 1 when they do not, 2 on bad input.
     """
     from ..errors import BadInputError
-    from ..load import INFERENCE_ONLY, load_model
+    from ..load import load_model
     from ..training.parity import check_training_parity
 
     loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust)
               for p in (source, target)]
     for lm in loaded:
-        if lm.format in INFERENCE_ONLY:
+        if not lm.convertible:
             raise BadInputError(f"{lm.path} is a {lm.format} artifact: it runs but cannot be trained",
                                 hint="check-train needs a .keras/.h5 model or a trainable torch module")
     src, dst = loaded
     if src.framework == dst.framework:
         raise BadInputError(f"both models are {src.framework} models: check-train compares PyTorch with Keras")
     optimizer, loss, schedule = _build_source_setup(src.model, src.framework, optimizer_spec, loss_spec, schedule_spec)
-    batches = _file_batches(data_path, batch_size) if data_path else \
+    # synthetic targets need the loss's translation: made once, and reused by the parity run
+    batches, target_loss = (_file_batches(data_path, batch_size), None) if data_path else \
         _synthetic_batches(src, dst, loss, loss_target, steps, batch_size, seed)
     report = check_training_parity(src.model, dst.model, optimizer, loss, batches, steps=steps, schedule=schedule,
-                                   steps_per_epoch=steps_per_epoch, stepping=stepping, loss_target=loss_target,
-                                   atol=atol)
-    console = stdout_console()
-    console.print(f"[bold]{source} vs {target}: {steps} training step(s)[/bold]")
-    report.render(console)
+                                   steps_per_epoch=steps_per_epoch, stepping=stepping, target_loss=target_loss,
+                                   loss_target=loss_target, atol=atol)
+    print_report(report, f"{source} vs {target}: {steps} training step(s)")
     write_json_report(report, json_path, source=source, target=target)
     if json_path:
         click.echo(f"report written to {json_path}")
