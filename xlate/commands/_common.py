@@ -168,6 +168,40 @@ class ParityFailed(Exception):
         self.what = what
 
 
+def gate_and_write(source, converted, output: Path, *, write, reload, converted_what: str, written_what: str,
+                   check: bool, atol: float, rtol: float, steps: Steps):
+    """Gate the converted model, write it atomically, and gate what was written before it is renamed into place.
+
+    ``write(model, output, verify=...)`` is ``save_keras``/``save_torch``; ``reload(tmp)`` loads the
+    written artifact as a user would. Returns (report of the written artifact or None with
+    ``check=False``, conversion path). Raises ``ParityFailed`` (nothing written) when a gate fails.
+    """
+    from ..parity import check_parity
+    from ..record import record_of
+
+    record = record_of(converted)
+    path_used = record.path if record else None
+    final = []
+    verify = None
+    if check:
+        gate_converted(source, converted, atol=atol, rtol=rtol, path=path_used, what=converted_what, steps=steps)
+
+        def verify(tmp: Path) -> None:
+            with steps.step(f"checking {written_what}"):
+                reloaded = reload(tmp)
+                spec = getattr(converted, "_xlate_io", None)
+                if spec is not None:  # the same inputs, in the same layout, as the converted model
+                    object.__setattr__(reloaded, "_xlate_io", spec)
+                report = check_parity(source, reloaded, atol=atol, rtol=rtol, path=path_used)
+            if not report.passed:
+                raise ParityFailed(report, written_what)
+            final.append(report)
+
+    with steps.step(f"writing {output}"):
+        write(converted, output, verify=verify)
+    return (final[0] if final else None), path_used
+
+
 def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps):
     """The parity gate on a freshly converted model; on failure, rerun per layer and raise ``ParityFailed``.
 

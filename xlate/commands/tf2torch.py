@@ -7,6 +7,7 @@ path; a failure exits 1 and leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -14,11 +15,10 @@ import click
 
 from ..cli import handles_errors
 from ._common import (
-    ParityFailed,
     Steps,
     conversion_options,
     convert_reporting,
-    gate_converted,
+    gate_and_write,
     human_size,
 )
 
@@ -33,37 +33,16 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     import xlate
 
     from ..load import load_torch_package
-    from ..parity import check_parity
-    from ..record import record_of
     from ..save import save_torch
 
     steps = steps or Steps()
     with steps.step("converting"):
         module = xlate.keras_to_torch(loaded.model, io_layout=io_layout, via=via, check=False)
-    record = record_of(module)
-    path_used = record.path if record else None
-    if check:
-        gate_converted(loaded.model, module, atol=atol, rtol=rtol, path=path_used, what="the converted PyTorch module",
-                       steps=steps)
-
-    final = []
-
-    def verify(tmp: Path) -> None:
-        if not check:
-            return
-        reloaded = load_torch_package(tmp)
-        spec = getattr(module, "_xlate_io", None)
-        if spec is not None:
-            object.__setattr__(reloaded, "_xlate_io", spec)
-        with steps.step("checking the written folder"):
-            report = check_parity(loaded.model, reloaded, atol=atol, rtol=rtol, path=path_used)
-        if not report.passed:
-            raise ParityFailed(report, "the written PyTorch folder")
-        final.append(report)
-
-    with steps.step(f"writing {output}"):
-        save_torch(module, output, force=force, verify=verify)
-    return module, (final[0] if final else None), path_used
+    report, path_used = gate_and_write(
+        loaded.model, module, output, write=functools.partial(save_torch, force=force), reload=load_torch_package,
+        converted_what="the converted PyTorch module", written_what="the written PyTorch folder", check=check,
+        atol=atol, rtol=rtol, steps=steps)
+    return module, report, path_used
 
 
 @click.command("tf2torch")

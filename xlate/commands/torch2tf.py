@@ -7,6 +7,7 @@ gate exits 1 with the report and leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -14,26 +15,13 @@ import click
 
 from ..cli import handles_errors
 from ._common import (
-    ParityFailed,
     Steps,
     conversion_options,
     convert_reporting,
-    gate_converted,
+    gate_and_write,
     human_size,
     model_options,
 )
-
-
-def reload_artifact(path: Path, like):
-    """Load a written Keras/TF artifact as it will run (SavedModel graph, TFLite interpreter) and give
-    it the converted model's I/O spec, so the check feeds it the same inputs in the same layout."""
-    from ..load import load_keras
-
-    reloaded = load_keras(path).model
-    spec = getattr(like, "_xlate_io", None)
-    if spec is not None:
-        object.__setattr__(reloaded, "_xlate_io", spec)
-    return reloaded
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
@@ -45,9 +33,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     """
     import xlate
 
-    from ..load import traceable_module
-    from ..parity import check_parity
-    from ..record import record_of
+    from ..load import load_keras, traceable_module
     from ..save import keras_output_kind, save_keras
 
     steps = steps or Steps()
@@ -55,27 +41,13 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     with steps.step("converting"):
         keras_model = xlate.torch_to_keras(traceable_module(loaded), loaded.example_inputs, io_layout=io_layout,
                                            via=via, check=False)
-    record = record_of(keras_model)
-    path_used = record.path if record else None
-    if check:
-        gate_converted(loaded.model, keras_model, atol=atol, rtol=rtol, path=path_used, what="the converted Keras model",
-                       steps=steps)
-
-    final = []
-
-    def verify(tmp: Path) -> None:
-        if not check:
-            return
-        with steps.step(f"checking the written {kind} file"):
-            report = check_parity(loaded.model, reload_artifact(tmp, keras_model), atol=atol, rtol=rtol,
-                                  path=path_used)
-        if not report.passed:
-            raise ParityFailed(report, f"the written {kind} file")
-        final.append(report)
-
-    with steps.step(f"writing {output}"):
-        save_keras(keras_model, output, force=force, verify=verify)
-    return keras_model, (final[0] if final else None), path_used
+    report, path_used = gate_and_write(
+        loaded.model, keras_model, output, write=functools.partial(save_keras, force=force),
+        # as it will run: the SavedModel graph, the TFLite interpreter
+        reload=lambda tmp: load_keras(tmp).model,
+        converted_what="the converted Keras model", written_what=f"the written {kind} file", check=check,
+        atol=atol, rtol=rtol, steps=steps)
+    return keras_model, report, path_used
 
 
 @click.command("torch2tf")
