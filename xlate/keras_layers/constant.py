@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 
 
 @keras.saving.register_keras_serializable(package="xlate")
@@ -42,6 +41,3 @@ class Constant(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "shape": list(self.value_shape), "dtype_name": self.dtype_name,
                 "dynamic_axis": self.dynamic_axis, "anchor_axis": self.anchor_axis}
-
-    def set_value(self, array: np.ndarray) -> None:
-        self.value.assign(np.asarray(array, dtype=self.dtype_name))

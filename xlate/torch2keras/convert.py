@@ -11,27 +11,17 @@ from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_fast_or_export
 from .port import port_weights
-from .trace import TensorMeta, trace
-
-
-def _example_tensors(example_inputs):
-    import torch
-
-    if isinstance(example_inputs, torch.Tensor):
-        return [example_inputs]
-    if isinstance(example_inputs, dict):
-        return list(example_inputs.values())
-    return list(example_inputs)
+from .trace import TensorMeta, _as_tuple, trace
 
 
 def _input_specs(graph, example_inputs) -> tuple[TensorSpec, ...]:
+    args, kwargs = _as_tuple(example_inputs)  # one of them is empty
     specs = []
-    for meta, name, example in zip(graph.input_metas, graph.inputs, _example_tensors(example_inputs)):
-        shape = tuple(d if isinstance(d, int) else None for d in meta.shape)
+    for meta, name, example in zip(graph.input_metas, graph.inputs, [*args, *kwargs.values()]):
         low, high = 0, None
         if not example.dtype.is_floating_point and example.numel():
             low, high = int(example.min()), int(example.max()) + 1
-        specs.append(TensorSpec(shape, meta.dtype, low, high, name))
+        specs.append(TensorSpec(meta.static_shape, meta.dtype, low, high, name))
     return tuple(specs)
 
 
@@ -51,16 +41,15 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
         batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
         emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
         model = emitter.run()
-        emitter.notes = [f"static batch size {batch}: {e}"]
+        emitter.notes.append(f"static batch size {batch}: {e}")
     weights = port_weights(emitter.assignments)
     record = ConversionRecord(
         direction="torch2keras", path="direct",
         io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
                   source="torch"),
         layers=_layer_records(emitter), weights=weights,
-        notes=[f"traced by {graph.traced_by}", *getattr(emitter, "notes", [])],
+        rows_used=emitter.rows_used, notes=[f"traced by {graph.traced_by}", *emitter.notes],
     )
-    record.rows_used.update(emitter.rows_used)
     attach(model, record)
     return model
 

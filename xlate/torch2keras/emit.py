@@ -9,6 +9,7 @@ port stage; the layout plan (``plan.py``) decides where a transpose is really ne
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..errors import BadInputError, UnsupportedOpError
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
-from .trace import Ref, SourceGraph, SourceNode, Sym, TensorMeta, refs_in
+from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
 
 
 class DynamicShapeError(Exception):
@@ -83,7 +84,8 @@ class Emitter:
         self.table = table()
         self.env: dict[str, object] = {}
         self.assignments: list[WeightAssignment] = []
-        self.rows_used: dict[str, int] = {}
+        self.rows_used: Counter = Counter()
+        self.notes: list[str] = []
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
         # torch module path -> one (value, keras tensor) per call of the module, in call order
@@ -143,7 +145,7 @@ class Emitter:
         key = ("const", id(c), tuple(perm) if perm else None)
         if key in self.layer_cache:
             return self.layer_cache[key]
-        dtype = _keras_dtype(str(array.dtype))
+        dtype = str(array.dtype)
         hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
         if c.trainable:
             layer = Parameter(array.shape, dtype, name=self.unique_name(hint))
@@ -152,7 +154,7 @@ class Emitter:
         out = layer(self.anchor)
         unchanged = perm is None or plan.is_identity(perm)
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
-        self.assignments.append(WeightAssignment(layer, {"value": array}, c.path or hint, pairs))
+        self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
         self.layer_cache[key] = out
         return out
 
@@ -162,20 +164,26 @@ class Emitter:
         ``source`` (an nn.Parameter expanded to the batch) stays trainable."""
         from ..keras_layers import Constant, Parameter
 
+        anchor = self.anchor_of(size)
+        if anchor is None:
+            raise DynamicShapeError(f"a constant of dynamic size {size} at {self.where()}")
+        anchor_input, anchor_axis = anchor
+        cls = Parameter if source is not None and source.trainable else Constant
+        layer = cls(array.shape, str(array.dtype), dynamic_axis=axis, anchor_axis=anchor_axis,
+                    name=self.layer_name(name_hint))
+        out = layer(anchor_input)
+        whole = source is not None and source.path and source.array.shape == array.shape
+        self.assign(layer, {"value": array}, pairs=[((source.path,), ("value",), "identity", {})] if whole else ())
+        return out
+
+    def anchor_of(self, size):
+        """(the Keras input, its axis) that carries the dynamic ``size`` (a Sym of some input's
+        shape) in the Keras graph, or None when no input's shape has it."""
         where = self.graph.symbols.get(getattr(size, "expr", None))
         if where is None:
-            raise DynamicShapeError(f"a constant of dynamic size {size} at {self.where()}")
+            return None
         index, input_axis = where
-        anchor_value = self.env[self.graph.inputs[index]]
-        anchor_axis = anchor_value.perm.index(input_axis)
-        cls = Parameter if source is not None and source.trainable else Constant
-        layer = cls(array.shape, _keras_dtype(str(array.dtype)), dynamic_axis=axis, anchor_axis=anchor_axis,
-                    name=self.layer_name(name_hint))
-        out = layer(self.inputs[index])
-        self.assign(layer, {"value": array})
-        if source is not None and source.path and source.array.shape == array.shape:
-            self.assignments[-1].pairs = [((source.path,), ("value",), "identity", {})]
-        return out
+        return self.inputs[index], self.env[self.graph.inputs[index]].perm.index(input_axis)
 
     def set(self, node: SourceNode, result) -> None:
         self.env[node.name] = result
@@ -197,10 +205,8 @@ class Emitter:
         meta = meta if meta is not None else self.node.meta
         rank = len(tensor.shape)
         perm = tuple(perm) if perm is not None else plan.identity(rank)
-        if isinstance(meta, TensorMeta):
-            want = _keras_dtype(meta.dtype)
-            if str(tensor.dtype) != want:
-                tensor = self.keras.ops.cast(tensor, want)
+        if isinstance(meta, TensorMeta) and str(tensor.dtype) != meta.dtype:
+            tensor = self.keras.ops.cast(tensor, meta.dtype)
         return Value(meta, perm, {perm: tensor})
 
     # --- layers ------------------------------------------------------------------------------
@@ -221,14 +227,20 @@ class Emitter:
         path = self.node.module_path or self.node.name
         return self.unique_name(f"{path}.{suffix}" if suffix else path)
 
-    def assign(self, layer, values: dict, source: str = "") -> None:
-        self.assignments.append(WeightAssignment(layer, values, source or self.node.module_path))
+    def assign(self, layer, values: dict, source: str = "", *, pairs=()) -> None:
+        """Queue a layer's weights for the port stage; ``pairs`` records the whole torch tensors
+        ported as they are (see WeightAssignment)."""
+        self.assignments.append(WeightAssignment(layer, values, source or self.node.module_path, list(pairs)))
 
     def used(self, row: Row) -> None:
-        self.rows_used[row.id] = self.rows_used.get(row.id, 0) + 1
+        self.rows_used[row.id] += 1
 
     def where(self) -> str:
         return self.node.module_path or "<root>"
+
+    def unsupported(self, what: str) -> UnsupportedOpError:
+        """The error to raise for something the current node does that cannot be converted."""
+        return UnsupportedOpError([(what, self.where())], direction="torch2keras")
 
     # --- the walk ----------------------------------------------------------------------------
 
@@ -315,11 +327,11 @@ class Emitter:
         refs = list(refs_in((node.call_args, node.call_kwargs)))
         if not refs:
             # creation ops (arange, full...) with static sizes
-            return not _has_sym(node.meta)
+            return not has_sym(node.meta)
         values = [self.env.get(r.name) for r in refs]
         if any(isinstance(v, Const) and v.trainable for v in values):
             return False
-        return all(isinstance(v, (Const, int, float, bool)) or v is None for v in values) and not _has_sym(node.meta)
+        return all(isinstance(v, (Const, int, float, bool)) or v is None for v in values) and not has_sym(node.meta)
 
     def _fold(self, node: SourceNode):
         import torch
@@ -351,8 +363,7 @@ class Emitter:
         if self.io_layout == "native" and self._feeds_channel_op(node.name) and meta.rank >= 3:
             perm = plan.channels_last(meta.rank)
         keras_shape = [shape[p] for p in perm]
-        dtype = _keras_dtype(meta.dtype)
-        x = keras.Input(batch_shape=tuple(keras_shape), dtype=dtype, name=self.unique_name(node.name))
+        x = keras.Input(batch_shape=tuple(keras_shape), dtype=meta.dtype, name=self.unique_name(node.name))
         self.inputs.append(x)
         self.input_perms.append(None if plan.is_identity(perm) else perm)
         self.env[node.name] = Value(meta, perm, {perm: x})
@@ -379,20 +390,6 @@ class Emitter:
             self.output_perms.append(None)
             return self.const_tensor(v, None, name_hint="output_const")
         raise UnsupportedOpError([(f"model output of type {type(v).__name__}", "<output>")], direction="torch2keras")
-
-
-def _keras_dtype(torch_dtype: str) -> str:
-    return {"bool": "bool", "long": "int64", "int": "int32"}.get(torch_dtype, torch_dtype)
-
-
-def _has_sym(meta) -> bool:
-    if isinstance(meta, Sym):
-        return True
-    if isinstance(meta, TensorMeta):
-        return any(isinstance(d, Sym) for d in meta.shape)
-    if isinstance(meta, (list, tuple)):
-        return any(_has_sym(m) for m in meta)
-    return False
 
 
 def _to_const(out):

@@ -25,6 +25,7 @@ batch size...) raises ``FastTraceUnsupported``; ``trace_fast_or_export`` then us
 
 from __future__ import annotations
 
+import functools
 import keyword
 import logging
 import operator
@@ -35,7 +36,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BadInputError
-from .trace import MODULE_LEVEL, Ref, SourceGraph, SourceNode, Sym, TensorMeta, _as_tuple, _public_name, trace
+from .trace import (
+    MODULE_LEVEL,
+    Ref,
+    SourceGraph,
+    SourceNode,
+    Sym,
+    TensorMeta,
+    _as_tuple,
+    _public_name,
+    aten_name,
+    has_sym,
+    trace,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,19 +201,13 @@ def _traceable_root(module, names, call):
     return root
 
 
-_LEAVES: set | None = None
-
-
+@functools.cache
 def _leaf_types() -> set:
     """Public names of the torch.nn classes kept whole by fx: those with a table row."""
-    global _LEAVES
-    if _LEAVES is None:
-        from ..table import table
+    from ..table import table
 
-        names = {name for name in table().by_torch if name.startswith("torch.nn.")}
-        names |= set(MODULE_LEVEL) | {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"}
-        _LEAVES = names
-    return _LEAVES
+    names = {name for name in table().by_torch if name.startswith("torch.nn.")}
+    return names | set(MODULE_LEVEL) | {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"}
 
 
 # Factories whose values fx would compute once while tracing and keep as a constant.
@@ -242,9 +249,6 @@ def _symbolic_trace(root, names, examples):
         raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from e
 
 
-_SHAPE_TRACER = None
-
-
 def _decided(compare, k1, c1, k2, c2) -> bool:
     """Whether k1*B + c1 <op> k2*B + c2 has one answer for all B >= 2 (one of k, c is 0 per side)."""
     k, c = k1 - k2, c2 - c1  # left - right = k * B - c: zero at B = c / k
@@ -263,6 +267,7 @@ def _decided(compare, k1, c1, k2, c2) -> bool:
 COMPARISONS = {operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge}
 
 
+@functools.cache
 def _shape_tracer_class():
     """A torch.fx Tracer whose proxies answer shape questions that do not depend on the batch.
 
@@ -272,9 +277,6 @@ def _shape_tracer_class():
     value (it does not depend on the batch); a size that differs stays a ``size`` node. A condition
     on such sizes is answered only when it holds for every batch of 2 or more (``to_bool``); any
     other condition on a traced value stops the trace."""
-    global _SHAPE_TRACER
-    if _SHAPE_TRACER is not None:
-        return _SHAPE_TRACER
     import torch
     import torch.fx
     from torch.fx._symbolic_trace import _maybe_revert_all_patches
@@ -420,7 +422,6 @@ def _shape_tracer_class():
                 return counts.pop()
             return self.create_proxy("call_method", "numel", (proxy,), {})
 
-    _SHAPE_TRACER = ShapeTracer
     return ShapeTracer
 
 
@@ -676,8 +677,8 @@ class _Run:
         op, bound = _tensor_to(call_args, call_kwargs) if name == "to" else (None, None)
         if op is None:
             op, bound = _resolve(name, call_args, call_kwargs)
-        if _target(op) not in _by_aten():
-            raise FastTraceUnsupported(f"{_target(op)} (no table row) at {self.where()}")
+        if aten_name(op) not in _by_aten():
+            raise FastTraceUnsupported(f"{aten_name(op)} (no table row) at {self.where()}")
         self._check_mutation(op, bound)
         try:
             out = func(*args, **kwargs)
@@ -727,7 +728,7 @@ class _Run:
     def _record(self, op, bound, out) -> None:
         torch = self.torch
         schema = op._schema
-        target = _target(op)
+        target = aten_name(op)
         if target not in _by_aten():
             raise FastTraceUnsupported(f"{target} (no table row) at {self.where()}")
         positional = [a for a in schema.arguments if not a.kwarg_only]
@@ -835,25 +836,20 @@ class _Run:
         return out
 
 
-_RECORDER = None
-
-
+@functools.cache
 def _recorder_class():
     """The TorchFunctionMode that hands every torch call to its run (defined on first use: torch)."""
-    global _RECORDER
-    if _RECORDER is None:
-        from torch.overrides import TorchFunctionMode
+    from torch.overrides import TorchFunctionMode
 
-        class Recorder(TorchFunctionMode):
-            def __init__(self, run):
-                super().__init__()
-                self.run = run
+    class Recorder(TorchFunctionMode):
+        def __init__(self, run):
+            super().__init__()
+            self.run = run
 
-            def __torch_function__(self, func, types_, args=(), kwargs=None):
-                return self.run.on_torch_function(self, func, types_, args, kwargs or {})
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            return self.run.on_torch_function(self, func, types_, args, kwargs or {})
 
-        _RECORDER = Recorder
-    return _RECORDER
+    return Recorder
 
 
 # --- overload resolution and argument binding -------------------------------------------------
@@ -1072,10 +1068,6 @@ def _same(a, b, strict: bool = False) -> bool:
             and not isinstance(b, bool) and a == b)
 
 
-def _target(op) -> str:
-    return f"aten.{op._schema.name.split('::')[-1]}.{op._overloadname}"
-
-
 def _by_aten():
     from ..table import table
 
@@ -1199,7 +1191,7 @@ def _merge(first: _Recording, second: _Recording, small: int, large: int) -> Sou
         where = f"{a.target} at {a.module_path or '<root>'}"
         args = m.args(a.args, b.args, first.arg_types.get(a.name, {}), where, a.target)
         meta = m.value(a.meta, b.meta, f"{where} result")
-        if a.op == "call" and _has_sym(args) and not _has_sym(meta):
+        if a.op == "call" and has_sym(args) and not has_sym(meta):
             # the emitter would fold it as a constant of one batch size
             raise FastTraceUnsupported(f"{where}: a batch-dependent argument with a static result")
         call_args = m.value(a.call_args, b.call_args, where)
@@ -1211,17 +1203,5 @@ def _merge(first: _Recording, second: _Recording, small: int, large: int) -> Sou
     symbols = {BATCH_SYMBOL: (first_batched, 0)}
     module_types = dict(first.module_types)
     return SourceGraph(list(first.params) + inputs + calls, [n.name for n in inputs], list(outputs),
-                       dict(first.param_values), symbols, module_types, [n.meta for n in inputs], set(),
-                       dynamic_batch=True, traced_by="torch.fx (fast path)")
-
-
-def _has_sym(value) -> bool:
-    if isinstance(value, Sym):
-        return True
-    if isinstance(value, TensorMeta):
-        return any(isinstance(d, Sym) for d in value.shape)
-    if isinstance(value, (list, tuple)):
-        return any(_has_sym(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_sym(v) for v in value.values())
-    return False
+                       dict(first.param_values), symbols, module_types, [n.meta for n in inputs],
+                       traced_by="torch.fx (fast path)")

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedOpError
 
-# torch.nn classes converted as a whole module rather than op by op (their row's hook).
-MODULE_LEVEL = {"torch.nn.MultiheadAttention": "mha", "torch.nn.modules.activation.MultiheadAttention": "mha"}
+# torch.nn classes converted as a whole module rather than op by op (by their row's hook).
+MODULE_LEVEL = frozenset({"torch.nn.MultiheadAttention", "torch.nn.modules.activation.MultiheadAttention"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,19 @@ class TensorMeta:
         return tuple(d if isinstance(d, int) else None for d in self.shape)
 
 
+def has_sym(value) -> bool:
+    """Whether a value (a Sym, a TensorMeta, or lists, tuples and dicts of them) has a dynamic size."""
+    if isinstance(value, Sym):
+        return True
+    if isinstance(value, TensorMeta):
+        return any(isinstance(d, Sym) for d in value.shape)
+    if isinstance(value, (list, tuple)):
+        return any(has_sym(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_sym(v) for v in value.values())
+    return False
+
+
 @dataclass
 class SourceNode:
     name: str
@@ -74,8 +87,6 @@ class SourceGraph:
     symbols: dict[str, tuple[int, int]]  # symbol name -> (input index, axis) where it first appears
     module_types: dict[str, str]
     input_metas: list[TensorMeta]
-    mutated_buffers: set = field(default_factory=set)
-    dynamic_batch: bool = True
     traced_by: str = "torch.export"
 
     def node(self, name: str) -> SourceNode:
@@ -121,11 +132,16 @@ def _size(d):
     return int(d)
 
 
+def aten_name(op) -> str:
+    """An ATen overload as the table names it: aten.conv2d.default."""
+    return f"aten.{op._schema.name.split('::')[-1]}.{op._overloadname}"
+
+
 def _target_name(target) -> str:
     import torch
 
     if isinstance(target, torch._ops.OpOverload):
-        return f"aten.{target._schema.name.split('::')[-1]}.{target._overloadname}"
+        return aten_name(target)
     if target is operator.getitem:
         return "getitem"
     if getattr(target, "__module__", None) in ("_operator", "operator"):
@@ -227,7 +243,7 @@ def export_module(module, example_inputs, *, dynamic: bool = True):
         for dyn in ((True, False) if dynamic else (False,)):
             for keep in ((preserve, ()) if preserve else ((),)):
                 try:
-                    return _export(module, args, kwargs, dynamic=dyn, preserve=keep), dyn
+                    return _export(module, args, kwargs, dynamic=dyn, preserve=keep)
                 except Exception as e:  # noqa: BLE001 - collected and reported below
                     errors.append(e)
     finally:
@@ -240,11 +256,10 @@ def export_module(module, example_inputs, *, dynamic: bool = True):
 
 def trace(module, example_inputs, *, dynamic: bool = True) -> SourceGraph:
     """Export ``module`` and turn the program into a SourceGraph (dynamic batch unless told not to)."""
-    ep, dynamic = export_module(module, example_inputs, dynamic=dynamic)
-    return graph_from_exported(ep, module, dynamic=dynamic)
+    return graph_from_exported(export_module(module, example_inputs, dynamic=dynamic), module)
 
 
-def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph:
+def graph_from_exported(ep, module=None) -> SourceGraph:
 
     sig = ep.graph_signature
     state = ep.state_dict
@@ -257,7 +272,6 @@ def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph
         params[node_name] = (path, value.detach().cpu().numpy(), False)
     for node_name, path in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
         params[node_name] = (path, constants[path].detach().cpu().numpy(), False)
-    mutated = set(getattr(sig, "buffers_to_mutate", {}).values())
 
     module_types: dict[str, str] = {}
     nodes: list[SourceNode] = []
@@ -299,8 +313,7 @@ def graph_from_exported(ep, module=None, *, dynamic: bool = True) -> SourceGraph
             for axis, d in enumerate(m.shape):
                 if isinstance(d, Sym):
                     symbols.setdefault(d.expr, (i, axis))
-    graph = SourceGraph(nodes, inputs, outputs, params, symbols, module_types, input_metas, mutated,
-                        dynamic_batch=dynamic)
+    graph = SourceGraph(nodes, inputs, outputs, params, symbols, module_types, input_metas)
     if module is not None:
         graph = _collapse_module_calls(graph, ep, module)
     return graph
@@ -355,7 +368,7 @@ def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:
         nodes = [n for n in nodes[:first] if n.name not in group] + [call, *aliases] + [
             n for n in nodes[first:] if n.name not in group]
     return SourceGraph(nodes, graph.inputs, graph.outputs, graph.params, graph.symbols, graph.module_types,
-                       graph.input_metas, graph.mutated_buffers, graph.dynamic_batch)
+                       graph.input_metas)
 
 
 def _module_call_arguments(signature):

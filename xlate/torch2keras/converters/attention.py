@@ -7,7 +7,6 @@ import inspect
 
 import numpy as np
 
-from ...errors import UnsupportedOpError
 from .. import plan
 from ..emit import Const, Value
 from ..registry import converter
@@ -36,14 +35,12 @@ def _keep_mask(ctx, v, what):
         elif np.all((a == 0) | np.isneginf(a)):
             keep = a == 0
         else:
-            raise UnsupportedOpError([(f"MultiheadAttention with a non-boolean additive {what}", ctx.where())],
-                                     direction="torch2keras")
+            raise ctx.unsupported(f"MultiheadAttention with a non-boolean additive {what}")
         return ctx.const_tensor(Const(keep), None, name_hint=f"{ctx.node.module_path}.{what}")
     t = ctx.keras_tensor(ctx.materialize(v), plan.identity(v.rank))
     if v.meta.dtype == "bool":
         return ops().logical_not(t)
-    raise UnsupportedOpError([(f"MultiheadAttention with a computed float {what}", ctx.where())],
-                             direction="torch2keras")
+    raise ctx.unsupported(f"MultiheadAttention with a computed float {what}")
 
 
 @converter("mha")
@@ -51,8 +48,7 @@ def mha(ctx, node, row):
     m = node.module
     call = _bound_call(node)
     if m.bias_k is not None or m.add_zero_attn:
-        raise UnsupportedOpError([("MultiheadAttention with add_bias_kv / add_zero_attn", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("MultiheadAttention with add_bias_kv / add_zero_attn")
     q, k, v = (ctx.value(call[n]) for n in ("query", "key", "value"))
     batch_perm = (0, 1, 2) if m.batch_first else (1, 0, 2)
     tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), batch_perm) for x in (q, k, v))
@@ -68,8 +64,7 @@ def mha(ctx, node, row):
         keep = ops().expand_dims(kpm, 1)
     if am is not None:  # (L, S) or (N*H, L, S)
         if len(am.shape) == 3:
-            raise UnsupportedOpError([("MultiheadAttention with a per-head 3-D attn_mask", ctx.where())],
-                                     direction="torch2keras")
+            raise ctx.unsupported("MultiheadAttention with a per-head 3-D attn_mask")
         am = ops().expand_dims(am, 0)
         keep = am if keep is None else ops().logical_and(keep, am)
     outputs = node.args["outputs"]
@@ -124,12 +119,10 @@ def sdpa(ctx, node, row):
     q, k, v = ctx.arg("query"), ctx.arg("key"), ctx.arg("value")
     mask = ctx.arg("attn_mask")
     if float(a.get("dropout_p", 0.0)) != 0.0:
-        raise UnsupportedOpError([("scaled_dot_product_attention with dropout_p > 0", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("scaled_dot_product_attention with dropout_p > 0")
     rank = q.rank
     if rank != 4:
-        raise UnsupportedOpError([(f"scaled_dot_product_attention on rank-{rank} tensors", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported(f"scaled_dot_product_attention on rank-{rank} tensors")
     # torch (B, H, L, D) is Keras (B, L, H, D): the layout (0, 2, 1, 3)
     layout = (0, 2, 1, 3)
     tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), layout) for x in (q, k, v))

@@ -7,7 +7,6 @@ ZeroPadding + 'valid' (semantics.md: 'same' with stride > 1 is shifted by one pi
 
 from __future__ import annotations
 
-from ...errors import UnsupportedOpError
 from ...layout import same_padding
 from .. import plan
 from ..emit import Const
@@ -66,7 +65,7 @@ def conv(ctx, node, row):
         return conv_transpose(ctx, node, ctx.table.row("conv_transpose2d"))
     x, w, b, stride, padding, dilation, groups = _conv_args(ctx, node)
     if not isinstance(w, Const):
-        raise UnsupportedOpError([("convolution with a computed weight", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("convolution with a computed weight")
     n = w.array.ndim - 2
     kernel = w.array.shape[2:]
     stride, dilation = ntuple(stride, n), ntuple(dilation, n)
@@ -118,8 +117,7 @@ def conv_transpose(ctx, node, row):
     a = node.args
     x, w, b = ctx.arg("input"), ctx.arg("weight"), ctx.arg("bias")
     if not isinstance(w, Const):
-        raise UnsupportedOpError([("transposed convolution with a computed weight", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("transposed convolution with a computed weight")
     n = w.array.ndim - 2
     row = ctx.table.row(f"conv_transpose{n}d")
     kernel = w.array.shape[2:]

@@ -38,11 +38,10 @@ def _dynamic_arange(ctx, node):
     start, end, step = (ctx.arg(k) for k in ("start", "end", "step"))
     start, step = start or 0, step or 1
     size = node.meta.shape[0]
-    where = ctx.graph.symbols.get(getattr(size, "expr", None))
-    if where is None or not isinstance(start, int) or step != 1 or end != size:
+    anchor = ctx.anchor_of(size)
+    if anchor is None or not isinstance(start, int) or step != 1 or end != size:
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
-    index, input_axis = where
-    anchor = ctx.env[ctx.graph.inputs[index]]
-    layer = Range(start=start, step=step, dtype_name=node.meta.dtype, anchor_axis=anchor.perm.index(input_axis),
+    anchor_input, anchor_axis = anchor
+    layer = Range(start=start, step=step, dtype_name=node.meta.dtype, anchor_axis=anchor_axis,
                   name=ctx.layer_name("arange"))
-    return ctx.new_value(layer(ctx.inputs[index]), (0,))
+    return ctx.new_value(layer(anchor_input), (0,))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...errors import UnsupportedOpError
 from ...transforms import get_transform
 from .. import plan
 from ..emit import Const, Value
@@ -32,8 +31,7 @@ def port(ctx, row, layer, tensors: dict, *, transforms: dict | None = None, para
         if all(isinstance(v, Const) and v.path for v in values):
             rec_name, rec_params = (recorded or {}).get(wm.torch[0], (name, kparams))
             pairs.append((tuple(v.path for v in values), wm.keras, rec_name, rec_params))
-    ctx.assign(layer, out)
-    ctx.assignments[-1].pairs = pairs
+    ctx.assign(layer, out, pairs=pairs)
 
 
 def _shared_layer(ctx, key, make):
@@ -69,7 +67,7 @@ def dense(ctx, node, row):
         port(ctx, row, layer, {"weight": w, "bias": b if isinstance(b, Const) else None},
              transforms=transforms, params=params)
         if b is not None and not isinstance(b, Const):
-            raise UnsupportedOpError([("Linear with a computed bias", ctx.where())], direction="torch2keras")
+            raise ctx.unsupported("Linear with a computed bias")
     return ctx.new_value(out, perm)
 
 
@@ -139,7 +137,7 @@ def einsum(ctx, node, row):
 def embedding(ctx, node, row):
     w, idx = ctx.arg("weight"), ctx.arg("indices")
     if not isinstance(w, Const):
-        raise UnsupportedOpError([("embedding with a computed table", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("embedding with a computed table")
     idx = ctx.materialize(idx)
     layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UnsupportedOpError
 from .. import plan
 from ..emit import Const, Value
 from ..registry import converter
@@ -28,11 +27,9 @@ def batch_norm(ctx, node, row):
     momentum, eps = node.args.get("momentum", 0.1), float(node.args.get("eps", 1e-5))
     legit = node.target.startswith("aten._native_batch_norm_legit")
     if mean is None or var is None or training:
-        raise UnsupportedOpError([("BatchNorm without running statistics (track_running_stats=False)",
-                                   ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("BatchNorm without running statistics (track_running_stats=False)")
     if momentum is None:
-        raise UnsupportedOpError([("BatchNorm with momentum=None (cumulative average)", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("BatchNorm with momentum=None (cumulative average)")
     x = ctx.materialize(x)
     perm = plan.channels_last(x.rank)
     key = ("bn", _path(w), _path(b), _path(mean))
@@ -46,11 +43,20 @@ def batch_norm(ctx, node, row):
     return (value, None, None) if legit else value
 
 
-def _normalized_axes(x: Value, k: int):
-    """Keras axes of the last k torch dims, and whether they are the last k Keras axes in order."""
+def _normalized_axes(ctx, x: Value, k: int, *, channels_last: bool = False):
+    """(value, Keras axes of its last k torch dims, whether its weights need channels_last_param).
+
+    Where those dims are not the last k Keras axes in order, the value is moved to torch layout,
+    except (``channels_last``) a channels-last value normalized over all but the batch dim: it
+    stays as it is and its per-position weights are permuted instead."""
     dims = list(range(x.rank - k, x.rank))
     axes = [x.perm.index(d) for d in dims]
-    return axes, axes == list(range(x.rank - k, x.rank))
+    if axes == dims:
+        return x, axes, False
+    if channels_last and k == x.rank - 1 and x.perm == plan.channels_last(x.rank):
+        return x, axes, True
+    identity = plan.identity(x.rank)
+    return Value(x.meta, identity, {identity: ctx.keras_tensor(x, identity)}), dims, False
 
 
 @converter("layer_norm")
@@ -61,14 +67,8 @@ def layer_norm(ctx, node, row):
     eps = float(node.args.get("eps", 1e-5))
     native = node.target == "aten.native_layer_norm.default"
     x = ctx.materialize(x)
-    axes, in_order = _normalized_axes(x, k)
-    transforms = {}
-    if not in_order:
-        if k == x.rank - 1 and x.perm == plan.channels_last(x.rank):
-            transforms = {"weight": "channels_last_param", "bias": "channels_last_param"}
-        else:
-            x = Value(x.meta, plan.identity(x.rank), {plan.identity(x.rank): ctx.keras_tensor(x, plan.identity(x.rank))})
-            axes = list(range(x.rank - k, x.rank))
+    x, axes, permuted = _normalized_axes(ctx, x, k, channels_last=True)
+    transforms = {"weight": "channels_last_param", "bias": "channels_last_param"} if permuted else {}
     axis = axes[0] if len(axes) == 1 else sorted(axes)
     key = ("ln", _path(w), _path(b), tuple(transforms))
     layer, new = _shared_layer(ctx, key, lambda: layers().LayerNormalization(
@@ -99,8 +99,7 @@ def group_norm(ctx, node, row):
 @converter("instance_norm")
 def instance_norm(ctx, node, row):
     if not node.args.get("use_input_stats", True):
-        raise UnsupportedOpError([("InstanceNorm with track_running_stats=True in eval mode", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("InstanceNorm with track_running_stats=True in eval mode")
     return _group_normalization(ctx, row, -1)
 
 
@@ -112,13 +111,10 @@ def rms_norm(ctx, node, row):
     eps = node.args.get("eps")
     eps = float(np.finfo(np.float32).eps) if eps is None else float(eps)
     x = ctx.materialize(x)
-    axes, in_order = _normalized_axes(x, k)
-    if not in_order:
-        x = Value(x.meta, plan.identity(x.rank), {plan.identity(x.rank): ctx.keras_tensor(x, plan.identity(x.rank))})
-        axes = list(range(x.rank - k, x.rank))
+    x, axes, _ = _normalized_axes(ctx, x, k)
     layer = layers().RMSNormalization(axis=axes[0] if k == 1 else axes, epsilon=eps, name=ctx.layer_name())
     out = layer(x.tensor)
     if w is None:
-        raise UnsupportedOpError([("RMSNorm without a weight", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("RMSNorm without a weight")
     port(ctx, row, layer, {"weight": w})
     return ctx.new_value(out, x.perm)

@@ -3,7 +3,6 @@ arithmetic (torch.export records sizes as SymInts; their values are on the node)
 
 from __future__ import annotations
 
-from ...errors import UnsupportedOpError
 from ..emit import Const
 from ..registry import internal
 
@@ -37,5 +36,4 @@ def item(ctx, node):
     v = ctx.arg("input")
     if isinstance(v, Const):
         return v.array.item()
-    raise UnsupportedOpError([("Tensor.item() on a computed tensor (data-dependent)", ctx.where())],
-                             direction="torch2keras")
+    raise ctx.unsupported("Tensor.item() on a computed tensor (data-dependent)")

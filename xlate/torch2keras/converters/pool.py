@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from ...errors import UnsupportedOpError
 from ...layout import same_padding
 from .. import plan
 from ..registry import converter
@@ -19,10 +18,6 @@ ADAPTIVE = {("avg", 1): "AdaptiveAveragePooling1D", ("avg", 2): "AdaptiveAverage
             ("avg", 3): "AdaptiveAveragePooling3D", ("max", 1): "AdaptiveMaxPooling1D",
             ("max", 2): "AdaptiveMaxPooling2D", ("max", 3): "AdaptiveMaxPooling3D"}
 UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}
-
-
-def _unsupported(ctx, what):
-    return UnsupportedOpError([(what, ctx.where())], direction="torch2keras")
 
 
 def _ceil_extra(n, k, s, p):
@@ -43,12 +38,12 @@ def pool(ctx, node, row):
     stride = ntuple(a.get("stride") or kernel, n)
     padding = ntuple(a.get("padding", 0), n)
     if any(d != 1 for d in ntuple(a.get("dilation", 1), n)):
-        raise _unsupported(ctx, "max pooling with dilation > 1")
+        raise ctx.unsupported("max pooling with dilation > 1")
     if a.get("divisor_override") is not None:
-        raise _unsupported(ctx, "avg pooling with divisor_override")
+        raise ctx.unsupported("avg pooling with divisor_override")
     spatial = [x.meta.shape[2 + i] for i in range(n)]
     if not all(isinstance(s, int) for s in spatial):
-        raise _unsupported(ctx, "pooling over dynamic spatial sizes")
+        raise ctx.unsupported("pooling over dynamic spatial sizes")
     extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
              for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
@@ -66,14 +61,14 @@ def pool(ctx, node, row):
     else:
         include_pad = a.get("count_include_pad", True)
         if any(e for e in extra):
-            raise _unsupported(ctx, "average pooling with ceil_mode windows past the input")
+            raise ctx.unsupported("average pooling with ceil_mode windows past the input")
         if include_pad:
             t = pad_explicitly(ctx, t, pads, n)
             mode = "valid"
         elif same:
             mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
         else:
-            raise _unsupported(ctx, "average pooling with count_include_pad=False and symmetric padding")
+            raise ctx.unsupported("average pooling with count_include_pad=False and symmetric padding")
     cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
     out = cls(pool_size=kernel, strides=stride, padding=mode, name=ctx.layer_name())(t)
     value = ctx.new_value(out, cl, meta=node.meta[0] if isinstance(node.meta, tuple) else node.meta)
@@ -109,19 +104,19 @@ def upsample(ctx, node, row):
     n = x.rank - 2
     bilinear = "bilinear" in node.target
     if bilinear and node.args.get("align_corners"):
-        raise _unsupported(ctx, "bilinear upsampling with align_corners=True")
+        raise ctx.unsupported("bilinear upsampling with align_corners=True")
     out_shape = node.meta.shape
     factors = []
     for i in range(n):
         a, b = x.meta.shape[2 + i], out_shape[2 + i]
         if not (isinstance(a, int) and isinstance(b, int) and b % a == 0):
-            raise _unsupported(ctx, "upsampling by a non-integer factor")
+            raise ctx.unsupported("upsampling by a non-integer factor")
         factors.append(b // a)
     cl = plan.channels_last(x.rank)
     cls = getattr(layers(), UPSAMPLE[n])
     kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
     if bilinear and n != 2:
-        raise _unsupported(ctx, f"{n}-D linear upsampling")
+        raise ctx.unsupported(f"{n}-D linear upsampling")
     layer = cls(size=tuple(factors) if n > 1 else factors[0], name=ctx.layer_name(), **kwargs)
     return ctx.new_value(layer(ctx.keras_tensor(x, cl)), cl)
 
@@ -137,7 +132,7 @@ def pad(ctx, node, row):
         mode = "replicate"
     value = node.args.get("value") or 0.0
     if any(p < 0 for p in flat):
-        raise _unsupported(ctx, "negative padding (cropping) through pad")
+        raise ctx.unsupported("negative padding (cropping) through pad")
     # torch lists (begin, end) pairs starting from the last dim
     per_dim = {x.rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
     perm = x.perm
@@ -155,7 +150,7 @@ def pad(ctx, node, row):
     elif mode == "circular":
         out = _circular_pad(t, width)
     else:
-        raise _unsupported(ctx, f"padding mode {mode!r}")
+        raise ctx.unsupported(f"padding mode {mode!r}")
     return ctx.new_value(out, perm)
 
 

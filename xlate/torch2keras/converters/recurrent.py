@@ -6,7 +6,6 @@ per torch layer, with the gate order handled by the rows' named transforms.
 
 from __future__ import annotations
 
-from ...errors import UnsupportedOpError
 from ..emit import Const, Value
 from ..registry import converter
 from ._common import layers, ops
@@ -41,11 +40,11 @@ def recurrent(ctx, node, row):
     params = ctx.value(a["params"])
     x = ctx.materialize(ctx.arg("input"))
     if any(not isinstance(p, Const) for p in params):
-        raise UnsupportedOpError([(f"{kind} with computed weights", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported(f"{kind} with computed weights")
     dirs = 2 if bidirectional else 1
     per = 4 if has_bias else 2
     if kind == "lstm" and params[0].array.shape[0] != 4 * params[1].array.shape[1]:
-        raise UnsupportedOpError([("LSTM with proj_size > 0", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("LSTM with proj_size > 0")
     hidden = params[1].array.shape[1]
     hx = a["hx"] if kind == "lstm" else [a["hx"]]
     zero_state = all(_is_zero_state(ctx, h) for h in hx)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from ...errors import UnsupportedOpError
 from .. import plan
 from ..registry import converter
 from ._common import ops
@@ -57,7 +56,7 @@ def variance(ctx, node, row):
         correction = 1 if node.args.get("unbiased", True) else 0
     n = math.prod(x.meta.shape[d] for d in dims)
     if not isinstance(n, int):
-        raise UnsupportedOpError([("variance over a dynamic dim", ctx.where())], direction="torch2keras")
+        raise ctx.unsupported("variance over a dynamic dim")
     axis = axes if len(axes) > 1 else axes[0]
     var = ops().var(x.tensor, axis=axis, keepdims=keepdim)
     if correction:
@@ -164,7 +163,7 @@ def distance(ctx, node, row):
         t = [ctx.keras_tensor(v, plan.identity(v.rank)) for v in operands]
         out = cosine(*t) if rank == len(t[0].shape) == len(t[1].shape) else None
         if out is None:
-            raise UnsupportedOpError([("cosine_similarity of different ranks", ctx.where())], direction="torch2keras")
+            raise ctx.unsupported("cosine_similarity of different ranks")
         return ctx.new_value(out)
     p, eps, keepdim = float(node.args.get("p", 2.0)), float(node.args.get("eps", 1e-6)), bool(
         node.args.get("keepdim", False))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UnsupportedOpError
 from .. import plan
 from ..emit import Const, DynamicShapeError, Value
 from ..registry import converter
@@ -88,7 +87,7 @@ def permute(ctx, node, row):
         dims = [d for d in range(rank) if d != src]
         dims.insert(dst, src)
     else:
-        raise UnsupportedOpError([(node.target, ctx.where())], direction="torch2keras")
+        raise ctx.unsupported(node.target)
     # a permute only relabels the layout: no Keras op
     return Value(node.meta, plan.after_permute(x.perm, dims), {plan.after_permute(x.perm, dims): x.tensor})
 
@@ -149,7 +148,7 @@ def repeat(ctx, node, row):
     if name == "repeat_interleave":
         dim = node.args.get("dim")
         if dim is None:
-            raise UnsupportedOpError([("repeat_interleave without dim", ctx.where())], direction="torch2keras")
+            raise ctx.unsupported("repeat_interleave without dim")
         return ctx.new_value(ops().repeat(x.tensor, int(node.args["repeats"]), axis=x.perm.index(dim % x.rank)),
                              x.perm)
     reps = list(node.args.get("repeats", node.args.get("dims")))
@@ -275,12 +274,10 @@ def index(ctx, node, row):
     for _, idx in positions:
         if (isinstance(idx, Const) and idx.array.dtype == bool) or (
                 isinstance(idx, Value) and idx.meta.dtype == "bool"):
-            raise UnsupportedOpError([("boolean mask indexing (data-dependent shape)", ctx.where())],
-                                     direction="torch2keras")
+            raise ctx.unsupported("boolean mask indexing (data-dependent shape)")
     dims = [d for d, _ in positions]
     if dims != list(range(dims[0], dims[0] + len(dims))):
-        raise UnsupportedOpError([("advanced indexing with index tensors on non-adjacent dims", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("advanced indexing with index tensors on non-adjacent dims")
     t = ctx.keras_tensor(x, plan.identity(x.rank))
     first, last = dims[0], dims[-1]
     if len(dims) == 1:
@@ -325,8 +322,7 @@ def roll(ctx, node, row):
     shifts, dims = node.args["shifts"], node.args.get("dims", [])
     shifts = [shifts] if isinstance(shifts, int) else list(shifts)
     if not dims:
-        raise UnsupportedOpError([("roll without dims (over the flattened tensor)", ctx.where())],
-                                 direction="torch2keras")
+        raise ctx.unsupported("roll without dims (over the flattened tensor)")
     t = x.tensor
     for s, d in zip(shifts, _dims(dims, x.rank)):
         t = ops().roll(t, s, axis=x.perm.index(d))
