@@ -14,7 +14,7 @@ import sys
 import click
 
 from ._version import __version__
-from .errors import XlateError
+from .errors import XlateError, one_line
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:
@@ -48,8 +48,7 @@ def handles_errors(fn):
         except Exception as e:  # the CLI contract: one line, never a traceback (--debug shows it)
             if debug:
                 raise
-            message = " ".join(str(e).split()) or type(e).__name__
-            _fail(f"{type(e).__name__}: {message[:400]}", "rerun with --debug for the traceback", 2)
+            _fail(f"{type(e).__name__}: {one_line(e, 400) or type(e).__name__}", "rerun with --debug for the traceback", 2)
 
     return wrapper
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed), cut at ``limit`` characters with "..."."""
+    text = " ".join(str(error).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 class XlateError(Exception):
     """Base class for every error xlate raises on purpose."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, one_line
 
 TORCH_EXTENSIONS = (".pt2", ".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".ts", ".torchscript")
 KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5", ".tflite")
@@ -311,7 +311,7 @@ def import_model_class(spec: str):
         raise
     except Exception as e:  # noqa: BLE001 - whatever the user's module raises on import
         raise BadInputError(
-            f"--model-class {spec}: cannot import {module_name!r} ({type(e).__name__}: {_one_line(e)})",
+            f"--model-class {spec}: cannot import {module_name!r} ({type(e).__name__}: {one_line(e)})",
             hint=f"run xlate from the folder that holds {module_name.replace('.', '/')}.py, or add it to PYTHONPATH",
         ) from None
     cls = getattr(module, class_name, None)
@@ -319,11 +319,6 @@ def import_model_class(spec: str):
         raise BadInputError(f"--model-class {spec}: module {module_name!r} has no {class_name!r}",
                             hint="check the spelling of the class name (it is case-sensitive)")
     return cls
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(e).split())
-    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 # --- torch -------------------------------------------------------------------------------------
@@ -381,13 +376,13 @@ def _read_state_dict(path: Path, fmt: str, trust: bool):
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise BadInputError(f"{path} is a damaged safetensors file ({_one_line(e)})",
+            raise BadInputError(f"{path} is a damaged safetensors file ({one_line(e)})",
                                 hint="write it again with safetensors.torch.save_file") from None
     try:
         return _quiet_torch_load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" not in str(e) and "Unsupported" not in str(e):
-            raise BadInputError(f"{path} is a damaged PyTorch file ({_one_line(e, 160)})",
+            raise BadInputError(f"{path} is a damaged PyTorch file ({one_line(e, 160)})",
                                 hint="write it again with torch.save") from None
         if not trust:
             what = _unsupported_global(str(e))
@@ -398,7 +393,7 @@ def _read_state_dict(path: Path, fmt: str, trust: bool):
                      "model.state_dict() and pass --model-class, or save a torch.export program (.pt2)",
             ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, struct.error) as e:
-        raise BadInputError(f"{path} is a damaged or truncated PyTorch file ({_one_line(e, 160)})",
+        raise BadInputError(f"{path} is a damaged or truncated PyTorch file ({one_line(e, 160)})",
                             hint="the file was probably cut short; save or copy it again") from None
     # trusted full pickle: it may import the model's module, so the current folder is on the path
     try:
@@ -406,7 +401,7 @@ def _read_state_dict(path: Path, fmt: str, trust: bool):
             return _quiet_torch_load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - the pickle runs arbitrary code; report, don't crash
         raise BadInputError(
-            f"cannot unpickle {path} ({type(e).__name__}: {_one_line(e)})",
+            f"cannot unpickle {path} ({type(e).__name__}: {one_line(e)})",
             hint="the classes it was pickled with must be importable: run xlate from the project folder that "
                  "defines them",
         ) from None
@@ -457,7 +452,7 @@ def _build_from_state_dict(state, path: Path, model_class: str | None):
         module = cls()
     except Exception as e:  # noqa: BLE001 - the user's constructor
         raise BadInputError(f"--model-class {model_class}: {cls.__name__}() failed ({type(e).__name__}: "
-                            f"{_one_line(e)})",
+                            f"{one_line(e)})",
                             hint="the class must be constructible without arguments; wrap it in one that is") from None
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"--model-class {model_class} is not a torch.nn.Module", hint="name the nn.Module subclass")
@@ -519,7 +514,7 @@ def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_d
         try:
             ep = torch.export.load(str(path))
         except Exception as e:  # noqa: BLE001 - torch raises many types for damaged archives
-            raise BadInputError(f"{path} is a damaged torch.export archive ({type(e).__name__}: {_one_line(e, 200)})",
+            raise BadInputError(f"{path} is a damaged torch.export archive ({type(e).__name__}: {one_line(e, 200)})",
                                 hint="save it again with torch.export.save(program, 'model.pt2')") from None
         module = exported_program_module(ep)
         example = example or _exported_example_inputs(ep)
@@ -527,7 +522,7 @@ def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_d
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001
-            raise BadInputError(f"{path} is a damaged TorchScript archive ({type(e).__name__}: {_one_line(e, 200)})",
+            raise BadInputError(f"{path} is a damaged TorchScript archive ({type(e).__name__}: {one_line(e, 200)})",
                                 hint="save it again with torch.jit.save") from None
         module.eval()
     elif fmt == "torch.package":
@@ -561,7 +556,7 @@ def load_torch_package(folder) -> object:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - whatever the file's code raises
-        raise BadInputError(f"cannot import {code} ({type(e).__name__}: {_one_line(e)})",
+        raise BadInputError(f"cannot import {code} ({type(e).__name__}: {one_line(e)})",
                             hint="write the folder again with `xlate tf2torch MODEL -o FOLDER --force`") from None
     classes = [v for v in vars(module).values()
                if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == name]
@@ -572,7 +567,7 @@ def load_torch_package(folder) -> object:
     try:
         net = cls()
     except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"{code}: {cls.__name__}() failed ({type(e).__name__}: {_one_line(e)})",
+        raise BadInputError(f"{code}: {cls.__name__}() failed ({type(e).__name__}: {one_line(e)})",
                             hint="write the folder again with `xlate tf2torch MODEL -o FOLDER --force`") from None
     weights = [folder / "model.safetensors", folder / "model.pth"]
     found = [w for w in weights if w.exists()]
@@ -584,7 +579,7 @@ def load_torch_package(folder) -> object:
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise BadInputError(f"the weights in {found[0]} do not fit {code} ({_one_line(e, 200)})",
+        raise BadInputError(f"the weights in {found[0]} do not fit {code} ({one_line(e, 200)})",
                             hint="the folder's files come from different runs; write it again with `xlate tf2torch`") \
             from None
     return net.eval()
@@ -605,8 +600,7 @@ def traceable_module(loaded):
 
         program = TS2EPConverter(loaded.model, tuple(loaded.example_inputs)).convert()
     except Exception as e:  # noqa: BLE001 - the converter is torch's, and its errors vary
-        text = " ".join(str(e).split())[:300]
-        raise UnsupportedOpError([("TorchScript", f"{type(e).__name__}: {text}")], direction="torch2keras",
+        raise UnsupportedOpError([("TorchScript", f"{type(e).__name__}: {one_line(e)}")], direction="torch2keras",
                                  hint="torch could not turn the TorchScript archive into an ExportedProgram; save "
                                       "the original module with torch.export.save (.pt2) instead") from None
     return exported_program_module(program)
@@ -669,7 +663,7 @@ def _load_keras_file(keras, path: Path, trust: bool):
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
-        text = _one_line(e, 240)
+        text = one_line(e, 240)
         if "safe_mode" in text or "lambda" in text.lower():
             raise BadInputError(f"{path} contains Python code (a Lambda layer); Keras' safe mode refuses to load it",
                                 hint="rerun with --trust only if you trust where the file came from") from None
@@ -689,7 +683,7 @@ def _savedmodel_as_keras(keras, path: Path):
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"cannot load the SavedModel {path} ({type(e).__name__}: {_one_line(e, 200)})",
+        raise BadInputError(f"cannot load the SavedModel {path} ({type(e).__name__}: {one_line(e, 200)})",
                             hint="the folder is damaged or incomplete; export it again") from None
     endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
     sig = loaded.signatures.get("serving_default")
@@ -751,7 +745,7 @@ def _tflite_interpreter(path: Path):
             interpreter = Interpreter(model_path=str(path))
         interpreter.allocate_tensors()
     except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"{path} is a damaged TFLite model ({type(e).__name__}: {_one_line(e, 200)})",
+        raise BadInputError(f"{path} is a damaged TFLite model ({type(e).__name__}: {one_line(e, 200)})",
                             hint="convert it again; a copy may have cut it short") from None
     return interpreter
 
@@ -806,7 +800,7 @@ def load_inputs(path) -> list[np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return [data[k] for k in data.files]
     except Exception as e:  # noqa: BLE001
-        raise BadInputError(f"--inputs {path} is not a readable .npz/.npy file ({_one_line(e, 160)})",
+        raise BadInputError(f"--inputs {path} is not a readable .npz/.npy file ({one_line(e, 160)})",
                             hint="write it with numpy.savez('inputs.npz', x) (one array per model input, in order)") \
             from None
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError, UnsupportedOpError, XlateError
+from .errors import BadInputError, UnsupportedOpError, XlateError, one_line
 from .frameworks import IOSpec, TensorSpec, to_numpy
 from .layout import channels_first, channels_last, inverse
 from .record import ConversionRecord, attach
@@ -182,7 +182,7 @@ def export_torch_onnx(module, example_inputs: tuple, path: Path) -> tuple[bool, 
                                                external_data=False))
             dynamic_batch = False
     except Exception as e:
-        raise OnnxToolError(f"torch.onnx.export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}",
+        raise OnnxToolError(f"torch.onnx.export failed: {type(e).__name__}: {one_line(e)}",
                             hint="the model must be exportable with torch.export (no data-dependent Python "
                                  "control flow)") from e
     finally:
@@ -205,7 +205,7 @@ def run_onnx2tf(onnx_file: Path, out_dir: Path, *, onnx2tf: str | None = None) -
             _quietly(lambda: o2t.convert(input_onnx_file_path=str(onnx_file), output_folder_path=str(out_dir),
                                          output_signaturedefs=True, non_verbose=True))
         except Exception as e:
-            raise OnnxToolError(f"onnx2tf failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+            raise OnnxToolError(f"onnx2tf failed: {type(e).__name__}: {one_line(e)}") from e
         finally:
             os.chdir(cwd)
         how = f"onnx2tf {_version_of('onnx2tf')} in-process"
@@ -458,7 +458,7 @@ def export_keras_onnx(model, path: Path, specs):
     try:
         _quietly(lambda: model.export(str(path), format="onnx", verbose=False, input_signature=signature))
     except Exception as e:
-        raise OnnxToolError(f"Keras ONNX export failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+        raise OnnxToolError(f"Keras ONNX export failed: {type(e).__name__}: {one_line(e)}") from e
     import onnx
 
     return onnx.load(str(path))

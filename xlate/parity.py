@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, one_line
 from .frameworks import IOSpec, TensorSpec, flatten_outputs, framework_of, to_numpy
 
 DEFAULT_BATCH = 2
@@ -494,7 +494,7 @@ def _keras_in_dtype(model, dtype: str):
         for new, old in zip(clone.weights, model.weights):
             new.assign(keras.ops.cast(old.value, new.dtype))
     except Exception as e:  # noqa: BLE001 - any reason: Keras stays the float32 reference, said below
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        reason = one_line(e, 160) or type(e).__name__
         return model, "float32", f"the Keras side ran in float32 (cannot re-instantiate it in {dtype}: {reason})"
     return clone, dtype, ""
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import BadInputError
+from .errors import BadInputError, one_line
 
 KERAS_OUTPUTS = {".keras": "keras", ".tflite": "tflite", "": "savedmodel"}
 
@@ -137,8 +137,7 @@ def _export_savedmodel(model, folder: Path, purpose: str, hint: str) -> None:
     try:
         model.export(str(folder), format="tf_saved_model", verbose=False)
     except Exception as e:  # noqa: BLE001 - TensorFlow raises many kinds here
-        reason = " ".join(str(e).split())[:300]
-        raise BadInputError(f"TensorFlow could not export the model {purpose} ({type(e).__name__}: {reason})",
+        raise BadInputError(f"TensorFlow could not export the model {purpose} ({type(e).__name__}: {one_line(e)})",
                             hint=hint) from None
 
 

@@ -132,7 +132,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     side, for tensors of rank 3 and more). ``per_layer``: also find the first layer
     whose output departs (for files, the layer mapping comes from converting the source again).
     """
-    from .errors import BadInputError
+    from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
     from .load import load_inputs
     from .parity import check_parity, io_spec_of, make_inputs
@@ -178,8 +178,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     except Exception as e:
         if inputs is None:
             raise
-        text = " ".join(str(e).split())[:300]
-        raise BadInputError(f"the models could not run on the given inputs ({type(e).__name__}: {text})",
+        raise BadInputError(f"the models could not run on the given inputs ({type(e).__name__}: {one_line(e)})",
                             hint="the arrays must match the model's inputs in count, shape and dtype") from None
 
 
