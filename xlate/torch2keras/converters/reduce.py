@@ -85,7 +85,11 @@ def norm(ctx, node, row):
 
 
 def _p_norm(t, order, axis, keepdim):
-    """The ``order``-norm of ``t`` along ``axis`` (2, 1, inf: their closed forms)."""
+    """The ``order``-norm of ``t`` along ``axis`` (2, 1, 0, +-inf: their closed forms, as torch defines them)."""
+    if order == 0:  # the number of non-zero entries
+        return ops().sum(ops().cast(ops().not_equal(t, 0), t.dtype), axis=axis, keepdims=keepdim)
+    if order == float("-inf"):
+        return ops().min(ops().abs(t), axis=axis, keepdims=keepdim)
     if order == 2:
         return ops().sqrt(ops().sum(ops().square(t), axis=axis, keepdims=keepdim))
     if order == 1:
