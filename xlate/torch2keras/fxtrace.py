@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, one_line
 from .trace import (
     MODULE_LEVEL,
     Ref,
@@ -246,7 +246,7 @@ def _symbolic_trace(root, names, examples):
     except FastTraceUnsupported:
         raise
     except Exception as e:  # any fx failure means: use torch.export
-        raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from e
+        raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {one_line(e, 200)}") from e
 
 
 def _decided(compare, k1, c1, k2, c2) -> bool:
