@@ -10,7 +10,6 @@ current statement passes its name on, so a chain of layers reads ``x = self.a(x)
 
 from __future__ import annotations
 
-import inspect
 import keyword
 import re
 from collections import Counter
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import UnsupportedOpError
+from ..frameworks import accepted_kwargs
 from ..record import LayerRecord
 from ..table import Row, table
 from ..transforms import get_transform
@@ -519,7 +519,7 @@ class Emitter:
                 raise NotConvertible(f"weights {missing} missing for row {row.id}")
             name = (override or {}).get(w.transform, w.transform)
             transform = get_transform(name)
-            kwargs = _accepted(transform.inverse, (params or {}).get(name, {}))
+            kwargs = accepted_kwargs(transform.inverse, (params or {}).get(name, {}))
             torch_arrays = transform.to_torch(*found, **kwargs)
             for tname, array in zip(w.torch, torch_arrays):
                 tname = tname + suffix
@@ -595,11 +595,6 @@ def _lookup(arrays: dict, name: str):
         return arrays[name]
     hits = [k for k in arrays if k.endswith("/" + name)]
     return arrays[hits[0]] if len(hits) == 1 else None
-
-
-def _accepted(fn, params: dict) -> dict:
-    names = inspect.signature(fn).parameters
-    return {k: v for k, v in params.items() if k in names}
 
 
 # --- the generated file --------------------------------------------------------------------------
