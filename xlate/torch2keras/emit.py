@@ -33,6 +33,10 @@ class Const:
     array: np.ndarray
     path: str = ""  # torch parameter/buffer path when it is one
     trainable: bool = False
+    # its Constant/Parameter layer's output per layout, made once. Kept on the object, not in a
+    # cache keyed by id(): a freed temporary's id is soon reused, and a hit on it would silently
+    # return another constant's layer.
+    tensors: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self):
@@ -88,6 +92,7 @@ class Emitter:
         self.notes: list[str] = []
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
+        self._pinned: list = []  # objects whose id() is part of a layer_cache key (weight_key)
         # torch module path -> one (value, keras tensor) per call of the module, in call order
         self.module_outputs: dict[str, list] = {}
         self._previous_stack: tuple = ()
@@ -141,10 +146,10 @@ class Emitter:
     def const_tensor(self, c: Const, perm=None, *, name_hint: str = ""):
         from ..keras_layers import Constant, Parameter
 
+        key = tuple(perm) if perm else None
+        if key in c.tensors:
+            return c.tensors[key]
         array = plan.permute_array(c.array, perm)
-        key = ("const", id(c), tuple(perm) if perm else None)
-        if key in self.layer_cache:
-            return self.layer_cache[key]
         dtype = str(array.dtype)
         hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
         if c.trainable:
@@ -155,8 +160,19 @@ class Emitter:
         unchanged = perm is None or plan.is_identity(perm)
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
         self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
-        self.layer_cache[key] = out
+        c.tensors[key] = out
         return out
+
+    def weight_key(self, v):
+        """The key naming one weight when layers are shared (a module called twice shares its
+        Keras layer): its torch path, else the object's identity, the object kept alive here so
+        that no later object can get its id; None for no weight."""
+        if v is None:
+            return None
+        if getattr(v, "path", None):
+            return v.path
+        self._pinned.append(v)
+        return ("object", id(v))
 
     def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
         """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):

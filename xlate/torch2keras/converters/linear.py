@@ -59,7 +59,7 @@ def dense(ctx, node, row):
         x = ctx.materialize(x)
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
         tensor = ctx.keras_tensor(x, perm)
-    key = ("dense", w.path or id(w), getattr(b, "path", None), "flat" if transforms else "")
+    key = ("dense", ctx.weight_key(w), ctx.weight_key(b), "flat" if transforms else "")
     layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
         w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
     out = layer(tensor)
@@ -113,7 +113,7 @@ def matmul(ctx, node, row):
         linear_row = ctx.table.row("linear")
         x = ctx.materialize(a)
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
-        key = ("dense-in-out", b.path or id(b), getattr(bias, "path", None))
+        key = ("dense-in-out", ctx.weight_key(b), ctx.weight_key(bias))
         layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
             b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()))
         out = layer(ctx.keras_tensor(x, perm))
@@ -139,7 +139,7 @@ def embedding(ctx, node, row):
     if not isinstance(w, Const):
         raise ctx.unsupported("embedding with a computed table")
     idx = ctx.materialize(idx)
-    layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
+    layer, new = _shared_layer(ctx, ("embedding", ctx.weight_key(w)), lambda: layers().Embedding(
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
     out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     if new:
