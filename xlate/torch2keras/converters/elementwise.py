@@ -27,6 +27,7 @@ def elementwise_result(ctx, fn, operands):
     out.feature_order = feature_order
     if feature_order is not None:
         src = next(v for v in operands if isinstance(v, Value) and v.feature_order is not None)
+        out.flat_chw = src.flat_chw  # the next Linear permutes its columns from it
         out.unflattened = lambda: _unflattened(ctx, fn, operands, src)
     return out
 
