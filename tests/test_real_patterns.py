@@ -35,3 +35,25 @@ class FlattenThenHead(torch.nn.Module):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_linear_after_flatten_and_elementwise_ops(pool, batch):
     _convert(FlattenThenHead(pool), torch.randn(batch, 3, 12, 12))
+
+
+class PackedBias(torch.nn.Module):
+    """timm BEiT / EVA: the qkv bias is cat(q_bias, zeros, v_bias), two parameters around a
+    buffer, used as F.linear's bias. Both parameters must stay trainable."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(8, 24, bias=False)
+        self.q_bias = torch.nn.Parameter(torch.randn(8))
+        self.v_bias = torch.nn.Parameter(torch.randn(8))
+        self.register_buffer("k_bias", torch.zeros(8), persistent=False)
+
+    def forward(self, x):
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        return torch.nn.functional.linear(x, self.qkv.weight, bias)
+
+
+def test_linear_with_a_bias_computed_from_parameters():
+    keras_model = _convert(PackedBias(), torch.randn(2, 5, 8))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == 8 * 24 + 8 + 8

@@ -8,6 +8,7 @@ port stage; the layout plan (``plan.py``) decides where a transpose is really ne
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -316,9 +317,27 @@ class Emitter:
             self.set(node, self._fold(node))
             return
         row = self.table.by_aten[node.target]
-        result = get_converter(row.hook)(self, node, row)
+        with self._parameters_as_values(node):
+            result = get_converter(row.hook)(self, node, row)
         self.used(row)
         self.set(node, result)
+
+    @contextlib.contextmanager
+    def _parameters_as_values(self, node: SourceNode):
+        """An op on parameters and constants only (BEiT's ``cat((q_bias, zeros, v_bias))``) is not
+        folded, so that the parameters stay trainable; converters expect a graph value among the
+        operands, so for this op the constants become Parameter/Constant layer outputs."""
+        names = [r.name for r in refs_in((node.args,))]
+        values = {n: self.env.get(n) for n in names}
+        if not names or any(not isinstance(v, Const) for v in values.values()):
+            yield
+            return
+        try:
+            for n, v in values.items():
+                self.env[n] = self.materialize(v)
+            yield
+        finally:
+            self.env.update(values)
 
     def _unsupported_ops(self) -> list[tuple[str, str]]:
         missing = []

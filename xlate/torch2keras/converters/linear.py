@@ -59,15 +59,16 @@ def dense(ctx, node, row):
         x = ctx.materialize(x)
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
         tensor = ctx.keras_tensor(x, perm)
-    key = ("dense", ctx.weight_key(w), ctx.weight_key(b), "flat" if transforms else "")
+    # a computed bias (BEiT's cat((q_bias, zeros, v_bias))) is added in the graph after the layer
+    const_bias = b if isinstance(b, Const) else None
+    key = ("dense", ctx.weight_key(w), ctx.weight_key(const_bias), "flat" if transforms else "")
     layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
-        w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
+        w.array.shape[0], use_bias=const_bias is not None, name=ctx.layer_name()))
     out = layer(tensor)
     if new:
-        port(ctx, row, layer, {"weight": w, "bias": b if isinstance(b, Const) else None},
-             transforms=transforms, params=params)
-        if b is not None and not isinstance(b, Const):
-            raise ctx.unsupported("Linear with a computed bias")
+        port(ctx, row, layer, {"weight": w, "bias": const_bias}, transforms=transforms, params=params)
+    if b is not None and const_bias is None:
+        out = ops().add(out, _operand(ctx, b))
     return ctx.new_value(out, perm)
 
 
