@@ -12,5 +12,6 @@ from . import (  # noqa: F401
     pool,
     recurrent,
     reduce,
+    resize,
     shape,
 )
