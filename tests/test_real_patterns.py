@@ -57,3 +57,42 @@ def test_linear_with_a_bias_computed_from_parameters():
     keras_model = _convert(PackedBias(), torch.randn(2, 5, 8))
     trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
     assert trainable == 8 * 24 + 8 + 8
+
+
+def test_hf_decoder_with_its_kv_cache_on():
+    """A Hugging Face decoder as built (config.use_cache=True) returns a DynamicCache next to
+    its logits: traced with the cache off, gated on the logits."""
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=64, vocab_size=50)
+    assert config.use_cache
+    module = transformers.LlamaForCausalLM(config)
+    keras_model = _convert(module, torch.randint(0, 50, (2, 7)))
+    assert module.config.use_cache  # restored
+    assert "use_cache=False" in " ".join(xlate.record.record_of(keras_model).notes)
+
+
+class NoGradRegion(torch.nn.Module):
+    """HF rotary embeddings run under @torch.no_grad(); torch.export wraps such a region in a
+    wrap_with_set_grad_enabled higher-order op whose body is a get_attr submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("freq", torch.linspace(0.1, 1.0, 4), persistent=False)
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            angle = x.sum(-1, keepdim=True) * self.freq
+        with torch.autocast("cpu", enabled=False):
+            angle = angle.cos()
+        return self.proj(x) * angle
+
+
+def test_regions_under_no_grad_and_autocast_off_through_torch_export():
+    from xlate.torch2keras.trace import trace
+
+    graph = trace(NoGradRegion().eval(), (torch.randn(2, 3, 4),), dynamic=False)
+    assert {n.target for n in graph.nodes} >= {"aten.cos.default", "aten.sum.dim_IntList"}
+    _convert(NoGradRegion(), torch.randn(2, 3, 4))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, Value
+from ..emit import Value
 from ..registry import converter
 from ._common import layers
 from .linear import _shared_layer, port
-
 
 
 @converter("batch_norm")
