@@ -96,3 +96,16 @@ def test_regions_under_no_grad_and_autocast_off_through_torch_export():
     graph = trace(NoGradRegion().eval(), (torch.randn(2, 3, 4),), dynamic=False)
     assert {n.target for n in graph.nodes} >= {"aten.cos.default", "aten.sum.dim_IntList"}
     _convert(NoGradRegion(), torch.randn(2, 3, 4))
+
+
+class ConstantPositions(torch.nn.Module):
+    """timm DINOv3 / EVA rope: position grids from meshgrid over aranges, an op no table row
+    converts, but one that only builds a constant."""
+
+    def forward(self, x):
+        h, w = torch.meshgrid(torch.arange(3.0), torch.arange(4.0), indexing="ij")
+        return x + torch.stack([h, w]).flatten(1).sum(0)
+
+
+def test_ops_without_a_row_that_only_build_constants():
+    _convert(ConstantPositions(), torch.randn(2, 12))

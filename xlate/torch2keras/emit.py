@@ -340,9 +340,11 @@ class Emitter:
             self.env.update(values)
 
     def _unsupported_ops(self) -> list[tuple[str, str]]:
+        """Live ops no row converts; an op on constants only needs none (torch computes it now)."""
         missing = []
+        constant = self._constant_nodes()
         for node in self.graph.nodes:
-            if node.name not in self.live:
+            if node.name not in self.live or node.name in constant:
                 continue
             if node.op == "call" and node.target not in INTERNAL and node.target not in self.table.by_aten:
                 missing.append((node.target, node.module_path or "<root>"))
@@ -351,6 +353,25 @@ class Emitter:
         return missing
 
     # --- constant folding --------------------------------------------------------------------
+
+    def _constant_nodes(self) -> set:
+        """Nodes whose value is known before any input arrives: buffers, and ops on them only with
+        static sizes (the ones ``_foldable`` computes with torch). Decided ahead of emission from
+        the graph alone, so that an op without a row that only builds a constant (timm's meshgrid
+        of position indices) is not reported as unsupported."""
+        constant = set()
+        for node in self.graph.nodes:
+            if node.op == "param":
+                if not self.graph.params[node.name][2]:
+                    constant.add(node.name)
+            elif node.op == "call" and node.target == "getitem":
+                if all(r.name in constant for r in refs_in(node.args)):
+                    constant.add(node.name)
+            elif node.op == "call" and node.fn is not None and not node.target.startswith(self._NEVER_FOLD):
+                refs = [r.name for r in refs_in((node.call_args, node.call_kwargs))]
+                if all(r in constant for r in refs) and not has_sym(node.meta):
+                    constant.add(node.name)
+        return constant
 
     _NEVER_FOLD = ("aten.dropout", "aten.native_dropout", "aten.rand", "aten.bernoulli", "aten.feature_dropout")
 

@@ -129,9 +129,21 @@ def matmul(ctx, node, row):
 
 @converter("einsum")
 def einsum(ctx, node, row):
-    equation = node.args["equation"]
+    equation = _plain_subscripts(node.args["equation"])
     operands = [_operand(ctx, v) for v in ctx.arg("tensors")]
     return ctx.new_value(ops().einsum(equation, *operands))
+
+
+def _plain_subscripts(equation: str) -> str:
+    """torch allows spaces and capitals ("B G H I D, B G H J D -> B G H I J", torchvision maxvit);
+    Keras' shape inference takes lower-case letters only: rename them in order of appearance."""
+    import string
+
+    letters = list(dict.fromkeys(c for c in equation if c.isalpha()))
+    if len(letters) > 26:
+        return equation.replace(" ", "")
+    rename = dict(zip(letters, string.ascii_lowercase))
+    return "".join(rename.get(c, c) for c in equation if not c.isspace())
 
 
 @converter("embedding")
