@@ -86,6 +86,8 @@ class Sample:
     call: str = ""  # how the torch test model calls the module, e.g. "m(x0, x0, x0)"; default m(*inputs)
     tol: float | None = None
     train: bool = False
+    model: str = ""  # training rows: the test model when not the default MLP (e.g. "mlp-nobias")
+    keras_cls: str = ""  # construct this Keras class instead of the row's own (an alias, e.g. xlate.TorchX)
     id: str = ""
 
 

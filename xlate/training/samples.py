@@ -30,6 +30,10 @@ def class_and_defaults(name: str):
 def _resolve(path: str):
     import importlib
 
+    if path.startswith("xlate."):
+        from .emulations import resolve
+
+        return resolve(path)
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
@@ -50,21 +54,21 @@ def _torch_kwargs(kwargs: dict) -> dict:
 
 
 def torch_optimizer(row: Row, sample: Sample, params):
-    return _resolve(row.torch)(params, **_torch_kwargs(sample.torch))
+    return _resolve(sample.torch_cls or row.torch)(params, **_torch_kwargs(sample.torch))
 
 
 def keras_optimizer(row: Row, sample: Sample):
-    return _resolve(row.keras)(**sample.keras)
+    return _resolve(sample.keras_cls or row.keras)(**sample.keras)
 
 
 def torch_loss(row: Row, sample: Sample):
-    path, _ = class_and_defaults(row.torch)  # "(target=probabilities)" describes the data, not an argument
+    path, _ = class_and_defaults(sample.torch_cls or row.torch)  # "(target=probabilities)" describes the data
     return _resolve(path)(**_torch_kwargs(sample.torch))
 
 
 def keras_loss(row: Row, sample: Sample):
-    path, defaults = class_and_defaults(row.keras)
-    return _resolve(path)(**{**defaults, **sample.keras})
+    path, defaults = class_and_defaults(sample.keras_cls or row.keras)
+    return _resolve(path)(**{**({} if sample.keras_cls else defaults), **sample.keras})
 
 
 def torch_scheduler(row: Row, sample: Sample, optimizer):
@@ -108,9 +112,11 @@ def _make(kind, shape, rng, sample):
     raise ValueError(f"unknown sample data kind {kind!r}")
 
 
-def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh"):
+def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh",
+               bias: bool = True):
     """A torch MLP and the same Keras Dense model with the torch weights copied through the
-    table's weight transforms (``xlate.training.state.copy_weights``)."""
+    table's weight transforms (``xlate.training.state.copy_weights``). ``bias=False``: 2-D weights
+    only (torch's Muon)."""
     import keras
     import torch
 
@@ -118,9 +124,17 @@ def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int 
 
     torch.manual_seed(seed)
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
-    tm = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), act(), torch.nn.Linear(hidden, out_features))
+    tm = torch.nn.Sequential(torch.nn.Linear(in_features, hidden, bias=bias), act(),
+                             torch.nn.Linear(hidden, out_features, bias=bias))
     keras.utils.set_random_seed(seed)
-    km = keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(hidden, activation=activation),
-                           keras.layers.Dense(out_features)])
+    km = keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(hidden, activation=activation, use_bias=bias),
+                           keras.layers.Dense(out_features, use_bias=bias)])
     copy_weights(tm, km)
     return tm, km
+
+
+def sample_mlp(sample: Sample, in_features: int, out_features: int, seed: int = 0):
+    """The paired MLP a training sample runs on: ``model = "mlp-nobias"`` drops the biases."""
+    if sample.model not in ("", "mlp-nobias"):
+        raise ValueError(f"unknown sample model {sample.model!r}")
+    return paired_mlp(in_features, out_features, seed=seed, bias=sample.model != "mlp-nobias")
