@@ -12,7 +12,7 @@ _KERAS_OPTIMIZERS = ("keras_optimizers", "keras_optimizers_extra", "keras_factor
 _TORCH_OPTIMIZERS = ("torch_optimizers", "torch_optimizers_extra", "torch_factored_optimizers")
 _KERAS_LOSSES = ("keras_losses", "keras_losses_extra")
 _TORCH_LOSSES = ("torch_losses", "torch_losses_extra")
-_OTHERS = ("keras_schedules", "composed_schedules", "torch_schedules")
+_OTHERS = ("keras_schedules", "composed_schedules", "transformers_schedules", "torch_schedules")
 
 
 def _module(name: str):
@@ -51,7 +51,7 @@ def torch_loss_for(keras_class: str):
 def resolve(name: str):
     """The class an ``xlate.ClassName`` table name stands for."""
     short = name.removeprefix("xlate.")
-    for module in (*_KERAS_OPTIMIZERS, *_TORCH_OPTIMIZERS, *_KERAS_LOSSES, *_TORCH_LOSSES, *_OTHERS):
+    for module in (*_KERAS_OPTIMIZERS, *_TORCH_OPTIMIZERS, *_OTHERS, *_KERAS_LOSSES, *_TORCH_LOSSES):
         cls = getattr(_module(module), short, None)
         if isinstance(cls, type):
             return cls

@@ -72,14 +72,37 @@ def keras_loss(row: Row, sample: Sample):
 
 
 def torch_scheduler(row: Row, sample: Sample, optimizer):
-    return _resolve(row.torch)(optimizer, **_torch_kwargs(sample.torch))
+    """A schedule sample: kwargs; ``schedulers = [[class, kwargs], ...]`` for composed schedulers;
+    ``transformers = "get_..._schedule_with_warmup"`` for Hugging Face's schedule functions."""
+    kwargs = _torch_kwargs(sample.torch)
+    if "transformers" in kwargs:
+        import transformers
+
+        return getattr(transformers, kwargs.pop("transformers"))(optimizer, **kwargs)
+    if "schedulers" in kwargs:
+        kwargs["schedulers"] = [_resolve(f"torch.optim.lr_scheduler.{name}")(optimizer, **_torch_kwargs(kw))
+                                for name, kw in kwargs["schedulers"]]
+    cls = _resolve(class_and_defaults(sample.torch_cls or row.torch)[0])
+    if cls.__name__ == "ChainedScheduler":
+        return cls(kwargs.pop("schedulers"), optimizer=optimizer, **kwargs)
+    return cls(optimizer, **kwargs)
 
 
 def keras_schedule(row: Row, sample: Sample):
     kwargs = dict(sample.keras)
     if "schedule" in kwargs and isinstance(kwargs["schedule"], str):
         kwargs["schedule"] = eval(kwargs["schedule"], {})
-    return _resolve(row.keras)(**kwargs)
+    if "schedules" in kwargs:
+        kwargs["schedules"] = [_resolve(name)(**kw) for name, kw in kwargs["schedules"]]
+    return _resolve(sample.keras_cls or row.keras)(**kwargs)
+
+
+def sample_stepping(row: Row, sample: Sample) -> tuple[str, bool]:
+    """(how the torch scheduler of a schedule sample is stepped, whether the run's length is given):
+    the sample's ``call`` ("batch", "epoch", "+horizon"), else the row's usual stepping."""
+    stepping, _, horizon = (sample.call or "").partition("+")
+    return stepping or ("batch" if row.id in ("one_cycle_lr", "cyclic_lr", "transformers_warmup") else "epoch"), \
+        horizon == "horizon"
 
 
 def loss_data(sample: Sample, seed: int = 0):
