@@ -62,8 +62,17 @@ def keras_optimizer(row: Row, sample: Sample):
 
 
 def torch_loss(row: Row, sample: Sample):
+    """The sample's torch loss, called as loss(prediction, target): a loss over several inputs is
+    wrapped in xlate's PackedInputs (inputs stacked on axis 1 of the prediction)."""
+    from .loss_hooks_extra import PACKED
+
     path, _ = class_and_defaults(sample.torch_cls or row.torch)  # "(target=probabilities)" describes the data
-    return _resolve(path)(**_torch_kwargs(sample.torch))
+    loss = _resolve(path)(**_torch_kwargs(sample.torch))
+    if path in PACKED:
+        from .torch_losses_extra import PackedInputs
+
+        loss = PackedInputs(loss)
+    return loss
 
 
 def keras_loss(row: Row, sample: Sample):
@@ -132,6 +141,21 @@ def _make(kind, shape, rng, sample):
         return (rng.random(shape) > 0.5).astype(np.float32)
     if kind == "indices":
         return rng.integers(0, sample.int_high, size=shape).astype(np.int64)
+    if kind == "pm1":
+        return np.where(rng.random(shape) > 0.5, 1.0, -1.0).astype(np.float32)
+    if kind == "counts":
+        return rng.poisson(2.0, size=shape).astype(np.float32)
+    if kind == "positive":
+        return (np.exp(x) * 0.5 + 0.05).astype(np.float32)
+    if kind == "zeros":
+        return np.zeros(shape, np.float32)
+    if kind == "mean_var":  # (N, 2, ...): an input and a positive variance stacked on axis 1
+        x[:, 1] = np.exp(x[:, 1]) * 0.5 + 0.05
+        return x
+    if kind == "ctc_labels":  # (N, S) labels in 1..C-1 padded at the end with 0 (the blank)
+        labels = rng.integers(1, sample.int_high, size=shape)
+        lengths = rng.integers(1, shape[1] + 1, size=shape[0])
+        return np.where(np.arange(shape[1])[None, :] < lengths[:, None], labels, 0).astype(np.int64)
     raise ValueError(f"unknown sample data kind {kind!r}")
 
 
