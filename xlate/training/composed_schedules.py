@@ -17,6 +17,7 @@ schedulers compute the same values recursively (equal to float rounding).
   chainable form applies every child's factor to the same lr).
 - ``TorchSampledLR``: a table of per-step values (a LambdaLR over a plain function, sampled by
   running the function); the last value holds past the table.
+- ``TorchPerUpdateLR``: any schedule counted in optimizer updates under gradient accumulation.
 """
 
 from __future__ import annotations
@@ -215,5 +216,24 @@ class TorchSampledLR(_Torch):
         return {"values": self.values, "steps_per_epoch": self.steps_per_epoch, "name": self.name}
 
 
+@_register
+class TorchPerUpdateLR(_Torch):
+    """A schedule of optimizer updates under Keras's gradient accumulation: Keras evaluates the
+    learning rate at the micro-batch count, a torch loop steps its scheduler once per update, so
+    this evaluates ``schedule(step // accumulation_steps)``."""
+
+    def __init__(self, schedule, accumulation_steps, name="torch_per_update_lr"):
+        self.schedule = _deserialize([schedule])[0]
+        self.accumulation_steps, self.name = int(accumulation_steps), name
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(ops.cast(step, "int64"), self.accumulation_steps))
+
+    def get_config(self):
+        return {"schedule": _serialize([self.schedule])[0], "accumulation_steps": self.accumulation_steps,
+                "name": self.name}
+
+
 BY_NAME = {cls.__name__: cls for cls in (TorchLinearLR, TorchPolynomialLR, TorchCosineAnnealingWarmRestarts,
-                                         TorchCyclicLR, TorchSequentialLR, TorchChainedScheduler, TorchSampledLR)}
+                                         TorchCyclicLR, TorchSequentialLR, TorchChainedScheduler, TorchSampledLR,
+                                         TorchPerUpdateLR)}

@@ -109,10 +109,11 @@ def _torch_decay_kwargs(row: Row, sub, cls, facts: dict, native: bool) -> dict:
 
 
 def _torch_loop_settings(sub, facts: dict, loop_out: dict | None) -> None:
-    """An xlate.TorchX's torch-loop settings, handed to the caller's loop (or refused)."""
+    """An xlate.TorchX's torch-loop settings (and its lr schedule: a torch scheduler's job), handed
+    to the caller's loop (or refused: a torch optimizer cannot hold them)."""
     settings = {"clip_grad_norm": facts.get("torch_clip_grad_norm"), "clip_grad_value": facts.get("clipvalue"),
                 "ema_decay": facts.get("ema_momentum") if facts.get("use_ema") else None,
-                "grad_accum_steps": facts.get("gradient_accumulation_steps")}
+                "grad_accum_steps": facts.get("gradient_accumulation_steps"), "schedule": facts.get("schedule")}
     other = [k for k in ("clipnorm", "global_clipnorm", "ema_overwrite_frequency") if facts.get(k)]
     if facts.get("use_ema") and facts.get("gradient_accumulation_steps") and not facts.get("torch_ema"):
         other.append("use_ema with gradient_accumulation_steps (Keras's per-micro-batch EMA)")
