@@ -39,6 +39,7 @@ def ema_decay_of(ema) -> float:
     if getattr(ema, "use_buffers", False) and any(True for _ in ema.module.buffers()):
         raise BadInputError("AveragedModel(use_buffers=True) averages the buffers too; Keras's EMA covers the "
                             "trainable variables only", hint="use use_buffers=False (the default)")
+    fn = getattr(fn, "__wrapped__", fn)  # torch.no_grad() wraps the closure
     cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ())))
     return float(cells["decay"])
 

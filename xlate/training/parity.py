@@ -66,7 +66,8 @@ class TrainingParityReport(PrintableReport):
     clipped_steps: list[int] = field(default_factory=list)
     loop: list[str] = field(default_factory=list)
 
-    text_width = 120
+    text_width = 130
+    cli_width = 130
 
     def _rich(self):
         from rich.console import Group
