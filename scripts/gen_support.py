@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT))
 from xlate.table import FAMILIES, known_unsupported, table
 
 TITLES = {"layer": "Layers", "activation": "Activations", "op": "Tensor ops", "optimizer": "Optimizers",
-          "loss": "Losses", "schedule": "Learning-rate schedules", "callback": "Callbacks"}
+          "loss": "Losses", "schedule": "Learning-rate schedules", "callback": "Callbacks",
+          "training": "Training loop: clipping, EMA, accumulation, loss scaling"}
 
 
 def _cell(text) -> str:

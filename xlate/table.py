@@ -22,7 +22,7 @@ import tomllib
 from .errors import TableError
 from .transforms import get_transform
 
-FAMILIES = ("layer", "activation", "op", "optimizer", "loss", "schedule", "callback")
+FAMILIES = ("layer", "activation", "op", "optimizer", "loss", "schedule", "callback", "training")
 DIRECTIONS = ("torch2keras", "keras2torch")
 # How a limitation is dealt with: matched exactly by an emulation, approximated with a stated bound,
 # refused with an error, or not applicable to inference (e.g. training-only dynamics).

@@ -46,6 +46,17 @@ def autocast_for(policy) -> str | None:
     return {v: k for k, v in POLICIES.items()}.get(name)
 
 
+def keras_autocast(model) -> str | None:
+    """The torch autocast dtype for a Keras model: the compute dtype of its weight layers' policies
+    (all mixed the same way), else None."""
+    names = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=False, recursive=True)
+             if layer.weights}
+    dtypes = {autocast_for(n) for n in names}
+    if len(dtypes) > 1:
+        raise XlateError(f"the Keras model mixes dtype policies {sorted(names)}: torch.autocast has one dtype")
+    return dtypes.pop() if dtypes else None
+
+
 def keras_loss_scale(scaler, optimizer, variables):
     """A torch GradScaler around ``optimizer`` (a Keras optimizer): the LossScaleOptimizer doing the
     same, at the scaler's current scale and growth count."""

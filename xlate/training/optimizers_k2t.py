@@ -122,9 +122,8 @@ def _torch_loop_settings(sub, facts: dict, loop_out: dict | None) -> None:
                                  hint="torch's clip_grad_norm_ / AveragedModel cannot reproduce these Keras settings")
     settings = {k: v for k, v in settings.items() if v is not None}
     if settings and loop_out is None:
-        raise BadInputError(f"{keras_class_name(sub)} carries torch-loop settings ({', '.join(settings)}): "
-                            "a torch optimizer cannot hold them", hint="use xlate.translate_training, which returns "
-                            "them for the torch loop (clip_grad_norm, ema, grad_accum_steps)")
+        raise BadInputError(f"{keras_class_name(sub)} carries torch-loop settings ({', '.join(settings)}) a torch "
+                            "optimizer cannot hold: use xlate.translate_training, which returns them for the torch loop")
     if loop_out is not None:
         loop_out.update(settings)
 

@@ -227,8 +227,12 @@ def check_training_parity(source, target, optimizer, loss, batches, *, steps=Non
                                    total_steps=len(data), grad_scaler=grad_scaler, autocast_dtype=autocast_dtype,
                                    loss_target=loss_target, pairing=pairing)
     elif setup is None:
+        from .optimizer_common import LoopSettings
+
         setup = _setup_around(direction, source, target, target_optimizer, loss,
                               schedule if target_schedule is None else None, spe, stepping, loss_target)
+        setup.source_loop = LoopSettings(clip_grad_norm, clip_grad_value, ema, grad_accum_steps)
+        setup.source_grad_scaler, setup.source_autocast = grad_scaler, autocast_dtype
     if target_loss is not None:
         setup.loss = target_loss
     if target_schedule is not None:

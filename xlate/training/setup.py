@@ -132,10 +132,9 @@ def _keras_to_torch(model, optimizer, loss, schedule, target, *, steps_per_epoch
         setup.grad_scaler = torch_grad_scaler(optimizer)
         setup.loop.append("LossScaleOptimizer -> torch.amp.GradScaler: scaler.scale(loss).backward(); "
                           "scaler.unscale_(opt); clip; scaler.step(opt); scaler.update()")
-    policy = getattr(model, "dtype_policy", None)
-    from .mixed_precision import autocast_for
+    from .mixed_precision import keras_autocast
 
-    setup.autocast_dtype = autocast_for(policy)
+    setup.autocast_dtype = keras_autocast(model)
     if setup.autocast_dtype:
         setup.loop.append(f"run forward and loss under torch.autocast('cpu'|'cuda', dtype=torch.{setup.autocast_dtype}); "
                           "parity is bounded, not exact (xlate.training.mixed_precision)")
