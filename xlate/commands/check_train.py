@@ -162,7 +162,7 @@ def _run_recipes(recipe, direction, loaded, steps, seed, atol, json_path) -> boo
         src, dst = loaded
         torch_lm, keras_lm = (src, dst) if src.framework == "torch" else (dst, src)
         models = {"torch_model": torch_lm.model, "keras_model": keras_lm.model}
-        batches = _recipe_batches(torch_lm, steps, seed)
+        batches = _recipe_batches(torch_lm, keras_lm, steps, seed)
         if direction == "both":
             directions = ("torch2keras" if src.framework == "torch" else "keras2torch",)
     reports = []
@@ -184,7 +184,7 @@ def _run_recipes(recipe, direction, loaded, steps, seed, atol, json_path) -> boo
     return all(r.passed for r in reports)
 
 
-def _recipe_batches(torch_loaded, steps, seed):
+def _recipe_batches(torch_loaded, keras_loaded, steps, seed):
     """Seeded inputs for a given pair and class-index labels for its (N, classes) logits."""
     import numpy as np
     import torch
@@ -192,7 +192,7 @@ def _recipe_batches(torch_loaded, steps, seed):
     from ..errors import BadInputError
     from ..load import input_signature
 
-    signature = input_signature(torch_loaded)
+    signature = input_signature(torch_loaded) or input_signature(keras_loaded)
     if not signature or len(signature) != 1:
         raise BadInputError("the recipe needs a model with one input of known shape", hint="pass --input-shape")
     rng = np.random.default_rng(seed)
