@@ -239,22 +239,28 @@ def check_training_parity(source, target, optimizer, loss, batches, *, steps=Non
         setup.schedule = target_schedule
         t = translation_of(target_schedule)
         setup.stepping = getattr(target_schedule, "xlate_stepping", None) or (t.stepping if t else setup.stepping)
-    torch_loop, keras_loop, sides = _loops(direction, source, target, optimizer, loss, schedule, stepping, setup,
-                                           jit_compile)
+    loops = _loops(direction, source, target, optimizer, loss, schedule, stepping, setup, jit_compile)
     rows_used: dict = {}
     for obj in (setup.optimizer, setup.loss, setup.schedule):
         t = translation_of(obj) if obj is not None else None
         for k, v in (t.rows_used.items() if t is not None else ()):
             rows_used[k] = rows_used.get(k, 0) + v
-
     eval_x = np.asarray(eval_inputs) if eval_inputs is not None else data[0][0]
     eval_x_target = eval_x if target_batches is None or eval_inputs is not None else target_data[0][0]
+    results = _replay(loops, data, target_data, spe, (torch_model, keras_model), pairs, (eval_x, eval_x_target),
+                      atol, lr_rtol)
+    return _report(results, direction, source, target, setup, rows_used, atol, lr_rtol, require_clipping)
+
+
+def _replay(loops, data, target_data, spe, models, pairs, eval_xs, atol, lr_rtol) -> list[StepParity]:
+    """Train both loops batch by batch; the figures before training and after every batch."""
+    torch_loop, keras_loop, sides = loops
+    torch_model, keras_model = models
     keras_opt = keras_loop.optimizer
 
     def compare(step, epoch, losses, lrs, info=None):
         w = max(weight_differences(torch_model, keras_model, pairs).values(), default=0.0)
-        src_pred = sides[0].predict(eval_x)
-        dst_pred = sides[1].predict(eval_x_target)
+        src_pred, dst_pred = sides[0].predict(eval_xs[0]), sides[1].predict(eval_xs[1])
         if len(src_pred) != len(dst_pred) or any(a.shape != b.shape for a, b in zip(src_pred, dst_pred)):
             raise BadInputError(f"the models' outputs differ in shape: {[a.shape for a in src_pred]} vs "
                                 f"{[b.shape for b in dst_pred]}", hint="pass target_batches / eval_inputs in the "
@@ -280,7 +286,7 @@ def check_training_parity(source, target, optimizer, loss, batches, *, steps=Non
             keras_loop.end_epoch(epoch)
         info = infos[0] if sides[0] is torch_loop else infos[1]
         results.append(compare(i + 1, epoch, (infos[0].loss, infos[1].loss), lrs, info))
-    return _report(results, direction, source, target, setup, rows_used, atol, lr_rtol, require_clipping)
+    return results
 
 
 def _report(results, direction, source, target, setup, rows_used, atol, lr_rtol, require_clipping):
