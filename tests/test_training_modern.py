@@ -179,3 +179,67 @@ def test_modern_training_parity_keras_to_torch(opt_row, opt_id, loss_row, loss_i
     _check(report)
     assert report.direction == "keras2torch"
     assert report.rows_used.get(orow.id) and report.rows_used.get(lrow.id)
+
+
+RESUME = [("radam", "decoupled"), ("rprop", "default"), ("asgd", "default"), ("muon", "default")]
+RESUME_K2T = [("lion", "default"), ("lamb", "decay"), ("ftrl", "l1-l2"), ("muon", "keras")]
+
+
+@pytest.mark.parametrize("opt_row,opt_id", RESUME, ids=[r for r, _ in RESUME])
+def test_resume_in_keras_from_a_ported_torch_state(opt_row, opt_id):
+    """5 torch steps, then the state (moments, Rprop's step sizes, ASGD's eta/mu/ax) ports to the
+    Keras emulation: the next 5 steps match 5 more torch steps."""
+    orow, osample = _sample(opt_row, opt_id)
+    _, lsample = _sample("log_cosh", "default")
+    tm, km, x_shape = _models(lsample, bias=osample.model != "mlp-nobias")
+    batches = _batches(lsample, x_shape, steps=10)
+    optimizer, loss = torch_optimizer(orow, osample, tm.parameters()), torch_loss(table().row("mse"),
+                                                                                 table().row("mse").samples[0])
+    for x, y in batches[:5]:
+        optimizer.zero_grad()
+        loss(tm(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        optimizer.step()
+    report = xlate.check_training_parity(tm, km, optimizer, loss, batches[5:], sync_weights=True)
+    assert report.passed, str(report)
+    # torch's Muon, like SGD, keeps no step count: its momentum buffers port all the same
+    assert any("state ported" in n for t in report.translations for n in t["notes"])
+
+
+@pytest.mark.parametrize("opt_row,opt_id", RESUME_K2T, ids=[r for r, _ in RESUME_K2T])
+def test_resume_in_torch_from_a_ported_keras_state(opt_row, opt_id):
+    orow, osample = _sample(opt_row, opt_id)
+    _, lsample = _sample("log_cosh", "default")
+    tm, km, x_shape = _models(lsample)
+    batches = _batches(lsample, x_shape, steps=10)
+    optimizer = keras_optimizer(orow, osample)
+    km.compile(optimizer=optimizer, loss="mse")
+    for x, y in batches[:5]:
+        km.train_on_batch(x, y)
+    report = xlate.check_training_parity(km, tm, optimizer, keras.losses.MeanSquaredError(), batches[5:],
+                                         sync_weights=True)
+    assert report.passed, str(report)
+    assert any("state ported (5 step" in n for t in report.translations for n in t["notes"])
+
+
+def test_new_emulations_serialize_with_keras():
+    from xlate.training import composed_schedules, transformers_schedules
+    from xlate.training.emulations import keras_optimizer_classes
+
+    for cls in keras_optimizer_classes():
+        opt = cls(learning_rate=0.02)
+        again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+        assert type(again) is cls and again.get_config() == opt.get_config()
+    lin = composed_schedules.TorchLinearLR(0.1, 0.5, 1.0, 3, steps_per_epoch=2)
+    schedules = [
+        composed_schedules.TorchSequentialLR([lin, composed_schedules.TorchPolynomialLR(0.1, 4, 2.0, 2)], [2], 2),
+        composed_schedules.TorchChainedScheduler([lin], 0.1),
+        composed_schedules.TorchCosineAnnealingWarmRestarts(0.1, 1, 2, 0.01, 2),
+        composed_schedules.TorchCyclicLR(0.01, 0.1, 3, mode="exp_range", gamma=0.9),
+        composed_schedules.TorchSampledLR([0.1, 0.05], 2),
+        composed_schedules.TorchPerUpdateLR(lin, 2),
+        transformers_schedules.TransformersSchedule("cosine", 0.1, 2, 10),
+    ]
+    steps = np.arange(12)
+    for schedule in schedules:
+        again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+        np.testing.assert_allclose([float(again(s)) for s in steps], [float(schedule(s)) for s in steps])

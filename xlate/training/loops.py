@@ -50,7 +50,8 @@ class TorchLoop:
 
         import torch
 
-        ctx = torch.autocast("cpu", dtype=getattr(torch, self.autocast_dtype)) if self.autocast_dtype else \
+        device = next(self.model.parameters()).device.type
+        ctx = torch.autocast(device, dtype=getattr(torch, self.autocast_dtype)) if self.autocast_dtype else \
             contextlib.nullcontext()
         with ctx:
             return self.loss(self.model(torch.from_numpy(x)), torch.from_numpy(y))

@@ -231,6 +231,9 @@ def keras_to_torch(optimizer, target, *, source_model, emulate, port_state, pair
     notes = [] if native else [f"exact emulation {target_name}: {reason or 'the formulas differ'}"]
     if len(groups) > 1:
         notes.append(f"{len(groups)} torch param groups (sub-optimizers / weight-decay exclusions)")
+    scales = {s.loss_scale_factor for s in subs if getattr(s, "loss_scale_factor", None)}
+    if scales:
+        notes.append(f"loss_scale_factor={scales.pop()} left out: a power of two cancels exactly in float32")
     if not native and (extra.get("use_ema") or extra.get("gradient_accumulation_steps")):
         notes.append("step() applies Keras's EMA / gradient accumulation: call zero_grad() before every backward, "
                      "do not divide the loss by the accumulation steps")
