@@ -66,7 +66,7 @@ def test_optimizer_torch_to_keras(row, sample):
         _step_both(tm, km, topt, kopt, step)
     err = _max_weight_error(tm, km)
     moved = max(float(np.abs(p.detach().numpy()).max()) for p in tm.parameters())
-    assert err < 1e-5, f"{row.id}/{sample.id}: weights differ by {err} ({translation_of(kopt).describe()})"
+    assert err < 1e-6, f"{row.id}/{sample.id}: weights differ by {err} ({translation_of(kopt).describe()})"
     assert moved > 0
 
 
@@ -80,7 +80,7 @@ def test_optimizer_keras_to_torch(row, sample):
     for step in range(STEPS):
         _step_both(tm, km, topt, kopt, step)
     err = _max_weight_error(tm, km)
-    assert err < 1e-5, f"{row.id}/{sample.id}: weights differ by {err} ({translation_of(topt).describe()})"
+    assert err < 1e-6, f"{row.id}/{sample.id}: weights differ by {err} ({translation_of(topt).describe()})"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])

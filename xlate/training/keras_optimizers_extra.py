@@ -46,10 +46,13 @@ class TorchRAdam(_TorchFormula):
         self.assign_add(m, ops.multiply(ops.subtract(g, m), 1.0 - b1))
         self.assign(v, ops.add(ops.multiply(v, b2), ops.multiply(1.0 - b2, ops.multiply(g, g))))
         t = ops.cast(self.iterations + 1, "float64")
-        bias_correction1 = 1.0 - ops.power(ops.cast(b1, "float64"), t)
-        bias_correction2 = 1.0 - ops.power(ops.cast(b2, "float64"), t)
+        # float64 from the Python floats themselves (ops.cast(0.999, "float64") would go through float32,
+        # and rho_t's cancellation turns that 1e-8 into a 1e-3 error in r_t)
+        b1_64, b2_64 = ops.convert_to_tensor(b1, "float64"), ops.convert_to_tensor(b2, "float64")
+        bias_correction1 = 1.0 - ops.power(b1_64, t)
+        bias_correction2 = 1.0 - ops.power(b2_64, t)
         rho_inf = 2.0 / (1.0 - b2) - 1.0
-        rho_t = rho_inf - 2.0 * t * ops.power(ops.cast(b2, "float64"), t) / bias_correction2
+        rho_t = rho_inf - 2.0 * t * ops.power(b2_64, t) / bias_correction2
         safe_rho = ops.maximum(rho_t, 5.0)
         rect = ops.sqrt((safe_rho - 4.0) * (safe_rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe_rho))
         corrected = ops.divide(m, ops.cast(bias_correction1, dtype))
