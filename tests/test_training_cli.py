@@ -71,6 +71,7 @@ def test_two_models_of_one_framework_exit_2(files):
     assert result.exit_code == 2 and "compares PyTorch with Keras" in result.output
 
 
+@pytest.mark.slow  # two recipes x two directions: ~12 s alone, ~40 s on a loaded machine
 @pytest.mark.parametrize("recipe", ["hf", "timm"])
 def test_recipes_pass_both_directions_with_clipping(recipe, tmp_path):
     report = tmp_path / f"{recipe}.json"

@@ -8,6 +8,10 @@ names (``exp_avg``, ``momentum_buffer``, ``sum``...), so a torch optimizer state
 
 Hyperparameters that torch's OneCycleLR cycles (``beta_1``, ``momentum``) may be a Keras
 ``LearningRateSchedule``; it is evaluated at ``optimizer.iterations`` like the learning rate.
+A torch loop's ``clip_grad_norm_`` is ``torch_clip_grad_norm`` (``clipping.TorchClipping``), and
+its once-per-step EMA under gradient accumulation ``torch_ema=True`` (``ema.TorchLoopEMA``). The
+emulations of RAdam, Rprop, ASGD, Adafactor and Muon live in ``keras_optimizers_extra`` and
+``keras_factored_optimizers``.
 
 The classes are registered as ``xlate>TorchX`` so models compiled with them save and load
 (``import xlate.training.keras_optimizers`` before ``keras.saving.load_model``).
