@@ -64,7 +64,8 @@ def main(debug: bool) -> None:
 @main.command("table")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list, one object per row.")
 @click.option("--family", type=click.Choice(
-    ["layer", "activation", "op", "optimizer", "loss", "schedule", "callback"]), help="Only rows of this family.")
+    ["layer", "activation", "op", "optimizer", "loss", "schedule", "callback", "training"]),
+    help="Only rows of this family.")
 @handles_errors
 def table_cmd(as_json: bool, family: str | None) -> None:
     """Print the mapping table (every PyTorch <-> Keras equivalence xlate knows)."""
