@@ -11,6 +11,7 @@ a run that succeeded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 from tests.fuzzcorpus import COMPANIONS, Damaged
 
 ROOT = Path(__file__).resolve().parents[1]
+# what TensorFlow prints on import whatever TF_CPP_MIN_LOG_LEVEL says (absl's pre-init logging)
+TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
 
 
 @dataclass
@@ -35,6 +38,16 @@ class CliResult:
     @property
     def traceback(self) -> bool:
         return any("Traceback (most recent call last)" in line for line in self.stderr)
+
+    @property
+    def error(self) -> str:
+        """xlate's own error line ('' when there is none)."""
+        return next((ln for ln in self.stderr if ln.startswith("error: ")), "")
+
+    @property
+    def other_lines(self) -> list[str]:
+        """stderr lines that are neither xlate's error/hint nor TensorFlow's start-up chatter."""
+        return [ln for ln in self.stderr if not ln.startswith(("error: ", "hint: ")) and not TF_CHATTER.match(ln)]
 
 
 def listing(folder: Path) -> set[str]:
@@ -81,6 +94,8 @@ def problems(result: CliResult) -> list[str]:
     hints = [ln for ln in result.stderr if ln.startswith("hint: ")]
     if result.code == 2 and (len(errors) != 1 or len(hints) > 1):
         found.append(f"{len(errors)} error lines and {len(hints)} hint lines")
+    if result.code == 2 and result.other_lines:
+        found.append(f"stderr lines besides the error: {result.other_lines[:3]}")
     new = result.after - result.before
     if result.code != 0 and new:
         found.append(f"left behind: {sorted(new)}")

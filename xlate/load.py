@@ -89,7 +89,8 @@ def _zip_names(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # ValueError: a name that is not UTF-8
+    # ValueError: a member name that is not UTF-8; NotImplementedError: a damaged "version needed" field
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, OverflowError, struct.error) as e:
         raise BadInputError(
             f"{path} is a damaged or truncated zip archive ({one_line(e, 200)})",
             hint="the file was probably cut short while copying or saving; write it again from the source",
@@ -748,7 +749,9 @@ def _tflite_interpreter(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(path))
+            # from the bytes, not the path: then TFLite verifies the flatbuffer (from a path it does
+            # not, and a damaged file segfaults the process)
+            interpreter = Interpreter(model_content=path.read_bytes())
         interpreter.allocate_tensors()
     except Exception as e:  # noqa: BLE001
         raise BadInputError(f"{path} is a damaged TFLite model ({type(e).__name__}: {one_line(e, 200)})",

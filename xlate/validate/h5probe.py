@@ -16,6 +16,10 @@ MAX_OBJECTS = 1_000_000
 DEFLATE_RATIO = 1100  # filtered (compressed) data may hold up to this many times its stored size
 
 
+class Damage(Exception):
+    """A size or shape that cannot fit in the file: reported as it is, not as an HDF5 error."""
+
+
 def _line(text):
     return " ".join(str(text).split())[:240]
 
@@ -27,7 +31,7 @@ def _attributes(obj, h5py, size):
         for d in attr.shape or ():
             count *= d
         if count * max(1, attr.dtype.itemsize) > size and not h5py.check_vlen_dtype(attr.dtype):
-            raise ValueError(f"attribute {name!r} of {obj.name} claims {count:,} values of {attr.dtype.itemsize} "
+            raise Damage(f"attribute {name!r} of {obj.name} claims {count:,} values of {attr.dtype.itemsize} "
                              f"bytes, more than the file's {size:,} bytes")
         obj.attrs[name]
 
@@ -41,12 +45,12 @@ def _dataset(dset, h5py, size):
     filtered = plist.get_layout() == h5py.h5d.CHUNKED and plist.get_nfilters() > 0
     limit = DEFLATE_RATIO * size if filtered else size
     if nbytes > limit:
-        raise ValueError(f"dataset {dset.name} has shape {dset.shape} of {dset.dtype} ({nbytes:,} bytes), more "
+        raise Damage(f"dataset {dset.name} has shape {dset.shape} of {dset.dtype} ({nbytes:,} bytes), more "
                          f"than the file's {size:,} bytes can hold")
     offset = dset.id.get_offset()
     stored = dset.id.get_storage_size()
     if offset is not None and offset + stored > size:
-        raise ValueError(f"dataset {dset.name} is stored at bytes {offset:,}..{offset + stored:,}, past the "
+        raise Damage(f"dataset {dset.name} is stored at bytes {offset:,}..{offset + stored:,}, past the "
                          f"file's end ({size:,} bytes): the file is cut short")
     dset[()]
 
@@ -61,7 +65,7 @@ def main(path, memory):
     def visit(name, obj):
         seen[0] += 1
         if seen[0] > MAX_OBJECTS:
-            raise ValueError(f"more than {MAX_OBJECTS:,} objects")
+            raise Damage(f"more than {MAX_OBJECTS:,} objects")
         _attributes(obj, h5py, size)
         if isinstance(obj, h5py.Dataset):
             _dataset(obj, h5py, size)
@@ -76,6 +80,8 @@ if __name__ == "__main__":
     try:
         objects = main(sys.argv[1], int(sys.argv[2]))
         print(json.dumps({"ok": True, "objects": objects}))
+    except Damage as e:
+        print(json.dumps({"error": _line(e)}))
     except MemoryError:
         print(json.dumps({"error": "reading it asks for more memory than the file's size can justify"}))
     except Exception as e:  # noqa: BLE001 - every failure is the verdict, on one line

@@ -1,10 +1,12 @@
-"""TensorFlow Lite flatbuffers: every offset followed, and every index and buffer size checked.
+"""TensorFlow Lite flatbuffers: unpacked, and every index and buffer size checked.
 
-A flatbuffer has no checksum, and the TFLite interpreter trusts the offsets in it: a flipped byte
-makes it read outside the file (a segfault, or SIGBUS past the end of the mapped file) instead of
-raising. Here the whole model is unpacked with the schema's Python object API first, where
-every read is bounds-checked, then the indices the interpreter follows (operator codes, tensors,
-buffers) and each constant tensor's byte count are checked against what they point to.
+A flatbuffer has no checksum. The TFLite interpreter built from a *path* trusts the offsets in
+it: a flipped byte made it read outside the mapped file (SIGSEGV, SIGBUS) instead of raising, so
+``xlate.load`` builds it from the file's bytes, where TFLite runs its flatbuffers verifier first.
+Here, before TensorFlow is imported, the model is unpacked with the schema's Python object API
+(reads of numbers and tables are bounds-checked; strings are not, the verifier covers those),
+then what the interpreter and its Python wrapper follow is checked: operator codes, tensor and
+buffer indices, each constant tensor's byte count, tensor names that are UTF-8.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ def _tensors_problem(tensors, buffers) -> str | None:
         shape = [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
         if tensor.type is None or not 0 <= tensor.type < _KNOWN_TYPES or any(d < -1 for d in shape):
             return f"tensor {t} has type {tensor.type} and shape {shape}"
+        try:
+            (tensor.name or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return f"tensor {t}'s name is not UTF-8 text"
         if not 0 <= tensor.buffer < len(buffers):
             return f"tensor {t} refers to buffer {tensor.buffer} of {len(buffers)}"
         data = buffers[tensor.buffer].data

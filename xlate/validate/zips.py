@@ -35,7 +35,8 @@ def check_zip(path, what: str) -> list[zipfile.ZipInfo]:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
             UnicodeDecodeError, OverflowError, RuntimeError) as e:
-        raise DamagedFileError(f"{path} is {what} whose zip data is damaged ({one_line(e, 200)})") from None
+        cause = one_line(e, 200) or ("it ends before a member does" if isinstance(e, EOFError) else type(e).__name__)
+        raise DamagedFileError(f"{path} is {what} whose zip data is damaged ({cause})") from None
     return infos
 
 
