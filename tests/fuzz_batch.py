@@ -51,6 +51,7 @@ def worker(manifest: Path, skip: int) -> None:
 
     entries = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
     cwd = os.getcwd()
+    seen: set[str] = set()
     for i, entry in enumerate(entries):
         if i < skip:
             continue
@@ -68,6 +69,8 @@ def worker(manifest: Path, skip: int) -> None:
             result.update(outcome="foreign", type=type(e).__name__, message=" ".join(str(e).split())[:300])
         os.chdir(cwd)  # a loader must not leave the process elsewhere
         result["seconds"] = round(time.perf_counter() - start, 3)
+        result["first"] = entry["format"] not in seen  # its time includes importing this format's framework
+        seen.add(entry["format"])
         print(json.dumps(result), flush=True)
 
 

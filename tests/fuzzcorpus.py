@@ -10,6 +10,7 @@ seed gives the same files, so a failure is reproducible from its name.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import random
@@ -83,17 +84,29 @@ def build_seeds(folder: Path) -> Path:
     """Write every seed (and mynet.py, twin.keras, a clean net.pt2 the CLI compares with) into ``folder``."""
     import sys
 
-    import numpy as np
-    import torch
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mynet.py").write_text(NET_SOURCE)
-    sys.path.insert(0, str(folder))
+    # this folder's mynet, registered only while the seeds are written (torch.save of the whole
+    # model pickles mynet.Net by name); another test's mynet is put back afterwards
+    previous = sys.modules.pop("mynet", None)
+    spec = importlib.util.spec_from_file_location("mynet", folder / "mynet.py")
+    mynet = importlib.util.module_from_spec(spec)
+    sys.modules["mynet"] = mynet
     try:
-        import mynet
+        spec.loader.exec_module(mynet)
+        _write_seeds(folder, mynet)
     finally:
-        sys.path.remove(str(folder))
+        sys.modules.pop("mynet", None)
+        if previous is not None:
+            sys.modules["mynet"] = previous
+    return folder
+
+
+def _write_seeds(folder: Path, mynet) -> None:
+    import numpy as np
+    import torch
+
     torch.manual_seed(0)
     net = mynet.Net().eval()
     x = torch.randn(2, 6)
@@ -110,7 +123,6 @@ def build_seeds(folder: Path) -> Path:
     np.savez(folder / "in.npz", rng.standard_normal((2, 6)).astype("float32"))
     _keras_seeds(folder, net)
     _onnx_seed(folder / "net.onnx", net)
-    return folder
 
 
 def _keras_seeds(folder: Path, net) -> None:
