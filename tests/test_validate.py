@@ -292,3 +292,10 @@ def test_damaged_zip_directories_are_named_by_detection(tmp_path, field):
     with pytest.raises(BadInputError, match="damaged or truncated zip archive") as e:
         detect_format(path)
     assert "\n" not in str(e.value)
+
+
+def test_an_npz_without_arrays_says_so(tmp_path):
+    with zipfile.ZipFile(tmp_path / "empty.npz", "w"):
+        pass
+    with pytest.raises(BadInputError, match="holds no arrays"):
+        validate_inputs(tmp_path / "empty.npz")

@@ -70,7 +70,7 @@ def validate_inputs(path) -> None:
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(6)
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip, or an empty one
         check_npz(path)
     elif head == b"\x93NUMPY":
         check_npy(path)

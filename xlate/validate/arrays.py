@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DamagedFileError, one_line
+from ..errors import BadInputError, DamagedFileError, one_line
 from .zips import check_zip
 
 SAFETENSORS_HEADER_LIMIT = 100_000_000  # the format's own limit on the JSON header
@@ -102,6 +102,9 @@ def _check_npy_stream(f, size: int, where: str) -> None:
 def check_npz(path) -> None:
     path = Path(path)
     infos = check_zip(path, "a NumPy .npz archive")
+    if not any(info.filename.endswith(".npy") for info in infos):
+        raise BadInputError(f"--inputs {path} holds no arrays (a .npz archive without .npy members)",
+                            hint="write it with numpy.savez('inputs.npz', x) (one array per model input, in order)")
     with zipfile.ZipFile(path) as archive:
         for info in infos:
             if not info.filename.endswith(".npy"):
