@@ -59,6 +59,9 @@ def handles_errors(fn):
 def main(debug: bool) -> None:
     """Translate models and their training setup between PyTorch and Keras 3 / TensorFlow,
     and prove the result computes the same numbers."""
+    from .bound import allow_hard_exit
+
+    allow_hard_exit()  # a load stuck past its deadline ends the process with exit 2 (see xlate.bound)
 
 
 @main.command("table")
