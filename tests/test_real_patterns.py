@@ -109,3 +109,21 @@ class ConstantPositions(torch.nn.Module):
 
 def test_ops_without_a_row_that_only_build_constants():
     _convert(ConstantPositions(), torch.randn(2, 12))
+
+
+class ConvOfConstant(torch.nn.Module):
+    """timm XCiT's Fourier position encoding: a trainable conv applied to a grid that does not
+    depend on the input, then repeated to the batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1, 1, 2 * 4 * 4).reshape(1, 2, 4, 4), persistent=False)
+        self.proj = torch.nn.Conv2d(2, 3, 1)
+
+    def forward(self, x):
+        return x + self.proj(self.grid).repeat(x.shape[0], 1, 1, 1)
+
+
+def test_a_layer_applied_to_a_constant_keeps_its_weights_trainable():
+    keras_model = _convert(ConvOfConstant(), torch.randn(2, 3, 4, 4))
+    assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == 2 * 3 + 3

@@ -327,9 +327,13 @@ class Emitter:
         """An op on parameters and constants only (BEiT's ``cat((q_bias, zeros, v_bias))``) is not
         folded, so that the parameters stay trainable; converters expect a graph value among the
         operands, so for this op the constants become Parameter/Constant layer outputs."""
-        names = [r.name for r in refs_in((node.args,))]
-        values = {n: self.env.get(n) for n in names}
-        if not names or any(not isinstance(v, Const) for v in values.values()):
+        if any(isinstance(self.env.get(r.name), Value) for r in refs_in((node.args,))):
+            yield
+            return
+        # only the data operand: a weight stays a constant, as the layer converters want it
+        data = node.args.get("input", node.args.get("tensors"))
+        values = {r.name: self.env.get(r.name) for r in refs_in((data,))}
+        if not values or any(not isinstance(v, Const) for v in values.values()):
             yield
             return
         try:

@@ -159,6 +159,8 @@ def repeat(ctx, node, row):
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
     reps = [1] * (len(perm) - len(reps)) + reps
+    if not all(isinstance(r, int) for r in reps):
+        raise DynamicShapeError(f"repeat by a dynamic count {reps} at {ctx.where()}")
     return ctx.new_value(ops().tile(t, [reps[p] for p in perm]), perm)
 
 
