@@ -127,3 +127,22 @@ class ConvOfConstant(torch.nn.Module):
 def test_a_layer_applied_to_a_constant_keeps_its_weights_trainable():
     keras_model = _convert(ConvOfConstant(), torch.randn(2, 3, 4, 4))
     assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == 2 * 3 + 3
+
+
+class SliceAssignedMask(torch.nn.Module):
+    """torchvision swin's shifted-window mask: x.new_zeros((H, W)) filled region by region with
+    slice assignments (in-place writes through views in the exported program)."""
+
+    def forward(self, x):
+        mask = x.new_zeros((4, 4))
+        count = 0
+        for h in (slice(0, -2), slice(-2, None)):
+            for w in (slice(0, -1), slice(-1, None)):
+                mask[h, w] = count
+                count += 1
+        return x + mask
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_mask_built_by_slice_assignment(batch):
+    _convert(SliceAssignedMask(), torch.randn(batch, 3, 4, 4))

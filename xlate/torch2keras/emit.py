@@ -22,6 +22,11 @@ from .registry import INTERNAL, get_converter, load
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
 
 
+# creation ops whose tensor operand gives only a dtype/device (and, for *_like, a shape)
+SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like", "full_like",
+                           "empty_like"}
+
+
 class DynamicShapeError(Exception):
     """A shape that depends on the batch size in a way the Keras graph cannot express; the
     converter retries with a static batch size."""
@@ -373,7 +378,8 @@ class Emitter:
                     constant.add(node.name)
             elif node.op == "call" and node.fn is not None and not node.target.startswith(self._NEVER_FOLD):
                 refs = [r.name for r in refs_in((node.call_args, node.call_kwargs))]
-                if all(r in constant for r in refs) and not has_sym(node.meta):
+                template_only = node.target.split(".")[1] in SHAPE_TEMPLATE_CREATION
+                if (template_only or all(r in constant for r in refs)) and not has_sym(node.meta):
                     constant.add(node.name)
         return constant
 

@@ -228,6 +228,20 @@ def _export(module, args, kwargs, *, dynamic: bool, preserve: tuple):
                                preserve_module_call_signature=preserve)
 
 
+def _mutates(node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return node.op == "call_function" and schema is not None and schema.is_mutable
+
+
+def _functional(ep):
+    """The program without in-place writes: torch.export keeps ``mask[a:b, c:d] = k`` (torchvision
+    swin's shifted-window mask) as fill_ on slice views, which a graph of values cannot express;
+    functionalization rewrites them as slice_scatter. Only run when needed (it re-traces)."""
+    if not any(_mutates(n) for n in ep.graph.nodes):
+        return ep
+    return ep.run_decompositions({})
+
+
 def export_module(module, example_inputs, *, dynamic: bool = True):
     """torch.export the module in eval mode: dynamic batch first, static shapes if that fails."""
     import torch
@@ -243,7 +257,7 @@ def export_module(module, example_inputs, *, dynamic: bool = True):
         for dyn in ((True, False) if dynamic else (False,)):
             for keep in ((preserve, ()) if preserve else ((),)):
                 try:
-                    return _export(module, args, kwargs, dynamic=dyn, preserve=keep)
+                    return _functional(_export(module, args, kwargs, dynamic=dyn, preserve=keep))
                 except Exception as e:  # noqa: BLE001 - collected and reported below
                     errors.append(e)
     finally:
