@@ -97,7 +97,7 @@ def _convert_once(module, example, batch: int) -> dict:
     import torch
 
     import xlate
-    from xlate.errors import ParityError, UnsupportedOpError, XlateError
+    from xlate.errors import ConverterFailure, ParityError, UnsupportedOpError, XlateError
     from xlate.record import record_of
 
     inputs = [example(batch, 0), example(batch, 1)]
@@ -106,6 +106,9 @@ def _convert_once(module, example, batch: int) -> dict:
     start = time.perf_counter()
     try:
         keras_model = xlate.torch_to_keras(module, inputs[0], via="direct", check=False)
+    except ConverterFailure as e:  # a converter bug, reported as an xlate error: still a bug to fix
+        where = _where(e.__cause__) if e.__cause__ is not None else ""
+        return {**out, "status": "converter-bug", "reason": _one_line(e), "where": where}
     except UnsupportedOpError as e:
         return {**out, "status": "unsupported", "reason": _one_line(e)}
     except XlateError as e:
