@@ -127,6 +127,9 @@ def write(rows, path: Path) -> None:
         "",
         "Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "-"),
         "",
+        "xlate commits measured (models per commit): "
+        + (", ".join(f"{c} ({n})" for c, n in Counter(r.get("commit", "?") for r in rows).most_common()) or "-"),
+        "",
         "**" + summary_line(rows) + "**",
         "",
         "## Totals", "", *_totals(rows), "",
