@@ -88,6 +88,8 @@ class Emitter:
         self.notes: list[str] = []
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
+        # objects whose id() keys a cache entry stay alive, so no later object can reuse the id
+        self.cache_owners: list = []
         # torch module path -> one (value, keras tensor) per call of the module, in call order
         self.module_outputs: dict[str, list] = {}
         self._previous_stack: tuple = ()
@@ -156,6 +158,7 @@ class Emitter:
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
         self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
         self.layer_cache[key] = out
+        self.cache_owners.append(c)
         return out
 
     def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):

@@ -34,12 +34,14 @@ def port(ctx, row, layer, tensors: dict, *, transforms: dict | None = None, para
     ctx.assign(layer, out, pairs=pairs)
 
 
-def _shared_layer(ctx, key, make):
-    """One Keras layer per torch parameter set: a module called twice shares its weights."""
+def _shared_layer(ctx, key, make, owner=None):
+    """One Keras layer per torch parameter set: a module called twice shares its weights.
+    ``owner``: the object whose id() is in ``key`` (kept alive, so no later object reuses the id)."""
     layer = ctx.layer_cache.get(key)
     if layer is None:
         layer = make()
         ctx.layer_cache[key] = layer
+        ctx.cache_owners.append(owner)
         return layer, True
     return layer, False
 
@@ -61,7 +63,7 @@ def dense(ctx, node, row):
         tensor = ctx.keras_tensor(x, perm)
     key = ("dense", w.path or id(w), getattr(b, "path", None), "flat" if transforms else "")
     layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
-        w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
+        w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()), owner=w)
     out = layer(tensor)
     if new:
         port(ctx, row, layer, {"weight": w, "bias": b if isinstance(b, Const) else None},
@@ -115,7 +117,7 @@ def matmul(ctx, node, row):
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
         key = ("dense-in-out", b.path or id(b), getattr(bias, "path", None))
         layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
-            b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()))
+            b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()), owner=b)
         out = layer(ctx.keras_tensor(x, perm))
         if new:
             # torch keeps this weight as (in, out): transposing it gives nn.Linear's (out, in)
@@ -140,7 +142,7 @@ def embedding(ctx, node, row):
         raise ctx.unsupported("embedding with a computed table")
     idx = ctx.materialize(idx)
     layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
-        w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
+        w.array.shape[0], w.array.shape[1], name=ctx.layer_name()), owner=w)
     out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     if new:
         port(ctx, row, layer, {"weight": w})
