@@ -35,17 +35,19 @@ def _run_paths(direct, onnx, via: str):
                                  hint=f"the ONNX fallback failed too: {onnx_error}") from onnx_error
 
 
-def _gate(source, target, *, check: bool, atol: float, rtol: float, inputs=None):
+def _gate(source, target, *, check: bool, atol: float, rtol: float):
+    """The parity gate: at the example's shape and at other sizes of every dynamic input size."""
     record = record_of(target)
     if not check:
         return
-    from .parity import check_parity
+    from .parity_shapes import check_parity_shapes
 
-    report = check_parity(source, target, inputs, atol=atol, rtol=rtol, path=record.path if record else None)
+    report = check_parity_shapes(source, target, atol=atol, rtol=rtol, path=record.path if record else None)
     if not report.passed:
         raise ParityError(report)
     if record is not None:
-        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)")
+        shapes = f" ({report.message})" if report.message else ""
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){shapes}")
 
 
 def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):
@@ -60,13 +62,14 @@ def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: 
     return target
 
 
-def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   dynamic="auto"):
     _check_args(via, io_layout)
     from . import onnx_path
     from .torch2keras import convert as direct
 
     return _convert(module,
-                    lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
+                    lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout, dynamic=dynamic),
                     lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
                     via=via, check=check, atol=atol, rtol=rtol)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from ...layout import same_padding
-from .. import plan
+from .. import plan, symsize
+from ..emit import DynamicShapeError
 from ..registry import converter
 from ._common import layers, ops
 from .conv import ntuple, pad_explicitly
@@ -42,14 +43,16 @@ def pool(ctx, node, row):
     if a.get("divisor_override") is not None:
         raise ctx.unsupported("avg pooling with divisor_override")
     spatial = [x.meta.shape[2 + i] for i in range(n)]
-    if not all(isinstance(s, int) for s in spatial):
-        raise ctx.unsupported("pooling over dynamic spatial sizes")
+    static = all(isinstance(s, int) for s in spatial)
+    if a.get("ceil_mode") and not static:
+        raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}")
     extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
              for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
     cl = plan.channels_last(x.rank)
     t = ctx.keras_tensor(x, cl)
-    same = all(same_padding(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
+    # 'same' depends on the size; a dynamic size gets the explicit padding
+    same = static and all(same_padding(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
     if all(pd == (0, 0) for pd in pads):
         mode = "valid"
     elif kind == "max":
@@ -67,6 +70,9 @@ def pool(ctx, node, row):
             mode = "valid"
         elif same:
             mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
+        elif not static:
+            raise DynamicShapeError(f"average pooling with count_include_pad=False over a dynamic size at "
+                                    f"{ctx.where()}")
         else:
             raise ctx.unsupported("average pooling with count_include_pad=False and symmetric padding")
     cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
@@ -91,6 +97,8 @@ def adaptive_pool(ctx, node, row):
         k = tuple(s // o for s, o in zip(spatial, out_size))
         cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
         out = cls(pool_size=k, strides=k, padding="valid", name=ctx.layer_name())(t)
+    elif not all(isinstance(s, int) for s in spatial):
+        raise DynamicShapeError(f"adaptive pooling of a dynamic size to {out_size} at {ctx.where()}")
     else:
         out = getattr(layers(), ADAPTIVE[(kind, n)])(output_size=out_size, name=ctx.layer_name())(t)
     meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
@@ -105,20 +113,43 @@ def upsample(ctx, node, row):
     bilinear = "bilinear" in node.target
     if bilinear and node.args.get("align_corners"):
         raise ctx.unsupported("bilinear upsampling with align_corners=True")
-    out_shape = node.meta.shape
-    factors = []
-    for i in range(n):
-        a, b = x.meta.shape[2 + i], out_shape[2 + i]
-        if not (isinstance(a, int) and isinstance(b, int) and b % a == 0):
-            raise ctx.unsupported("upsampling by a non-integer factor")
-        factors.append(b // a)
-    cl = plan.channels_last(x.rank)
-    cls = getattr(layers(), UPSAMPLE[n])
-    kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
     if bilinear and n != 2:
         raise ctx.unsupported(f"{n}-D linear upsampling")
+    out_shape = node.meta.shape
+    factors = _integer_factors(x.meta.shape[2:], out_shape[2:], node.args.get("scale_factors"))
+    cl = plan.channels_last(x.rank)
+    t = ctx.keras_tensor(x, cl)
+    if factors is None and all(isinstance(d, int) for d in (*x.meta.shape[2:], *out_shape[2:])):
+        raise ctx.unsupported("upsampling by a non-integer factor")
+    if factors is None:
+        if n != 2 or not (bilinear or node.target.startswith("aten.upsample_nearest")):
+            raise DynamicShapeError(f"upsampling to a dynamic size at {ctx.where()}")
+        # to sizes read at run time (interpolate(size=skip.shape[-2:])): exact for bilinear and
+        # for nearest at an integer factor
+        sizes = [x.meta.shape[p] for p in cl]
+        out = symsize.resize(ctx, t, sizes, list(out_shape[2:]), "bilinear" if bilinear else "nearest")
+        return ctx.new_value(out, cl)
+    cls = getattr(layers(), UPSAMPLE[n])
+    kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
     layer = cls(size=tuple(factors) if n > 1 else factors[0], name=ctx.layer_name(), **kwargs)
-    return ctx.new_value(layer(ctx.keras_tensor(x, cl)), cl)
+    return ctx.new_value(layer(t), cl)
+
+
+def _integer_factors(sizes, out_sizes, scales):
+    """The integer upsampling factor per spatial axis, or None when one is not known to be one."""
+    factors = []
+    for i, (a, b) in enumerate(zip(sizes, out_sizes)):
+        if isinstance(a, int) and isinstance(b, int):
+            if b % a:
+                return None
+            factors.append(b // a)
+        elif scales and float(scales[i]).is_integer() and a != b:
+            factors.append(int(scales[i]))
+        elif a == b:
+            factors.append(1)
+        else:
+            return None
+    return factors
 
 
 @converter("pad")

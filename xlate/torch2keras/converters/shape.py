@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import plan
+from .. import plan, symsize
 from ..emit import Const, DynamicShapeError, Value
 from ..registry import converter
 from ..trace import Sym
@@ -31,15 +29,15 @@ def reshape_value(ctx, x, out_shape, meta=None):
     planned = plan.reshape_in_layout(x.perm, x.meta.shape, out_shape)
     if planned is not None:
         keras_shape, out_perm = planned
-        t = x.tensor
+        t, sizes = x.tensor, symsize.keras_order(x)
     else:
         out_perm = plan.identity(len(out_shape))
         keras_shape = tuple(out_shape)
-        t = ctx.keras_tensor(x, plan.identity(x.rank))
-    if tuple(t.shape) == tuple(d if isinstance(d, int) else None for d in keras_shape):
+        t, sizes = ctx.keras_tensor(x, plan.identity(x.rank)), list(x.meta.shape)
+    if list(sizes) == list(keras_shape):
         out = t
     else:
-        out = ops().reshape(t, _keras_shape_for_reshape(ctx, keras_shape))
+        out = symsize.reshape(ctx, t, list(keras_shape), sizes)
     return ctx.new_value(out, out_perm, meta=meta)
 
 
@@ -118,27 +116,28 @@ def unsqueeze(ctx, node, row):
 def expand(ctx, node, row):
     target = list(node.meta.shape)
     x = ctx.arg("input")
-    dynamic = [i for i, d in enumerate(target) if not isinstance(d, int)]
-    if isinstance(x, Const) and len(dynamic) == 1:
-        # a buffer expanded to the batch size: broadcast the static dims now, the dynamic one at run time
-        (axis,) = dynamic
-        a = x.array.reshape((1,) * (len(target) - x.array.ndim) + x.array.shape)
-        a = np.broadcast_to(a, [1 if i == axis else d for i, d in enumerate(target)]).copy()
-        out = ctx.dynamic_const(a, axis, target[axis], "expand", source=x)
-        return ctx.new_value(out, plan.identity(len(target)))
-    x = ctx.materialize(x)
-    t, perm = x.tensor, x.perm
-    for _ in range(len(target) - x.rank):  # new leading dims
+    if isinstance(x, Const):
+        # a buffer or parameter expanded (to the batch size...): kept as it is, broadcast in the graph
+        t, perm, sizes = ctx.const_tensor(x, None), plan.identity(x.array.ndim), list(x.array.shape)
+    else:
+        x = ctx.materialize(x)
+        t, perm, sizes = x.tensor, x.perm, symsize.keras_order(x)
+    for _ in range(len(target) - len(perm)):  # new leading dims
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
-    in_shape = [1] * (len(target) - x.rank) + list(x.meta.shape)
-    for d, (a, b) in enumerate(zip(in_shape, target)):
-        if a == b:
-            continue
-        if a != 1 or not isinstance(b, int):
-            raise DynamicShapeError(f"expand of dim {d} to {b} at {ctx.where()}")
-        t = ops().repeat(t, b, axis=perm.index(d))
-    return ctx.new_value(t, perm)
+        sizes.insert(axis, 1)
+    keras_target = [target[p] for p in perm]
+    for a, b in zip(sizes, keras_target):
+        if a != b and a != 1:
+            raise DynamicShapeError(f"expand of a size {a} to {b} at {ctx.where()}")
+    if sizes == keras_target:
+        return ctx.new_value(t, perm)
+    if symsize.is_static(keras_target):
+        for axis, (a, b) in enumerate(zip(sizes, keras_target)):
+            if a != b:
+                t = ops().repeat(t, b, axis=axis)
+        return ctx.new_value(t, perm)
+    return ctx.new_value(symsize.broadcast(ctx, t, keras_target, sizes), perm)
 
 
 @converter("repeat")
@@ -232,20 +231,32 @@ def slice_(ctx, node, row):
     x = ctx.materialize(ctx.arg("input"))
     dim = int(node.args.get("dim", 0)) % x.rank
     if node.target.startswith("aten.narrow"):
-        start = _int(ctx.arg("start"), ctx)
-        stop, step = start + _int(ctx.arg("length"), ctx), 1
+        start, length, step = ctx.arg("start"), ctx.arg("length"), 1
+        static = isinstance(start, int) and isinstance(length, int)
+        stop = start + length if static else Sym(f"({_expr(start)}) + ({_expr(length)})")
     else:
         start, stop, step = ctx.arg("start"), ctx.arg("end"), node.args.get("step", 1)
-        start, stop = (None if v is None else _int(v, ctx) for v in (start, stop))
     size = x.meta.shape[dim]
-    if stop is not None and isinstance(size, int) and stop >= size:
+    if isinstance(stop, int) and isinstance(size, int) and stop >= size:
         stop = None
-    if stop is not None and stop > 2 ** 62:
+    if isinstance(stop, int) and stop > 2 ** 62:
         stop = None
+    if stop is not None and stop == size:
+        stop = None  # up to a dynamic size: to the end
     if (start in (None, 0)) and stop is None and step == 1:
         return Value(node.meta, x.perm, dict(x.tensors))
-    t = x.tensor[_index_at(x.rank, x.perm.index(dim), slice(start, stop, step))]
+    axis = x.perm.index(dim)
+    length = node.meta.shape[dim]
+    if isinstance(start, Sym) or isinstance(stop, Sym) or (isinstance(length, int) and not isinstance(size, int)):
+        out = symsize.slice_axis(ctx, x.tensor, symsize.keras_order(x), axis, start, stop, step,
+                                 length if isinstance(length, int) else None)
+        return ctx.new_value(out, x.perm)
+    t = x.tensor[_index_at(x.rank, axis, slice(start, stop, step))]
     return ctx.new_value(t, x.perm)
+
+
+def _expr(v) -> str:
+    return v.expr if isinstance(v, Sym) else str(v)
 
 
 @converter("select")
@@ -284,16 +295,15 @@ def index(ctx, node, row):
         return ctx.new_value(ops().take(t, _index_tensor(ctx, positions[0][1]), axis=first))
     # several adjacent index tensors: one flat index into the merged dims
     sizes = x.meta.shape[first:last + 1]
-    if not all(isinstance(n, int) for n in sizes[1:]):
-        raise DynamicShapeError(f"advanced indexing over dynamic dims at {ctx.where()}")
     flat = None
     for k, (_, idx) in enumerate(positions):
-        stride = int(np.prod(sizes[k + 1:])) if k + 1 < len(sizes) else 1
-        term = ops().multiply(_index_tensor(ctx, idx), stride) if stride != 1 else _index_tensor(ctx, idx)
+        stride = symsize.product(sizes[k + 1:])
+        term = _index_tensor(ctx, idx)
+        if stride != 1:
+            term = ops().multiply(term, symsize.size_tensor(ctx, stride, "int64", [(t, list(x.meta.shape))]))
         flat = term if flat is None else ops().add(flat, term)
-    merged = [*x.meta.shape[:first], None, *x.meta.shape[last + 1:]]
-    merged_shape = _keras_shape_for_reshape(ctx, [d if i != first else Sym("merged") for i, d in enumerate(merged)])
-    out = ops().take(ops().reshape(t, merged_shape), flat, axis=first)
+    merged = [*x.meta.shape[:first], symsize.product(sizes), *x.meta.shape[last + 1:]]
+    out = ops().take(symsize.reshape(ctx, t, merged, list(x.meta.shape)), flat, axis=first)
     return ctx.new_value(out)
 
 
