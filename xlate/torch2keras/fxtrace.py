@@ -182,10 +182,13 @@ class _Runs:
             return Run(self.module, self.root, graph).execute(self.names, values)
         except VariationFailed:
             raise
-        except FastTraceUnsupported as e:
+        except Exception as e:  # the module's own code failed on these inputs
+            reason = str(e) if isinstance(e, FastTraceUnsupported) else f"{type(e).__name__}: {e}"
             if sym is None:
-                raise
-            raise VariationFailed(sym.name, str(e)) from e
+                if isinstance(e, FastTraceUnsupported):
+                    raise
+                raise FastTraceUnsupported(f"running the example: {reason}") from e
+            raise VariationFailed(sym.name, reason) from e
 
 
 # --- inputs and the traced root ---------------------------------------------------------------
