@@ -105,18 +105,22 @@ class DimPlan:
     # --- building the candidates --------------------------------------------------------------
 
     def _plan(self, dynamic) -> None:
+        """``dynamic``: a mode, or {input name or index: {axis: (min, max) or None}} (exactly those
+        sizes, required to stay dynamic), optionally with ``"*": mode`` for the sizes it leaves out."""
+        required: dict = {}
+        mode = dynamic
         if isinstance(dynamic, dict):
-            wanted = self._parse_dict(dynamic)
-        elif dynamic in DYNAMIC_MODES:
-            wanted = {(d.index, d.axis): (None, None) for d in self.dims
-                      if dynamic == "auto" or (dynamic == "batch" and d.axis == 0)}
-        else:
+            required = self._parse_dict({k: v for k, v in dynamic.items() if k != "*"})
+            mode = dynamic.get("*", "none")
+        if mode not in DYNAMIC_MODES:
             raise BadInputError(f"dynamic must be one of {', '.join(map(repr, DYNAMIC_MODES))} or "
                                 f"{{input: {{axis: (min, max)}}}}, got {dynamic!r}")
-        required = isinstance(dynamic, dict)
+        wanted = {(d.index, d.axis): (None, None) for d in self.dims
+                  if mode == "auto" or (mode == "batch" and d.axis == 0)}
+        wanted.update(required)
         for d in self.dims:
             if (d.index, d.axis) not in wanted:
-                d.reason = {"none": "dynamic='none'", "batch": "dynamic='batch'"}.get(self.mode, "not asked to vary")
+                d.reason = {"none": "dynamic='none'", "batch": "dynamic='batch'"}.get(mode, "not asked to vary")
         # the batch: axis 0 of every input of rank >= 1, when they agree
         batch = [(d.index, 0) for d in self.dims if d.axis == 0 and (d.index, 0) in wanted]
         sizes = {self.shapes[i][0] for i, _ in batch}
@@ -127,7 +131,7 @@ class DimPlan:
             key = (d.index, d.axis)
             if key not in wanted or any(key in s.members for s in self.symbols.values()):
                 continue
-            if d.size == 1 and not required:
+            if d.size == 1 and key not in required:
                 d.reason = "size 1 in the example (a broadcast size)"
                 continue
             groups.setdefault((d.axis, d.size), []).append(key)
@@ -139,10 +143,13 @@ class DimPlan:
         highs = [wanted[m][1] for m in members if wanted[m][1] is not None]
         size = self.shapes[members[0][0]][members[0][1]]
         sym = Symbol(name, list(members), size, max(lows, default=1 if name == BATCH else 2), min(highs, default=None),
-                     required)
+                     any(m in required for m in members))
         if not sym.within(size):
             raise BadInputError(f"{self._label(members[0])}: the example's size {size} is outside "
                                 f"dynamic=({sym.low}, {sym.high})")
+        for d in self.dims:
+            if (d.index, d.axis) in sym.members:
+                d.required = sym.required
         self.symbols[name] = sym
 
     def _parse_dict(self, spec: dict) -> dict:
