@@ -31,10 +31,17 @@ def build(module, example_inputs, *, io_layout: str = "source", dynamic="auto"):
 
     Returns (traced, emitter, keras model). The model's weights are not ported yet."""
     traced = trace_dynamic(module, example_inputs, dynamic)
+    emitter, model = emit_pinning(traced, io_layout=io_layout, model_name=_model_name(module))
+    return traced, emitter, model
+
+
+def emit_pinning(traced, *, io_layout: str = "source", model_name: str = "xlate_converted"):
+    """Emit the traced graph; a dynamic size the Keras graph cannot express pins the input sizes it
+    depends on (with the op and module path as the reason) and the graph is emitted again."""
     while True:
-        emitter = Emitter(traced.graph, io_layout=io_layout, model_name=_model_name(module))
+        emitter = Emitter(traced.graph, io_layout=io_layout, model_name=model_name)
         try:
-            return traced, emitter, emitter.run()
+            return emitter, emitter.run()
         except DynamicShapeError as e:
             active = traced.dynamic_symbols()
             pinned = [s for s in active if s in e.symbols] or active
