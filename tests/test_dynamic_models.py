@@ -168,20 +168,38 @@ def test_fixed_view_pins_the_size_it_splits():
 # --- the same after saving ----------------------------------------------------------------------
 
 
+def _saved_and_reloaded(model, folder, name, recurrent: bool):
+    """(suffix, reloaded model) for .keras, SavedModel and TFLite. TFLite is left out for a recurrent
+    model: TensorFlow 2.21's TFLite converter refuses Keras 3 GRU/LSTM (TensorList ops), at static
+    sizes too (test_tflite_refuses_recurrent_layers_static_or_not)."""
+    for suffix in (".keras", "_savedmodel") + (() if recurrent else (".tflite",)):
+        reloaded = load_keras(save_keras(model, folder / f"{name}{suffix}")).model
+        object.__setattr__(reloaded, "_xlate_io", model._xlate_io)
+        assert [d is None for d in reloaded.inputs[0].shape] == [d is None for d in model.inputs[0].shape], \
+            (suffix, reloaded.inputs[0].shape)
+        yield suffix, reloaded
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet_basic", "text_gru"])
+@pytest.mark.parametrize("name", ["resnet_basic", "fcn_segmentation", "text_gru"])
 def test_saved_torch_to_keras_keeps_dynamic_sizes(name, tmp_path):
     build, shapes_list, int_high, _ = TORCH_MODELS[name]
     module, example = build()
     model = xlate.torch_to_keras(module, example)
-    spec = model._xlate_io
-    for suffix in (".keras", "_savedmodel", ".tflite"):
-        path = save_keras(model, tmp_path / f"{name}{suffix}")
-        reloaded = load_keras(path).model
-        assert sum(d is None for d in reloaded.inputs[0].shape) == sum(d is None for d in model.inputs[0].shape), \
-            (suffix, reloaded.inputs[0].shape)
-        object.__setattr__(reloaded, "_xlate_io", spec)
+    for _, reloaded in _saved_and_reloaded(model, tmp_path, name, recurrent=name.startswith("text")):
         assert_parity_at(module, reloaded, shapes_list[:3], int_high=int_high)
+
+
+@pytest.mark.slow
+def test_tflite_refuses_recurrent_layers_static_or_not(tmp_path):
+    """Not a dynamic-size limit: TensorFlow's TFLite converter refuses the GRU at fixed sizes too."""
+    from xlate.errors import BadInputError
+
+    module, example = tm.text_gru()
+    for dynamic in ("none", "auto"):
+        model = xlate.torch_to_keras(module.eval(), example, dynamic=dynamic, check=False)
+        with pytest.raises(BadInputError, match="TensorList"):
+            save_keras(model, tmp_path / f"gru_{dynamic}.tflite")
 
 
 # --- Keras models with free sizes, both directions --------------------------------------------
@@ -208,16 +226,27 @@ def keras_text():
     keras.utils.set_random_seed(0)
     x = keras.Input((None,), dtype="int32")
     y = keras.layers.Embedding(50, 8)(x)
+    y = keras.layers.Conv1D(12, 3, padding="same", activation="relu")(y)
+    y = keras.layers.GlobalMaxPooling1D()(y)
+    return keras.Model(x, keras.layers.Dense(3)(y)), [(2, 10)], [[(1, 3)], [(3, 17)], [(2, 31)]]
+
+
+def keras_text_rnn():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((None,), dtype="int32")
+    y = keras.layers.Embedding(50, 8)(x)
     y = keras.layers.GRU(12, return_sequences=True)(y)
     y = keras.layers.LSTM(6)(y)
     return keras.Model(x, keras.layers.Dense(3)(y)), [(2, 10)], [[(1, 3)], [(3, 17)], [(2, 31)]]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [keras_cnn, keras_text], ids=["cnn", "text"])
+@pytest.mark.parametrize("make", [keras_cnn, keras_text, keras_text_rnn], ids=["cnn", "text", "text-rnn"])
 def test_keras_model_with_free_sizes_both_directions(make, tmp_path):
     model, example_shapes, shapes_list = make()
-    int_high = 50 if make is keras_text else None
+    int_high = None if make is keras_cnn else 50
     example = _inputs(example_shapes, int_high, int_dtype=np.int32)
     module = xlate.keras_to_torch(model, example_inputs=example)  # gated at the example and other sizes
     assert_parity_at(model, module, shapes_list, int_high=int_high, int_dtype=np.int32)
@@ -233,10 +262,7 @@ def test_keras_model_with_free_sizes_both_directions(make, tmp_path):
     assert sum(d is None for d in again.inputs[0].shape) == sum(d is None for d in model.inputs[0].shape), \
         _describe(again)
     assert_parity_at(module, again, shapes_list, int_high=int_high)
-    spec = again._xlate_io
-    for suffix in (".keras", "_savedmodel", ".tflite"):
-        reloaded = load_keras(save_keras(again, tmp_path / f"again{suffix}")).model
-        object.__setattr__(reloaded, "_xlate_io", spec)
+    for _, reloaded in _saved_and_reloaded(again, tmp_path, "again", recurrent=make is keras_text_rnn):
         assert_parity_at(module, reloaded, shapes_list, int_high=int_high)
 
 

@@ -24,13 +24,28 @@ def _step(size: int) -> int:
     return max(1, min(MAX_STEP, size & -size, size // 2))
 
 
-def _dynamic_axes(spec) -> list[list[dict]]:
-    """Per input: {axis, size, low, high, group} for each dynamic axis."""
+def _fixed_in_keras(keras_model, spec) -> set:
+    """(input, source axis) pairs the Keras model's own inputs fix (a file written with some sizes
+    fixed, such as a TFLite file of a recurrent model), for a spec whose source is torch."""
+    fixed = set()
+    inputs = getattr(keras_model, "inputs", None) or []
+    if spec.source != "torch" or len(inputs) != len(spec.inputs):
+        return fixed
+    for i, t in enumerate(inputs):
+        perm = spec.input_perms[i] if spec.input_perms and i < len(spec.input_perms) else None
+        for k, d in enumerate(tuple(t.shape)):
+            if d is not None:
+                fixed.add((i, perm[k] if perm else k))
+    return fixed
+
+
+def _dynamic_axes(spec, fixed=frozenset()) -> list[list[dict]]:
+    """Per input: {axis, size, low, high, group} for each dynamic axis (not in ``fixed``)."""
     dims = (spec.extras or {}).get("dims")
     out = [[] for _ in spec.inputs]
     if dims:
         for d in dims:
-            if d.get("dynamic") and d["index"] < len(out):
+            if d.get("dynamic") and d["index"] < len(out) and (d["index"], d["axis"]) not in fixed:
                 out[d["index"]].append({"axis": d["axis"], "size": d["size"], "low": d.get("low") or 1,
                                         "high": d.get("high"), "group": d.get("symbol")})
         return out
@@ -45,20 +60,21 @@ def _dynamic_axes(spec) -> list[list[dict]]:
 
 
 def other_sizes(size: int, low: int, high, k: int = 0) -> tuple[int | None, int | None]:
-    """(smaller, larger) than ``size`` within [low, high] (None where there is none). The larger
-    size of the k-th dynamic size steps by (1 + k % 2) steps, so that equal sizes (a square image)
-    are checked unequal too."""
+    """(smaller, larger) than ``size`` within [low, high] (None where there is none). The smaller
+    one is odd where it can be (a size worked out from the example's parity shows there); the
+    larger size of the k-th dynamic size steps by (1 + k % 2) steps, so that equal sizes (a square
+    image) are checked unequal too."""
     step = _step(size)
-    smaller = size - max(1, step // 2)
+    smaller = size - step // 2 - 1 if size - step // 2 - 1 >= max(low, 1) else size - 1
     larger = size + step * (1 + k % 2)
     if high is not None and larger > high:
         larger = high if high > size else None
     return (smaller if smaller >= max(low, 1) else None), larger
 
 
-def shapes_to_check(spec) -> list[list[tuple]]:
+def shapes_to_check(spec, fixed=frozenset()) -> list[list[tuple]]:
     """The other input shapes the gate runs: every dynamic size smaller, then every one larger."""
-    axes = _dynamic_axes(spec)
+    axes = _dynamic_axes(spec, fixed)
     groups: dict = {}
     for per_input in axes:
         for a in per_input:
@@ -90,7 +106,8 @@ def check_parity_shapes(source, target, *, atol=1e-5, rtol=1e-4, path=None, samp
     if spec is None or not spec.inputs:
         return report
     checked, skipped = [], []
-    for k, shapes in enumerate(shapes_to_check(spec)):
+    keras_model = target if framework_of(target) == "keras" else source
+    for k, shapes in enumerate(shapes_to_check(spec, _fixed_in_keras(keras_model, spec))):
         specs = [dataclasses.replace(s, shape=shape, example=shape) for s, shape in zip(spec.inputs, shapes)]
         inputs = make_inputs(specs, samples=1, seed=seed + 101 + k)
         label = " ".join("x".join(map(str, s)) for s in shapes)

@@ -229,17 +229,70 @@ class DynamicSlice(_Sized):
 
 
 @keras.saving.register_keras_serializable(package="xlate")
+class DynamicPad(_Sized):
+    """Constant padding of ``x`` by (before, after) per axis, flattened in ``sizes``, read at run time
+    (TensorFlow's 'same' padding worked out in Python from a dynamic size)."""
+
+    def __init__(self, sizes=(), value=0.0, **kwargs):
+        super().__init__(sizes, **kwargs)
+        self.value = float(value)
+
+    def call(self, inputs):
+        flat = self.run_sizes(inputs)
+        width = [[flat[2 * i], flat[2 * i + 1]] for i in range(len(flat) // 2)]
+        out = keras.ops.pad(_first(inputs), width, constant_values=self.value)
+        # padding by run-time amounts loses every static size in a TensorFlow graph; the reshape gives
+        # back the ones that are known (a TFLite convolution needs its channel count)
+        static = self.compute_output_spec(inputs).shape
+        shape = keras.ops.shape(out)
+        return keras.ops.reshape(out, [d if d is not None else shape[i] for i, d in enumerate(static)])
+
+    def compute_output_spec(self, inputs):
+        x = _first(inputs)
+        flat = self.spec_sizes(inputs)
+        shape = [None if n is None or flat[2 * i] is None or flat[2 * i + 1] is None else n + flat[2 * i] + flat[2 * i + 1]
+                 for i, n in enumerate(x.shape)]
+        return keras.KerasTensor(tuple(shape), dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="xlate")
 class DynamicResize(_Sized):
-    """``image.resize`` of a channels-last tensor to spatial sizes read at run time (torch's
-    ``interpolate(size=other.shape[-2:])``; bilinear is torch's align_corners=False)."""
+    """Resize of a channels-last tensor to spatial sizes read at run time (torch's
+    ``interpolate(size=other.shape[-2:])``), computed as torch does it, one spatial axis at a time:
+    bilinear with align_corners=False (source position (i + 0.5) * in / out - 0.5, clamped at 0),
+    or nearest (source floor(i * in / out))."""
 
     def __init__(self, sizes=(), interpolation="bilinear", **kwargs):
         super().__init__(sizes, **kwargs)
         self.interpolation = interpolation
 
     def call(self, inputs):
-        return keras.ops.image.resize(_first(inputs), self.run_sizes(inputs), interpolation=self.interpolation,
-                                      antialias=False, data_format="channels_last")
+        x = _first(inputs)
+        for k, out in enumerate(self.run_sizes(inputs)):
+            x = self._resize_axis(x, 1 + k, out)
+        return x
+
+    def _resize_axis(self, x, axis: int, out):
+        ops = keras.ops
+        n = ops.shape(x)[axis]
+        scale = ops.divide(ops.cast(n, "float32"), ops.cast(out, "float32"))
+        index = ops.cast(ops.arange(out), "float32")
+        last = ops.cast(n, "int32") - 1
+        if self.interpolation == "nearest":
+            src = ops.minimum(ops.cast(ops.floor(index * scale), "int32"), last)
+            return ops.take(x, src, axis=axis)
+        src = ops.maximum((index + 0.5) * scale - 0.5, 0.0)
+        low = ops.cast(ops.floor(src), "int32")
+        high = ops.minimum(low + 1, last)
+        low = ops.minimum(low, last)
+        weight = ops.cast(src - ops.floor(src), x.dtype)
+        shape = [1] * len(x.shape)
+        shape[axis] = -1
+        weight = ops.reshape(weight, shape)
+        return ops.take(x, low, axis=axis) * (1 - weight) + ops.take(x, high, axis=axis) * weight
 
     def compute_output_spec(self, inputs):
         x = _first(inputs)

@@ -141,6 +141,8 @@ def _signature(values) -> str:
     for v in values:
         if isinstance(v, torch.Tensor):
             out.append("T")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out.append("int")  # a SizeInt (fx_sizes.py) dispatches as an int
         elif isinstance(v, (list, tuple)):
             out.append("[" + _signature(v) + "]")
         else:
@@ -238,8 +240,8 @@ def is_default(arg, v) -> bool:
 def _same(a, b, strict: bool = False) -> bool:
     import torch
 
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return False
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) or hasattr(a, "tree"):
+        return False  # a size computed from tensor sizes (fx_sizes.SizeInt) is kept where it is given
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y, strict) for x, y in zip(a, b))
     if type(a) is type(b):

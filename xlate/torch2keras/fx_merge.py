@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from .fx_common import VariationFailed
-from .trace import SourceGraph, SourceNode, Sym, TensorMeta, has_sym
+from .fx_sizes import SizeInt, expression
+from .trace import SourceGraph, SourceNode, Sym, TensorMeta, has_sym, sym_names, syms_in
 
 # Scalar arguments that are sizes (the emitter builds these from a dynamic size: torch.arange(x.size(1)))
 SIZE_SCALARS = {"aten.arange.default": ("end",), "aten.arange.start": ("start", "end"),
@@ -56,13 +57,24 @@ class _Merge:
         self.atoms: dict[tuple, str] = {}  # value vector -> expression
         self.anchors: dict[str, tuple[str, int]] = {}
         self.deps: dict[str, frozenset] = {}
+        self.metas: dict[str, object] = {}  # node name -> merged meta, for the sizes Python computed
         for j, sym in enumerate(varied):
             if sym is not None:
                 self.atoms[self.symbol_vector(j)] = sym.name
 
     def symbol_vector(self, j) -> tuple:
         sym = self.varied[j]
-        return tuple(self.run_sizes[i] if i == j else sym.size for i in range(len(self.varied)))
+        return tuple(self.run_sizes[i] if self.varied[i] is not None and self.varied[i].name == sym.name else sym.size
+                     for i in range(len(self.varied)))
+
+    def by_symbol(self, vec) -> dict:
+        """{symbol name: (Symbol, [(its size, value) in each run that varies it])} for the symbols
+        some run of which changes ``vec``."""
+        groups: dict = {}
+        for j in range(1, len(vec)):
+            sym = self.varied[j]
+            groups.setdefault(sym.name, (sym, []))[1].append((self.run_sizes[j], vec[j]))
+        return {name: g for name, g in groups.items() if any(v != vec[0] for _, v in g[1])}
 
     def changed(self, vec) -> list[int]:
         return [j for j in range(1, len(vec)) if vec[j] != vec[0]]
@@ -70,6 +82,30 @@ class _Merge:
     def conflict(self, runs, reason: str):
         j = runs[0] if runs else 1
         raise VariationFailed(self.varied[j].name, reason, retry=False)
+
+    def runs_of(self, expr: str) -> list[int]:
+        """The runs that vary a symbol ``expr`` depends on."""
+        names = set()
+        for n in sym_names(expr):
+            names |= set(self.deps.get(n, (n,)))
+        return [j for j, s in enumerate(self.varied) if s is not None and s.name in names]
+
+    def size_expr(self, node: str, axis: int):
+        meta = self.metas.get(node)
+        d = meta.shape[axis] if isinstance(meta, TensorMeta) and axis < meta.rank else None
+        if d is None:
+            raise KeyError(node)
+        return d if isinstance(d, int) else d.expr
+
+    def computed(self, values):
+        """The expression of a size Python computed (fx_sizes.SizeInt), when every run has one."""
+        trees = {v.tree for v in values if isinstance(v, SizeInt)}
+        if len(trees) != 1 or not all(isinstance(v, SizeInt) for v in values):
+            return None
+        try:
+            return expression(values[0].tree, self.size_expr)
+        except KeyError:
+            return None
 
     # --- naming a vector ----------------------------------------------------------------------
 
@@ -91,17 +127,17 @@ class _Merge:
         return None
 
     def _monomial(self, vec):
-        """k * s_i**e_i * ... for the symbols that change it (e <= MAX_POWER)."""
-        runs = self.changed(vec)
-        if vec[0] <= 0 or not runs:
+        """k * s_i**e_i * ... for the symbols that change it (e <= MAX_POWER), in every run."""
+        groups = self.by_symbol(vec)
+        if vec[0] <= 0 or not groups:
             return None
         powers = {}
-        for j in runs:
-            sym, size = self.varied[j], self.run_sizes[j]
-            e = next((e for e in range(1, MAX_POWER + 1) if vec[j] * sym.size ** e == vec[0] * size ** e), None)
+        for name, (sym, points) in groups.items():
+            e = next((e for e in range(1, MAX_POWER + 1)
+                      if all(v * sym.size ** e == vec[0] * size ** e for size, v in points)), None)
             if e is None:
                 return None
-            powers[sym.name] = (sym.size, e)
+            powers[name] = (sym.size, e)
         base = int(np.prod([b ** e for b, e in powers.values()]))
         if vec[0] % base:
             return None
@@ -109,18 +145,17 @@ class _Merge:
         return _term(vec[0] // base, factors)
 
     def _affine(self, vec):
-        """c + k_i*s_i + ... with integer k (no constant term with the batch)."""
-        runs = self.changed(vec)
+        """c + k_i*s_i + ... with integer k, in every run (no constant term with the batch)."""
+        groups = self.by_symbol(vec)
         terms, c = [], vec[0]
-        for j in runs:
-            sym = self.varied[j]
-            change, step = vec[j] - vec[0], self.run_sizes[j] - sym.size
-            if change % step:
+        for name, (sym, points) in groups.items():
+            slopes = {(v - vec[0]) / (size - sym.size) for size, v in points}
+            if len(slopes) != 1 or not float(next(iter(slopes))).is_integer():
                 return None
-            k = change // step
+            k = int(slopes.pop())
             c -= k * sym.size
-            terms.append(_term(k, [sym.name]) if k > 0 else f"-{_term(-k, [sym.name])}")
-        if not terms or (c and any(self.varied[j].batch for j in runs)):
+            terms.append(_term(k, [name]) if k > 0 else f"-{_term(-k, [name])}")
+        if not terms or (c and any(sym.batch for sym, _ in groups.values())):
             return None
         expr = " + ".join(terms).replace("+ -", "- ")
         return f"{expr} + {c}" if c > 0 else f"{expr} - {-c}" if c < 0 else expr
@@ -174,6 +209,13 @@ class _Merge:
                 self.conflict(bad, f"{what} changes with it")
             return {k: self.value([v[k] for v in values], f"{what}.{k}", sizes) for k in first}
         vec = tuple(values)
+        expr = self.computed(values) if isinstance(first, SizeInt) else None
+        if isinstance(expr, str):
+            # a size worked out in Python from dynamic sizes: its formula, even where the runs agree
+            if not sizes:
+                self.conflict(self.runs_of(expr), f"{what}: a value computed from a dynamic size ({expr}) where a "
+                                                  "size is not expected")
+            return Sym(expr)
         if isinstance(first, int) and not isinstance(first, bool) and len(set(vec)) > 1:
             if not sizes:
                 self.conflict(self.changed(vec), f"{what}: a value that changes with it where a size is not expected")
@@ -223,9 +265,12 @@ def merge(recordings, varied, run_sizes) -> SourceGraph:
         if len(rec.calls) != len(first.calls):
             m.conflict([j], f"the graph changes with it ({len(first.calls)} vs {len(rec.calls)} calls)")
     inputs = []
+    for p in first.params:
+        m.metas[p.name] = p.meta
     for k, a in enumerate(first.inputs):
         meta = m.value([rec.inputs[k].meta for rec in recordings], f"input {a.name}", anchor=a.name)
         inputs.append(SourceNode(a.name, "input", meta=meta))
+        m.metas[a.name] = meta
     calls = [_merge_call(m, [rec.calls[i] for rec in recordings], first.arg_types)
              for i in range(len(first.calls))]
     outputs = m.value([rec.outputs for rec in recordings], "outputs")
@@ -251,8 +296,10 @@ def _merge_call(m: _Merge, nodes: list, arg_types: dict) -> SourceNode:
     meta = m.value([n.meta for n in nodes], f"{where} result", anchor=a.name if a.op != "module" else None)
     if a.op == "call" and has_sym(args) and not has_sym(meta):
         # the emitter would fold it as a constant of one size
-        m.conflict(m.changed_in(args, nodes) or [1], f"{where}: a size argument with a result of one size")
+        runs = sorted({j for sym in syms_in(args) for j in m.runs_of(sym.expr)})
+        m.conflict(runs, f"{where}: a size argument with a result of one size")
     call_args = m.value([n.call_args for n in nodes], where)
     call_kwargs = m.value([n.call_kwargs for n in nodes], where)
+    m.metas[a.name] = meta
     return SourceNode(a.name, a.op, a.target, args, meta, a.module_path, a.module_type, a.stack,
                       module=a.module, fn=a.fn, call_args=tuple(call_args), call_kwargs=call_kwargs)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
 from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
+from .fx_sizes import size_of
 from .trace import MODULE_LEVEL, Ref, SourceNode, _public_name, aten_name
 
 
@@ -134,6 +135,8 @@ class Run:
                 kwargs = map_arg(n.kwargs, lambda a: env[a])
                 self._enter(n)
                 value = self._call(n, args, kwargs)
+                if n.op == "call_method" and n.target in ("size", "numel") and args:
+                    value = self._sized(value, args[0], n.target, args[1:])
             elif n.op == "output":
                 out = map_arg(n.args[0], lambda a: env[a])
                 self.rec.outputs = [self.ref(v) if isinstance(v, torch.Tensor) else v
@@ -143,6 +146,23 @@ class Run:
                 raise FastTraceUnsupported(f"fx node kind {n.op}")
             env[n] = value
         return self.rec
+
+    def _sized(self, value, tensor, method, dims):
+        """``x.size(d)`` as a SizeInt that remembers x and d (fx_sizes.py); ``x.size()`` as a tuple of them."""
+        torch = self.torch
+        if not isinstance(tensor, torch.Tensor):
+            return value
+        try:
+            name = self.ref(tensor).name
+        except FastTraceUnsupported:
+            return value
+        if method == "numel":
+            return value  # a product of every size: the merge fits it from the runs
+        if isinstance(value, int) and dims:
+            return size_of(value, name, dims[0] % tensor.dim())
+        if isinstance(value, (tuple, list)):
+            return tuple(size_of(v, name, axis) for axis, v in enumerate(value))
+        return value
 
     def _enter(self, n) -> None:
         stack = [("", self.root_type)]

@@ -80,6 +80,30 @@ def symbolic_trace(root, names, inputs, varied):
     return graph
 
 
+#: Python arithmetic whose result on a size is not affine in it: a size computed with it may follow
+#: the size's parity (TensorFlow's 'same' padding, padding to a window multiple)
+NONLINEAR = {operator.floordiv, operator.mod, operator.truediv, operator.pow, math.ceil, math.floor}
+
+
+def has_nonlinear_sizes(graph) -> bool:
+    """Whether the fx graph computes a value from a dynamic size with floor, ceil, // or %."""
+    sized = set()
+    for node in graph.nodes:
+        inputs = node.all_input_nodes
+        reads_size = (node.op == "call_method" and node.target in ("size", "numel")) or (
+            node.op == "call_function" and node.target in (getattr, operator.getitem) and inputs
+            and (inputs[0] in sized or node.args[1:2] == ("shape",)))
+        if reads_size:
+            sized.add(node)
+        elif any(a in sized for a in inputs) and node.op == "call_function" and (
+                node.target in COMPARISONS or getattr(node.target, "__module__", "") in ("_operator", "math")
+                or node.target in (max, min)):
+            if node.target in NONLINEAR:
+                return True
+            sized.add(node)
+    return False
+
+
 def decided(compare, k1, c1, k2, c2) -> bool:
     """Whether k1*B + c1 <op> k2*B + c2 has one answer for all B >= 2."""
     k = k1 - k2

@@ -27,7 +27,7 @@ from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed
 from .fx_merge import merge
 from .fx_record import Run
 from .fx_tracer import decided as _decided  # noqa: F401 - the batch decision rule, tested on its own
-from .fx_tracer import symbolic_trace
+from .fx_tracer import has_nonlinear_sizes, symbolic_trace
 from .trace import SourceGraph, _as_tuple
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class _Runs:
         self.module, self.root, self.names, self.values, self.plan = module, root, names, values, plan
         self.sizes: dict[str, int] = {}  # symbol -> the size its run uses
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
+        self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
         self.cache: dict = {}
 
     def pin(self, name: str, reason: str) -> None:
@@ -127,12 +128,17 @@ class _Runs:
         self.plan.pin(name, reason)
         self.sizes.pop(name, None)
         self.recordings.pop(name, None)
+        self.probes.pop(name, None)
 
     def active(self):
+        """(the Symbol each run varies, its size there, the recordings): the example's run first, then
+        one per symbol, then the odd-size probes."""
         names = [n for n in self.sizes if n in self.plan.symbols]
-        varied = [None] + [self.plan.symbols[n] for n in names]
-        return varied, [None] + [self.sizes[n] for n in names], [self.recordings[""]] + [
-            self.recordings[n] for n in names]
+        probes = [n for n in self.probes if n in self.plan.symbols]
+        varied = [None] + [self.plan.symbols[n] for n in names + probes]
+        sizes = [None] + [self.sizes[n] for n in names] + [self.probes[n][0] for n in probes]
+        return varied, sizes, [self.recordings[""]] + [self.recordings[n] for n in names] + [
+            self.probes[n][1] for n in probes]
 
     def trace(self) -> None:
         last: dict[str, str] = {}
@@ -176,6 +182,27 @@ class _Runs:
                 if key not in self.cache:
                     self.cache[key] = self._record(graph, values, sym)
                 self.recordings["" if sym is None else sym.name] = self.cache[key]
+            self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
+
+    def _probe(self, graph, symbols) -> dict:
+        """One more run per symbol at an odd size, for a graph that computes sizes with floor,
+        ceil, // or %: a value that follows a size's parity looks constant across runs whose sizes
+        differ by a power of two, and the merge must explain this run too."""
+        import torch
+
+        probes = {}
+        for sym in symbols:
+            size = next((p for p in (sym.size + 1, sym.size - 1) if p >= 2 and sym.within(p)
+                         and p != self.sizes[sym.name]), None)
+            if size is None or sym.batch:
+                continue
+            try:
+                with torch.no_grad():
+                    probes[sym.name] = (size, Run(self.module, self.root, graph).execute(
+                        self.names, _resized(self.values, sym, size)))
+            except Exception as e:  # noqa: BLE001 - not a size the module takes: nothing to check there
+                log.debug("no probe of %s at %d: %s", sym.name, size, e)
+        return probes
 
     def _record(self, graph, values, sym):
         try:

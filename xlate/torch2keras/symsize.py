@@ -162,6 +162,15 @@ def slice_axis(ctx, tensor, local_sizes, axis: int, start, stop, step: int, leng
     return DynamicSlice(bounds, axis=axis, step=step, length=length, name=ctx.layer_name("slice"))(spec.inputs())
 
 
+def pad(ctx, tensor, local_sizes, width, value: float):
+    """Constant padding by ``width`` ((before, after) per Keras axis) with dynamic amounts."""
+    from ..keras_layers import DynamicPad
+
+    spec = SizeSpec(ctx, [(tensor, local_sizes)])
+    sizes = spec.sizes([p for pair in width for p in pair])
+    return DynamicPad(sizes, value=value, name=ctx.layer_name("pad"))(spec.inputs())
+
+
 def resize(ctx, tensor, local_sizes, spatial, interpolation: str):
     """``image.resize`` of a channels-last tensor to the (dynamic) ``spatial`` sizes."""
     from ..keras_layers import DynamicResize

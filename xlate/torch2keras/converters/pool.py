@@ -162,13 +162,17 @@ def pad(ctx, node, row):
     elif "replication" in node.target:
         mode = "replicate"
     value = node.args.get("value") or 0.0
-    if any(p < 0 for p in flat):
+    if any(isinstance(p, int) and p < 0 for p in flat):
         raise ctx.unsupported("negative padding (cropping) through pad")
     # torch lists (begin, end) pairs starting from the last dim
     per_dim = {x.rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
     perm = x.perm
     t = ctx.keras_tensor(x, perm)
     width = [list(per_dim.get(d, (0, 0))) for d in perm]
+    if not all(isinstance(p, int) for p in flat):
+        if mode != "constant":
+            raise DynamicShapeError(f"{mode} padding by a dynamic amount at {ctx.where()}")
+        return ctx.new_value(symsize.pad(ctx, t, symsize.keras_order(x), width, float(value)), perm)
     mode_row = {"reflect": "reflection_pad2d", "replicate": "replication_pad2d"}.get(mode)
     if mode_row and mode_row != row.id:
         ctx.used(ctx.table.row(mode_row))
