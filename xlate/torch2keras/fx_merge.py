@@ -215,7 +215,10 @@ class _Merge:
             if not sizes:
                 self.conflict(self.runs_of(expr), f"{what}: a value computed from a dynamic size ({expr}) where a "
                                                   "size is not expected")
-            return Sym(expr)
+            # the name the runs' values have where they have one (2*s0 rather than s0*2); every run,
+            # odd-size probes included, agrees with it
+            fitted = self.fit(vec) if len(set(vec)) > 1 else None
+            return fitted if fitted is not None else Sym(expr)
         if isinstance(first, int) and not isinstance(first, bool) and len(set(vec)) > 1:
             if not sizes:
                 self.conflict(self.changed(vec), f"{what}: a value that changes with it where a size is not expected")

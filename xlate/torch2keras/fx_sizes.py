@@ -125,5 +125,10 @@ def expression(tree: tuple, size_expr) -> str | int:
     if isinstance(a, int) and isinstance(b, int):
         return -((-a) // b) if kind == "ceil//" else _APPLY[kind](a, b)
     if kind == "ceil//":
-        return f"-((-({a}))//({b}))"
-    return f"({a}){kind}({b})"
+        return f"-((-{_paren(a)})//{_paren(b)})"
+    return f"{_paren(a)}{kind}{_paren(b)}"
+
+
+def _paren(v) -> str:
+    text = str(v)
+    return text if text.replace("_", "").isalnum() else f"({text})"
