@@ -19,13 +19,14 @@ def _check_args(via: str, io_layout: str) -> None:
 
 
 def _run_paths(direct, onnx, via: str):
-    """Try the direct path, falling back to ONNX under via='auto'. Returns (result, note)."""
+    """Try the direct path, falling back to ONNX under via='auto' (``onnx`` None: no fallback).
+    Returns (result, note)."""
     if via == "onnx":
         return onnx(), "via='onnx' was asked for"
     try:
         return direct(), "direct path"
     except UnsupportedOpError as e:
-        if via == "direct":
+        if via == "direct" or onnx is None:
             raise
         direct_error = e
     try:
@@ -68,10 +69,17 @@ def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", ch
     from . import onnx_path
     from .torch2keras import convert as direct
 
+    def onnx():
+        return onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout)
+
+    # sizes asked for by name must stay dynamic: the ONNX path keeps the batch only, so it is no fallback
+    explicit = isinstance(dynamic, dict)
+    if explicit and via == "onnx":
+        raise BadInputError("dynamic={...} names sizes the ONNX path cannot keep dynamic (it keeps the batch only)",
+                            hint="use via='direct' or 'auto', or dynamic='batch'")
     return _convert(module,
                     lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout, dynamic=dynamic),
-                    lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
-                    via=via, check=check, atol=atol, rtol=rtol)
+                    None if explicit else onnx, via=via, check=check, atol=atol, rtol=rtol)
 
 
 def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):

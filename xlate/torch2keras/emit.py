@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError, UnsupportedOpError
+from ..errors import BadInputError, UnsupportedOpError, one_line
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
@@ -268,14 +268,26 @@ class Emitter:
         return model
 
     def _run_node(self, node: SourceNode) -> None:
+        inputs = [self.env.get(r.name) for r in refs_in(node.args)]
         try:
-            self._convert_node(node)
-            self._check_static_sizes(node)
+            try:
+                self._convert_node(node)
+                self._check_static_sizes(node)
+            except (ValueError, TypeError) as e:
+                # a Keras layer that needs a size the torch graph has dynamic ("Shapes used to initialize
+                # variables must be fully-defined"): keep that size static
+                if not any(k in str(e) for k in ("None", "fully-defined", "defined dimension")):
+                    raise
+                # Keras layers need feature and channel sizes, not the leading (batch) one
+                inner = self.graph.input_symbols_of([list(v.meta.shape[1:]) for v in inputs
+                                                     if isinstance(v, Value) and isinstance(v.meta, TensorMeta)])
+                raise DynamicShapeError(f"Keras needs a fixed size here ({one_line(e, 120)})", inner) from e
         except DynamicShapeError as e:
             if not e.symbols:
-                inputs = [self.env.get(r.name) for r in refs_in(node.args)]
                 e.symbols = self.graph.input_symbols_of(
                     [node.meta, node.args, [v.meta for v in inputs if isinstance(v, Value)]])
+                if not e.symbols and not isinstance(e.__cause__, DynamicShapeError) and e.__cause__ is not None:
+                    raise e.__cause__  # a Keras error with no dynamic size in sight is not about sizes
             e.where = e.where or f"{node.target} at {node.module_path or '<root>'}"
             raise
 
