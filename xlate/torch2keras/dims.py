@@ -72,15 +72,15 @@ class Symbol:
     def variation(self) -> int | None:
         """The size the fast trace runs this symbol at next (the others keep their example size), or
         None when every candidate failed. Batch: example + 3 (2 for an example of 1, so that batch
-        decisions hold for every batch of 2 or more). Others: smaller by a power-of-two step first
-        (cheaper), then larger; strided layers keep dividing a power-of-two step exactly."""
+        decisions hold for every batch of 2 or more). Others: a quarter (from 64 up) or half the size
+        first (the run costs less), then smaller and larger by a power-of-two step."""
         b = self.size
         if self.batch:
             candidates = [2, 3] if b == 1 else [b + 3, b + 1, b - 1]
         else:
             step = min(MAX_STEP, b & -b, max(1, b // 2))
-            candidates = [b - step, b + step]
-        for c in candidates:
+            candidates = [b // 4 if b >= 64 else b - step, b // 2 if b >= 8 else b - step, b - step, b + step]
+        for c in dict.fromkeys(candidates):
             if c >= 2 and c != b and c not in self.tried and self.within(c):
                 return c
         return None
