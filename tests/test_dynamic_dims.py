@@ -209,7 +209,7 @@ class Net(torch.nn.Module):
 class Flat(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc = torch.nn.Linear(3 * 8 * 8, 2)
+        self.fc = torch.nn.Linear(3 * 32 * 8, 2)
 
     def forward(self, x):
         return self.fc(torch.flatten(x, 1))
@@ -251,7 +251,7 @@ def test_cli_free_sizes_static_and_inspect(cli_work):
                        "-o", "pinned.keras", cwd=cli_work)
     assert pinned.returncode == 3 and "fc" in pinned.stderr and "Traceback" not in pinned.stderr, pinned.stderr
     assert not (cli_work / "pinned.keras").exists()
-    inspect = run_xlate("inspect", "flat.pth", "--model-class", "cnn:Flat", "--input-shape", "2,3,8,8", "--json",
+    inspect = run_xlate("inspect", "flat.pth", "--model-class", "cnn:Flat", "--input-shape", "2,3,32,8", "--json",
                         cwd=cli_work)
     dims = json.loads(inspect.stdout)["dims"]
     assert [(d["axis"], d["dynamic"]) for d in dims] == [(0, True), (1, False), (2, False), (3, False)]

@@ -40,13 +40,24 @@ SMALL_MODEL = 10_000_000  # parameters
 
 def trace_dynamic(module, example_inputs, dynamic="auto") -> Traced:
     """The fx fast path when it applies, else torch.export (export_trace.ExportTrace)."""
+    from ..errors import UnsupportedOpError
+
     try:
         return FastTrace(module, example_inputs, dynamic)
     except FastTraceUnsupported as e:
         log.info("fast trace not applicable, using torch.export: %s", e)
         from .export_trace import ExportTrace
 
-        return ExportTrace(module, example_inputs, dynamic)
+        try:
+            return ExportTrace(module, example_inputs, dynamic)
+        except UnsupportedOpError as export_error:
+            if not isinstance(e, RequiredPinned):
+                raise
+            # a size asked to stay dynamic: the fast trace's reason names the op and module that pin it
+            raise UnsupportedOpError([(f"{e.label} cannot stay dynamic: {e.reason}", "<inputs>")],
+                                     direction="torch2keras",
+                                     hint="leave it out of dynamic= (or give a number instead of ? on the CLI)") \
+                from export_error
 
 
 def trace_fast_or_export(module, example_inputs, dynamic="auto") -> SourceGraph:
@@ -111,6 +122,14 @@ class FastTrace(Traced):
             return
 
 
+class RequiredPinned(FastTraceUnsupported):
+    """A size asked to stay dynamic that the fast trace must keep static (torch.export may still)."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(f"{label} was asked to stay dynamic: {reason}")
+        self.label, self.reason = label, reason
+
+
 class _Runs:
     """The input sets, the fx graph and one recording per input set, retried until they agree."""
 
@@ -124,7 +143,8 @@ class _Runs:
     def pin(self, name: str, reason: str) -> None:
         sym = self.plan.symbols.get(name)
         if sym is not None and sym.required:
-            raise FastTraceUnsupported(f"{name} was asked to stay dynamic: {reason}")
+            index, axis = sym.members[0]
+            raise RequiredPinned(f"input {self.names[index]!r} axis {axis}", reason)
         self.plan.pin(name, reason)
         self.sizes.pop(name, None)
         self.recordings.pop(name, None)

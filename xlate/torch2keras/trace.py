@@ -9,6 +9,7 @@ nn.MultiheadAttention) are exported with a preserved call signature and collapse
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
 from dataclasses import dataclass, field
@@ -272,6 +273,10 @@ def export_module(module, args, kwargs, dynamic_shapes=None):
     was_training = module.training
     module.eval()
     errors = []
+    # torch logs a traceback of every fake-tensor failure; the failure is reported below, in one line
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)
     try:
         for keep in ((preserve, ()) if preserve else ((),)):
             try:
@@ -280,6 +285,7 @@ def export_module(module, args, kwargs, dynamic_shapes=None):
             except Exception as e:  # noqa: BLE001 - collected and reported below
                 errors.append(e)
     finally:
+        fake_log.setLevel(level)
         module.train(was_training)
     last = errors[-1]
     msg = " ".join(str(last).split())[:300]
