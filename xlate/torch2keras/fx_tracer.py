@@ -139,7 +139,10 @@ def region(compare, k: int, c0: int, r: int, low: int, high):
 
 @functools.cache
 def shape_tracer_class():
-    """A torch.fx Tracer whose proxies answer shape questions from real runs (see the module doc)."""
+    """A torch.fx Tracer whose proxies answer shape questions from real runs (see the module doc).
+
+    Defined on first use because it subclasses torch.fx classes (torch is imported lazily); the
+    function is long because it is the two class bodies."""
     import torch
     import torch.fx
     from torch.fx._symbolic_trace import _maybe_revert_all_patches
