@@ -171,23 +171,27 @@ class _Runs:
                     else:
                         self.sizes[sym.name] = size
             try:
-                self._attempt()
-                return
+                failures = self._attempt()
+                if not failures:
+                    return
             except VariationFailed as e:
-                last[e.symbol] = e.reason
-                if e.retry and e.symbol in self.sizes:
-                    self.plan.symbols[e.symbol].tried.append(self.sizes.pop(e.symbol))
-                else:
-                    self.pin(e.symbol, e.reason)
+                failures = [e]
             except BoundFound as e:
+                failures = []
                 self.plan.narrow(e.symbol, e.low, e.high, e.reason)
                 size = self.sizes.get(e.symbol)
                 sym = self.plan.symbols.get(e.symbol)
                 if sym is None or (size is not None and not sym.within(size)):
                     self.sizes.pop(e.symbol, None)
+            for e in failures:
+                last[e.symbol] = e.reason
+                if e.retry and e.symbol in self.sizes and not _weight_mismatch(e.reason):
+                    self.plan.symbols[e.symbol].tried.append(self.sizes.pop(e.symbol))
+                else:
+                    self.pin(e.symbol, e.reason)
         raise FastTraceUnsupported("the dynamic sizes did not settle")
 
-    def _attempt(self) -> None:
+    def _attempt(self) -> list:
         import torch
 
         names = [n for n in self.sizes if n in self.plan.symbols]
@@ -196,13 +200,21 @@ class _Runs:
         graph = symbolic_trace(self.root, self.names, [_copies(v) for v in inputs], varied)
         code = graph.python_code("self").src
         self.recordings = {}
+        failures = []  # every varied run that fails, so one more attempt settles them all
         with torch.no_grad():
             for sym, values in zip(varied, inputs):
                 key = (code, "" if sym is None else sym.name, None if sym is None else self.sizes[sym.name])
                 if key not in self.cache:
-                    self.cache[key] = self._record(graph, values, sym)
+                    try:
+                        self.cache[key] = self._record(graph, values, sym)
+                    except VariationFailed as e:
+                        failures.append(e)
+                        continue
                 self.recordings["" if sym is None else sym.name] = self.cache[key]
+            if failures:
+                return failures
             self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
+        return []
 
     def _probe(self, graph, symbols) -> dict:
         """One more run per symbol at an odd size, for a graph that computes sizes with floor,
@@ -239,6 +251,14 @@ class _Runs:
 
 
 # --- inputs and the traced root ---------------------------------------------------------------
+
+
+#: a failure of this kind repeats at every other size: a weight's shape fixes the size
+_WEIGHT_MISMATCH = ("shapes cannot be multiplied", "channels, but got")
+
+
+def _weight_mismatch(reason: str) -> bool:
+    return any(k in reason for k in _WEIGHT_MISMATCH)
 
 
 def _bind_inputs(module, args, kwargs):
