@@ -53,9 +53,9 @@ def free_axes(row, sample) -> dict:
                     x = _resized(arrays, members, other)
                     model(x[0] if len(x) == 1 else x)
                     ran += 1
-                except Exception:  # noqa: BLE001 - not a size this layer takes
+                except Exception:  # noqa: BLE001, S110 - not a size this layer takes
                     pass
-        except Exception:  # noqa: BLE001 - the layer needs this size defined
+        except Exception:  # noqa: BLE001, S112 - the layer needs this size defined
             continue
         if ran:
             free = trial

@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
+from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow, without_kv_cache
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_dynamic
@@ -56,8 +56,11 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source", dynamic
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
-    traced, emitter, model = build(module, example_inputs, io_layout=io_layout, dynamic=dynamic)
+    with without_kv_cache(module) as cache_off:
+        traced, emitter, model = build(module, example_inputs, io_layout=io_layout, dynamic=dynamic)
     graph = traced.graph
+    if cache_off:
+        emitter.notes.append("traced with use_cache=False: a KV cache is inference state, not an output")
     weights = port_weights(emitter.assignments)
     dims = [d.to_dict() for d in graph.dims]
     record = ConversionRecord(

@@ -39,10 +39,12 @@ def _input_names(module, args, kwargs) -> list[str]:
 
 
 class ExportTrace(Traced):
-    def __init__(self, module, example_inputs, dynamic="auto"):
+    """``fx_reason``: why the fast trace did not apply, noted in the graph's ``traced_by``."""
+
+    def __init__(self, module, example_inputs, dynamic="auto", fx_reason: str = ""):
         import torch
 
-        self.module = module
+        self.module, self.fx_reason = module, fx_reason
         self.args, self.kwargs = _as_tuple(example_inputs)
         values = list(self.args) or list(self.kwargs.values())
         shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else () for v in values]
@@ -71,6 +73,8 @@ class ExportTrace(Traced):
             if set(self.plan.symbols) != before:
                 continue
             graph.dims = self.plan.finish(graph)
+            if self.fx_reason:
+                graph.traced_by = f"{graph.traced_by} (the fx fast path does not apply: {self.fx_reason})"
             self.graph = graph
             return
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keyword
 import logging
 
-from ..errors import BadInputError
+from ..errors import BadInputError, one_line
 from .bounds import apply_bounds
 from .dims import BATCH, DimPlan, Traced
 from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed
@@ -49,7 +49,7 @@ def trace_dynamic(module, example_inputs, dynamic="auto") -> Traced:
         from .export_trace import ExportTrace
 
         try:
-            return ExportTrace(module, example_inputs, dynamic)
+            return ExportTrace(module, example_inputs, dynamic, fx_reason=one_line(e, 160))
         except UnsupportedOpError as export_error:
             if not isinstance(e, RequiredPinned):
                 raise

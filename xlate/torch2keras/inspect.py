@@ -6,6 +6,7 @@ comes from the real trace and a dry run of the emitter, so a row whose configura
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
+from ..frameworks import without_kv_cache
 from ..record import CoverageItem
 from ..table import table
 
@@ -23,7 +24,8 @@ def coverage_and_dims(module, example_inputs, dynamic="auto"):
 
     load()
     try:
-        traced = trace_dynamic(module, example_inputs, dynamic)
+        with without_kv_cache(module):
+            traced = trace_dynamic(module, example_inputs, dynamic)
     except UnsupportedOpError as e:
         return [CoverageItem(type(module).__name__, op, where, None, "torch.export could not trace the module")
                 for op, where in e.unsupported], []

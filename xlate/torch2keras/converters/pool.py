@@ -1,4 +1,4 @@
-"""Pooling, adaptive/global pooling, upsampling and padding ops (channels-last)."""
+"""Pooling, adaptive/global pooling and padding ops (channels-last); resampling is in resize.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ GLOBAL_MAX = {1: "GlobalMaxPooling1D", 2: "GlobalMaxPooling2D", 3: "GlobalMaxPoo
 ADAPTIVE = {("avg", 1): "AdaptiveAveragePooling1D", ("avg", 2): "AdaptiveAveragePooling2D",
             ("avg", 3): "AdaptiveAveragePooling3D", ("max", 1): "AdaptiveMaxPooling1D",
             ("max", 2): "AdaptiveMaxPooling2D", ("max", 3): "AdaptiveMaxPooling3D"}
-UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}
 
 
 def _ceil_extra(n, k, s, p):
@@ -104,52 +103,6 @@ def adaptive_pool(ctx, node, row):
     meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
     value = ctx.new_value(out, cl, meta=meta)
     return (value, None) if kind == "max" else value
-
-
-@converter("upsample")
-def upsample(ctx, node, row):
-    x = ctx.materialize(ctx.arg("input"))
-    n = x.rank - 2
-    bilinear = "bilinear" in node.target
-    if bilinear and node.args.get("align_corners"):
-        raise ctx.unsupported("bilinear upsampling with align_corners=True")
-    if bilinear and n != 2:
-        raise ctx.unsupported(f"{n}-D linear upsampling")
-    out_shape = node.meta.shape
-    factors = _integer_factors(x.meta.shape[2:], out_shape[2:], node.args.get("scale_factors"))
-    cl = plan.channels_last(x.rank)
-    t = ctx.keras_tensor(x, cl)
-    if factors is None and all(isinstance(d, int) for d in (*x.meta.shape[2:], *out_shape[2:])):
-        raise ctx.unsupported("upsampling by a non-integer factor")
-    if factors is None:
-        if n != 2 or not (bilinear or node.target.startswith("aten.upsample_nearest")):
-            raise DynamicShapeError(f"upsampling to a dynamic size at {ctx.where()}")
-        # to sizes read at run time (interpolate(size=skip.shape[-2:])): exact for bilinear and
-        # for nearest at an integer factor
-        sizes = [x.meta.shape[p] for p in cl]
-        out = symsize.resize(ctx, t, sizes, list(out_shape[2:]), "bilinear" if bilinear else "nearest")
-        return ctx.new_value(out, cl)
-    cls = getattr(layers(), UPSAMPLE[n])
-    kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
-    layer = cls(size=tuple(factors) if n > 1 else factors[0], name=ctx.layer_name(), **kwargs)
-    return ctx.new_value(layer(t), cl)
-
-
-def _integer_factors(sizes, out_sizes, scales):
-    """The integer upsampling factor per spatial axis, or None when one is not known to be one."""
-    factors = []
-    for i, (a, b) in enumerate(zip(sizes, out_sizes)):
-        if isinstance(a, int) and isinstance(b, int):
-            if b % a:
-                return None
-            factors.append(b // a)
-        elif scales and float(scales[i]).is_integer() and a != b:
-            factors.append(int(scales[i]))
-        elif a == b:
-            factors.append(1)
-        else:
-            return None
-    return factors
 
 
 @converter("pad")
