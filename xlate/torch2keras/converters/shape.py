@@ -153,14 +153,34 @@ def repeat(ctx, node, row):
         return ctx.new_value(ops().repeat(x.tensor, int(node.args["repeats"]), axis=x.perm.index(dim % x.rank)),
                              x.perm)
     reps = list(node.args.get("repeats", node.args.get("dims")))
-    t, perm = x.tensor, x.perm
+    t, perm, sizes = x.tensor, x.perm, symsize.keras_order(x)
     for _ in range(len(reps) - x.rank):
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
+        sizes.insert(axis, 1)
     reps = [1] * (len(perm) - len(reps)) + reps
-    if not all(isinstance(r, int) for r in reps):
-        raise DynamicShapeError(f"repeat by a dynamic count {reps} at {ctx.where()}")
-    return ctx.new_value(ops().tile(t, [reps[p] for p in perm]), perm)
+    keras_reps = [reps[p] for p in perm]
+    if symsize.is_static(keras_reps):
+        return ctx.new_value(ops().tile(t, keras_reps), perm)
+    return ctx.new_value(_dynamic_tile(ctx, t, sizes, keras_reps, [node.meta.shape[p] for p in perm]), perm)
+
+
+def _dynamic_tile(ctx, t, sizes, reps, target):
+    """``tile(t, reps)`` (Keras order) where some counts are dynamic (XCiT's ``pos.repeat(B, 1, 1, 1)``,
+    a token repeated to the batch): a broadcast where the size is 1, else the tensor broadcast on a
+    new axis in front of that one and merged with it (tile's order: the whole axis, ``r`` times)."""
+    static = [r if isinstance(r, int) else 1 for r in reps]
+    if static != [1] * len(reps):
+        t = ops().tile(t, static)
+    sizes = [s * r if isinstance(r, int) else s for s, r in zip(sizes, reps)]
+    for axis, r in enumerate(reps):
+        if isinstance(r, int) or sizes[axis] == 1:
+            continue
+        wide = [*sizes[:axis], r, *sizes[axis:]]
+        t = symsize.broadcast(ctx, ops().expand_dims(t, axis), wide, [*sizes[:axis], 1, *sizes[axis:]])
+        sizes = [*sizes[:axis], target[axis], *sizes[axis + 1:]]
+        t = symsize.reshape(ctx, t, sizes, wide)
+    return symsize.broadcast(ctx, t, target, sizes) if sizes != target else t
 
 
 def _operands_in(ctx, values, perm):
