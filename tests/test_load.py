@@ -104,9 +104,11 @@ def test_input_shapes_and_dtypes(files):
     assert loaded.example_inputs[0].shape == (3, 4)
     assert parse_input_shape("1,3,224,224") == (1, 3, 224, 224)
     assert parse_input_shape("2x8") == (2, 8)
-    for bad in ("", "a,b", "2,,3", "0,3", "-1,4"):
+    for bad in ("", "a,b", "2,,3", "0,3", "-2,4", "??,4"):
         with pytest.raises(BadInputError, match="not a shape"):
             parse_input_shape(bad)
+    # ? or -1: a size that must stay dynamic, traced at 1 (batch) or 32
+    assert parse_input_shape("-1,4") == (1, 4) and parse_input_shape("1,3,?,?") == (1, 3, 32, 32)
     with pytest.raises(BadInputError, match="input-dtype"):
         load_torch(folder / "tiny.pth", model_class="tiny:Tiny", input_shapes=["3,4"], input_dtypes=["complex7"])
     ints = load_torch(folder / "tiny.pth", model_class="tiny:Tiny", input_shapes=["3,4", "3"],

@@ -27,16 +27,23 @@ __all__ = [
 ]
 
 
-def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   dynamic="auto"):
     """Rebuild a torch ``nn.Module`` as a native, trainable Keras 3 model with ported weights.
 
     ``example_inputs``: a tensor or tuple of tensors the module is traced with. ``io_layout``:
     "source" (the Keras model takes and returns NCHW like the module) or "native" (NHWC).
-    ``check=True`` raises ``ParityError`` unless the outputs match within atol/rtol.
+    ``dynamic``: which input sizes stay free (``None`` in the Keras inputs): "auto" (every one the
+    module accepts at other sizes: batch, sequence length, height and width...), "batch", "none",
+    or ``{input name or index: {axis: (min, max)}}`` (exactly those, an error if one cannot be).
+    The record (``model._xlate_record.dims``) says per input axis dynamic or static, and why.
+    ``check=True`` raises ``ParityError`` unless the outputs match within atol/rtol, at the example's
+    shape and at smaller and larger sizes of every dynamic one.
     """
     from .convert import torch_to_keras as _impl
 
-    return _impl(module, example_inputs, io_layout=io_layout, via=via, check=check, atol=atol, rtol=rtol)
+    return _impl(module, example_inputs, io_layout=io_layout, via=via, check=check, atol=atol, rtol=rtol,
+                 dynamic=dynamic)
 
 
 def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):

@@ -19,13 +19,14 @@ def _check_args(via: str, io_layout: str) -> None:
 
 
 def _run_paths(direct, onnx, via: str):
-    """Try the direct path, falling back to ONNX under via='auto'. Returns (result, note)."""
+    """Try the direct path, falling back to ONNX under via='auto' (``onnx`` None: no fallback).
+    Returns (result, note)."""
     if via == "onnx":
         return onnx(), "via='onnx' was asked for"
     try:
         return direct(), "direct path"
     except UnsupportedOpError as e:
-        if via == "direct":
+        if via == "direct" or onnx is None:
             raise
         direct_error = e
     try:
@@ -35,17 +36,19 @@ def _run_paths(direct, onnx, via: str):
                                  hint=f"the ONNX fallback failed too: {onnx_error}") from onnx_error
 
 
-def _gate(source, target, *, check: bool, atol: float, rtol: float, inputs=None):
+def _gate(source, target, *, check: bool, atol: float, rtol: float):
+    """The parity gate: at the example's shape and at other sizes of every dynamic input size."""
     record = record_of(target)
     if not check:
         return
-    from .parity import check_parity
+    from .parity_shapes import check_parity_shapes
 
-    report = check_parity(source, target, inputs, atol=atol, rtol=rtol, path=record.path if record else None)
+    report = check_parity_shapes(source, target, atol=atol, rtol=rtol, path=record.path if record else None)
     if not report.passed:
         raise ParityError(report)
     if record is not None:
-        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)")
+        shapes = f" ({report.message})" if report.message else ""
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){shapes}")
 
 
 def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):
@@ -60,15 +63,23 @@ def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: 
     return target
 
 
-def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   dynamic="auto"):
     _check_args(via, io_layout)
     from . import onnx_path
     from .torch2keras import convert as direct
 
+    def onnx():
+        return onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout)
+
+    # sizes asked for by name must stay dynamic: the ONNX path keeps the batch only, so it is no fallback
+    explicit = isinstance(dynamic, dict)
+    if explicit and via == "onnx":
+        raise BadInputError("dynamic={...} names sizes the ONNX path cannot keep dynamic (it keeps the batch only)",
+                            hint="use via='direct' or 'auto', or dynamic='batch'")
     return _convert(module,
-                    lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
-                    lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
-                    via=via, check=check, atol=atol, rtol=rtol)
+                    lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout, dynamic=dynamic),
+                    None if explicit else onnx, via=via, check=check, atol=atol, rtol=rtol)
 
 
 def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):

@@ -102,13 +102,15 @@ def flatten_outputs(out) -> list:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Shape (batch axis may be None), dtype and, for integer inputs, the range [low, high)."""
+    """Shape (None where a size is free), dtype and, for integer inputs, the range [low, high).
+    ``example``: the shape of the example the model was converted from (the parity gate's default)."""
 
     shape: tuple
     dtype: str = "float32"
     low: int = 0
     high: int | None = None
     name: str = ""
+    example: tuple | None = None
 
     @property
     def is_integer(self) -> bool:

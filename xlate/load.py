@@ -237,18 +237,11 @@ DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """``"2,3,32,32"`` -> ``(2, 3, 32, 32)``; BadInputError for anything else."""
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if not shape or any(d <= 0 for d in shape):
-        raise BadInputError(
-            f"--input-shape {text!r} is not a shape",
-            hint="write positive integers separated by commas, batch first, e.g. --input-shape 1,3,224,224",
-        )
-    return shape
+    """``"2,3,32,32"`` -> ``(2, 3, 32, 32)``, a free size (``?``/``-1``) at its example size
+    (input_shapes.parse); BadInputError for anything else."""
+    from .input_shapes import parse
+
+    return parse(text)[0]
 
 
 def example_inputs_from(shapes, dtypes=(), seed: int = 0) -> tuple:
@@ -723,18 +716,23 @@ def tflite_as_keras(path):
 
         def compute_output_spec(self, inputs):
             batch = (inputs[0] if isinstance(inputs, (list, tuple)) else inputs).shape[0]
-            return [keras.KerasTensor((batch, *[int(d) for d in o["shape_signature"][1:]]), dtype=np.dtype(o["dtype"]).name)
+            return [keras.KerasTensor((batch, *_signature(o)[1:]), dtype=np.dtype(o["dtype"]).name)
                     for o in out_details]
 
         def call(self, inputs):
             arrays = [keras.ops.convert_to_numpy(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
             return [keras.ops.convert_to_tensor(o) for o in run_tflite(interpreter, arrays)]
 
-    inputs = [keras.Input(shape=tuple(int(d) for d in d_["shape_signature"][1:]), dtype=np.dtype(d_["dtype"]).name,
-                          name=f"input{i}") for i, d_ in enumerate(in_details)]
+    inputs = [keras.Input(shape=_signature(d_)[1:], dtype=np.dtype(d_["dtype"]).name, name=f"input{i}")
+              for i, d_ in enumerate(in_details)]
     single = len(inputs) == 1
     outs = TFLiteModelLayer(name="tflite")(inputs[0] if single else inputs)
     return keras.Model(inputs[0] if single else inputs, outs if len(outs) > 1 else outs[0], name="tflite")
+
+
+def _signature(details) -> tuple:
+    """A TFLite tensor's shape signature, None where a size is dynamic (-1)."""
+    return tuple(None if int(d) < 0 else int(d) for d in details["shape_signature"])
 
 
 def _tflite_interpreter(path: Path):

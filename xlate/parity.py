@@ -213,7 +213,7 @@ def make_inputs(specs, *, samples: int, seed: int, batch: int = DEFAULT_BATCH) -
         rng = np.random.default_rng(seed + s)
         arrays = []
         for spec in specs:
-            shape = concrete_shape(spec.shape, batch)
+            shape = concrete_shape(getattr(spec, "example", None) or spec.shape, batch)
             if spec.dtype == "bool":
                 arrays.append(rng.integers(0, 2, size=shape).astype(bool))
             elif spec.is_integer:

@@ -70,6 +70,8 @@ class ConversionRecord:
     rows_used: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: per input axis: {"input", "axis", "size", "dynamic", "low", "high", "reason", ...} (torch -> Keras)
+    dims: list[dict] = field(default_factory=list)
 
 
 def attach(model, record: ConversionRecord) -> None:

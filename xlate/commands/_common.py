@@ -27,11 +27,20 @@ def model_options(fn):
     fn = click.option("--input-dtype", "input_dtypes", multiple=True, metavar="DTYPE",
                       help="dtype of each --input-shape (one for all, or one per shape). Default float32.")(fn)
     fn = click.option("--input-shape", "input_shapes", multiple=True, metavar="N,C,H,W",
-                      help="Example input shape, batch first (repeat for several inputs).")(fn)
+                      help="Example input shape, batch first (repeat for several inputs); ? or -1 marks a size "
+                           "that must stay dynamic, e.g. 1,3,?,?.")(fn)
     fn = click.option("--model-class", metavar="MODULE:CLASS",
                       help="Class to rebuild a state_dict into (importable from the current folder, or "
                            "path/to/file.py:Class); constructed without arguments.")(fn)
     return fn
+
+
+def dynamic_options(fn):
+    """--static: every input size fixed at the example's (default: each one the model accepts at
+    other values stays dynamic)."""
+    return click.option("--static", is_flag=True,
+                        help="Fix every input size at the example's. Default: every size the model accepts at "
+                             "other values (batch, sequence length, height, width...) stays dynamic.")(fn)
 
 
 def tolerance_options(fn):
@@ -178,7 +187,7 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
     written artifact as a user would. Returns (report of the written artifact or None with
     ``check=False``, conversion path). Raises ``ParityFailed`` (nothing written) when a gate fails.
     """
-    from ..parity import check_parity
+    from ..parity_shapes import check_parity_shapes
     from ..record import record_of
 
     record = record_of(converted)
@@ -194,7 +203,7 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
                 spec = getattr(converted, "_xlate_io", None)
                 if spec is not None:  # the same inputs, in the same layout, as the converted model
                     object.__setattr__(reloaded, "_xlate_io", spec)
-                report = check_parity(source, reloaded, atol=atol, rtol=rtol, path=path_used)
+                report = check_parity_shapes(source, reloaded, atol=atol, rtol=rtol, path=path_used)
             if not report.passed:
                 raise ParityFailed(report, written_what)
             final.append(report)
@@ -211,12 +220,14 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
     divergence starts, not just that there is one.
     """
     from ..parity import check_parity
+    from ..parity_shapes import check_parity_shapes
 
     with steps.step(f"checking parity of {what}"):
-        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path)
+        report = check_parity_shapes(source, converted, atol=atol, rtol=rtol, path=path)
     if not report.passed:
-        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True)
-        raise ParityFailed(report, what)
+        # per layer at the example's shape; a failure only at other sizes keeps the report that shows it
+        layers = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True)
+        raise ParityFailed(layers if not layers.passed else report, what)
     return report
 
 

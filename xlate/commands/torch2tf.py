@@ -18,6 +18,7 @@ from ._common import (
     Steps,
     conversion_options,
     convert_reporting,
+    dynamic_options,
     gate_and_write,
     human_size,
     model_options,
@@ -25,7 +26,7 @@ from ._common import (
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
-                     io_layout="source", steps: Steps | None = None):
+                     io_layout="source", steps: Steps | None = None, dynamic="auto"):
     """Convert a loaded torch model, gate it, write it atomically and gate the written file.
 
     Returns (keras_model, report of the written file or None with check=False, conversion path).
@@ -40,7 +41,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     kind = keras_output_kind(output)
     with steps.step("converting"):
         keras_model = xlate.torch_to_keras(traceable_module(loaded), loaded.example_inputs, io_layout=io_layout,
-                                           via=via, check=False)
+                                           via=via, check=False, dynamic=dynamic)
     report, path_used = gate_and_write(
         loaded.model, keras_model, output, write=functools.partial(save_keras, force=force),
         # as it will run: the SavedModel graph, the TFLite interpreter
@@ -55,11 +56,12 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="name.keras, name.tflite, or a SavedModel folder (no extension).")
 @model_options
+@dynamic_options
 @conversion_options
 @click.option("--onnx2tf", "onnx2tf_path", type=click.Path(path_type=Path), metavar="PATH",
               help="The onnx2tf executable for the ONNX path (default: $XLATE_ONNX2TF, PATH, .venv-onnx2tf).")
 @handles_errors
-def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, force, no_check, atol, rtol, via,
+def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, static, force, no_check, atol, rtol, via,
              io_layout, json_path, report_path, onnx2tf_path):
     """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
 
@@ -68,10 +70,12 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     follows -o: name.keras, name.tflite, or a SavedModel folder (no extension).
     """
     from ..errors import BadInputError
+    from ..input_shapes import dynamic_option
     from ..load import load_torch
     from ..save import check_destination, keras_output_kind
 
     start = time.perf_counter()
+    dynamic = dynamic_option(input_shapes, static)
     kind = keras_output_kind(output)
     check_destination(output, force=force)
     if onnx2tf_path is not None:
@@ -88,5 +92,5 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     steps.for_model(loaded.model)
     via_note = convert_reporting(convert_and_save, loaded, output, model=model, label=kind, json_path=json_path,
                                  report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,
-                                 via=via, io_layout=io_layout, steps=steps)
+                                 via=via, io_layout=io_layout, steps=steps, dynamic=dynamic)
     click.echo(f"wrote {output} ({kind}, {human_size(output)}){via_note} in {time.perf_counter() - start:.1f} s")

@@ -145,9 +145,10 @@ def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, 
         if example is not None:
             if len(example) != len(shape):
                 raise BadInputError(f"example input {name!r} has shape {example}, the model expects rank {len(shape)}")
-            shape = tuple(d if d is not None or i == 0 else int(e) for i, (d, e) in enumerate(zip(shape, example)))
+            example = tuple(int(e) for e in example)
         is_int = "int" in t.dtype
-        specs.append(TensorSpec(shape, t.dtype, 0, bound if is_int else None, name))
+        # the free sizes stay None (the parity gate checks other sizes of them); the example fills them in
+        specs.append(TensorSpec(shape, t.dtype, 0, bound if is_int else None, name, example=example))
     return tuple(specs)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError
+from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError, one_line
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
@@ -27,8 +27,13 @@ SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "ze
 
 
 class DynamicShapeError(Exception):
-    """A shape that depends on the batch size in a way the Keras graph cannot express; the
-    converter retries with a static batch size."""
+    """A dynamic size the Keras graph cannot express here; the converter keeps the input sizes it
+    depends on (``symbols``, filled in by the emitter) static and converts again."""
+
+    def __init__(self, message: str, symbols=None):
+        super().__init__(message)
+        self.symbols = set(symbols or ())
+        self.where = ""
 
 
 @dataclass
@@ -179,33 +184,6 @@ class Emitter:
         self._pinned.append(v)
         return ("object", id(v))
 
-    def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
-        """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):
-        stored with size 1 there and broadcast at run time to that input's size. A trainable
-        ``source`` (an nn.Parameter expanded to the batch) stays trainable."""
-        from ..keras_layers import Constant, Parameter
-
-        anchor = self.anchor_of(size)
-        if anchor is None:
-            raise DynamicShapeError(f"a constant of dynamic size {size} at {self.where()}")
-        anchor_input, anchor_axis = anchor
-        cls = Parameter if source is not None and source.trainable else Constant
-        layer = cls(array.shape, str(array.dtype), dynamic_axis=axis, anchor_axis=anchor_axis,
-                    name=self.layer_name(name_hint))
-        out = layer(anchor_input)
-        whole = source is not None and source.path and source.array.shape == array.shape
-        self.assign(layer, {"value": array}, pairs=[((source.path,), ("value",), "identity", {})] if whole else ())
-        return out
-
-    def anchor_of(self, size):
-        """(the Keras input, its axis) that carries the dynamic ``size`` (a Sym of some input's
-        shape) in the Keras graph, or None when no input's shape has it."""
-        where = self.graph.symbols.get(getattr(size, "expr", None))
-        if where is None:
-            return None
-        index, input_axis = where
-        return self.inputs[index], self.env[self.graph.inputs[index]].perm.index(input_axis)
-
     def set(self, node: SourceNode, result) -> None:
         self.env[node.name] = result
         if isinstance(result, tuple) and result and isinstance(result[0], Value):
@@ -314,6 +292,44 @@ class Emitter:
         return model
 
     def _run_node(self, node: SourceNode) -> None:
+        inputs = [self.env.get(r.name) for r in refs_in(node.args)]
+        try:
+            try:
+                self._convert_node(node)
+                self._check_static_sizes(node)
+            except (ValueError, TypeError) as e:
+                # a Keras layer that needs a size the torch graph has dynamic ("Shapes used to initialize
+                # variables must be fully-defined"): keep that size static
+                if not any(k in str(e) for k in ("None", "fully-defined", "defined dimension")):
+                    raise
+                # Keras layers need feature and channel sizes, not the leading (batch) one
+                inner = self.graph.input_symbols_of([list(v.meta.shape[1:]) for v in inputs
+                                                     if isinstance(v, Value) and isinstance(v.meta, TensorMeta)])
+                raise DynamicShapeError(f"Keras needs a fixed size here ({one_line(e, 120)})", inner) from e
+        except DynamicShapeError as e:
+            if not e.symbols:
+                e.symbols = self.graph.input_symbols_of(
+                    [node.meta, node.args, [v.meta for v in inputs if isinstance(v, Value)]])
+                if not e.symbols and not isinstance(e.__cause__, DynamicShapeError) and e.__cause__ is not None:
+                    raise e.__cause__  # a Keras error with no dynamic size in sight is not about sizes
+            e.where = e.where or f"{node.target} at {node.module_path or '<root>'}"
+            raise
+
+    def _check_static_sizes(self, node: SourceNode) -> None:
+        """A size the torch graph has as a constant must be one in the Keras graph too (a dynamic
+        size absorbed by a floor division in the traced runs is not)."""
+        result = self.env.get(node.name)
+        for v in result if isinstance(result, tuple) else (result,):
+            if not isinstance(v, Value) or not isinstance(v.meta, TensorMeta) or v.feature_order is not None:
+                continue
+            shape = getattr(v.tensor, "shape", None)
+            if shape is None or len(shape) != v.rank:
+                continue
+            for axis, torch_dim in enumerate(v.perm):
+                if isinstance(v.meta.shape[torch_dim], int) and shape[axis] is None:
+                    raise DynamicShapeError(f"size {v.meta.shape[torch_dim]} of {node.name} is dynamic in Keras")
+
+    def _convert_node(self, node: SourceNode) -> None:
         if node.op == "module":
             row = self.table.by_torch[node.module_type]
             get_converter(row.hook)(self, node, row)

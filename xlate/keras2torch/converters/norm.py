@@ -75,8 +75,15 @@ def layer_norm(em, node, row):
     if axes != list(range(raw.rank - len(axes), raw.rank)):
         raise NotConvertible(f"normalization over non-trailing axes {axes}")
     x = em.input(node, 0, "keras")
-    shape = tuple(int(x.shape[a]) for a in axes)
     center, scale = bool(cfg["center"]), bool(cfg["scale"])
+    if any(x.shape[a] is None for a in axes):
+        if center or scale:
+            raise NotConvertible("layer normalization with weights over a dynamic size")
+        # no weights: the normalized sizes are read from the tensor at run time
+        em.assign(node, f"F.layer_norm({x.var}, {x.var}.shape[-{len(axes)}:], eps={float(cfg['epsilon'])!r})",
+                  plan.identity(x.rank))
+        return
+    shape = tuple(int(x.shape[a]) for a in axes)
     kwargs = {"eps": float(cfg["epsilon"])}
     if not center and not scale:
         kwargs["elementwise_affine"] = False

@@ -41,8 +41,10 @@ def keras_padding(spatial, kernel, stride, dilation, pads):
     """'valid', 'same', or None when explicit padding is needed."""
     if all(lo == 0 and hi == 0 for lo, hi in pads):
         return "valid"
-    if all(isinstance(n, int) for n in spatial) and all(
-            same_padding(n, k, s, d) == p for n, k, s, d, p in zip(spatial, kernel, stride, dilation, pads)):
+    # 'same' at stride 1 pads the same whatever the size; at stride > 1 only for the size it was worked out for
+    sizes = [n if isinstance(n, int) else None for n in spatial]
+    if all(n is not None or s == 1 for n, s in zip(sizes, stride)) and all(
+            same_padding(n, k, s, d) == p for n, k, s, d, p in zip(sizes, kernel, stride, dilation, pads)):
         return "same"
     return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Value
+from ..emit import DynamicShapeError, Value
 from ..registry import converter
 from ._common import layers
 from .linear import _shared_layer, port
@@ -79,6 +79,8 @@ def layer_norm(ctx, node, row):
 def _group_normalization(ctx, row, groups: int):
     """Keras GroupNormalization over channels-last (groups=-1: one channel per group)."""
     x, w, b = ctx.materialize(ctx.arg("input")), ctx.arg("weight"), ctx.arg("bias")
+    if not isinstance(x.meta.shape[1], int):
+        raise DynamicShapeError(f"group normalization over a dynamic number of channels at {ctx.where()}")
     perm = plan.channels_last(x.rank)
     layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=float(ctx.node.args.get("eps", 1e-5)),
                                         center=b is not None, scale=w is not None, name=ctx.layer_name())
