@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
 
-from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
+from ..frameworks import IOSpec, TensorSpec, float_dtype, quiet_tensorflow
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_fast_or_export
@@ -31,18 +32,23 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
+    dtype = float_dtype(module)
     graph = trace_fast_or_export(module, example_inputs)
-    try:
-        emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
-        model = emitter.run()
-    except DynamicShapeError as e:
-        # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
-        graph = trace(module, example_inputs, dynamic=False)
-        batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
-        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
-        model = emitter.run()
-        emitter.notes.append(f"static batch size {batch}: {e}")
-    weights = port_weights(emitter.assignments)
+    with dtype_policy(dtype):
+        try:
+            emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
+            model = emitter.run()
+        except DynamicShapeError as e:
+            # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
+            graph = trace(module, example_inputs, dynamic=False)
+            batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
+            emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
+            model = emitter.run()
+            emitter.notes.append(f"static batch size {batch}: {e}")
+        weights = port_weights(emitter.assignments)
+    emitter.assignments = []
+    if dtype != "float32":
+        emitter.notes.append(f"{dtype} weights: Keras layers built under the {dtype} dtype policy")
     record = ConversionRecord(
         direction="torch2keras", path="direct",
         io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
@@ -52,6 +58,22 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     )
     attach(model, record)
     return model
+
+
+@contextlib.contextmanager
+def dtype_policy(dtype: str):
+    """Layers made inside get Keras' ``dtype`` policy (variables and compute in it); float32 as is."""
+    import keras
+
+    if dtype == "float32":
+        yield
+        return
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def _model_name(module) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BadInputError, one_line
+from ..frameworks import torch_to_numpy
 from .trace import (
     MODULE_LEVEL,
     Ref,
@@ -516,8 +517,8 @@ class _Run:
         kind, path, value = known
         name = self._name(f"{kind}_{path.replace('.', '_')}")
         try:
-            array = value.detach().cpu().numpy()
-        except Exception as e:  # e.g. bfloat16
+            array = torch_to_numpy(value)
+        except Exception as e:  # a dtype NumPy cannot hold (float8...)
             raise FastTraceUnsupported(f"parameter {path}: {e}") from e
         self.rec.params.append(SourceNode(name, "param", meta=_meta(value)))
         self.rec.param_values[name] = (path, array, kind == "p")
@@ -690,7 +691,7 @@ class _Run:
     def _constant(self, tensor):
         name = self._name("c_lifted_tensor")
         self.rec.params.append(SourceNode(name, "param", meta=_meta(tensor)))
-        self.rec.param_values[name] = (name[2:], tensor.detach().cpu().numpy().copy(), False)
+        self.rec.param_values[name] = (name[2:], torch_to_numpy(tensor).copy(), False)
         self._track(tensor, name)
         return tensor
 
@@ -1166,13 +1167,18 @@ def _size_type(tp) -> bool:
     return core in ("int", "SymInt")
 
 
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Both runs read the same tensor (a parameter): equal without reading its values."""
+    return (a.__array_interface__ == b.__array_interface__) and a.dtype == b.dtype
+
+
 def _merge(first: _Recording, second: _Recording, small: int, large: int) -> SourceGraph:
     m = _Merge(small, large)
     if [n.name for n in first.params] != [n.name for n in second.params]:
         raise FastTraceUnsupported("parameters used change with the batch size")
     for name, (path, array, trainable) in first.param_values.items():
         other = second.param_values[name]
-        if other[0] != path or not np.array_equal(array, other[1], equal_nan=True):
+        if other[0] != path or not (_same_memory(array, other[1]) or np.array_equal(array, other[1], equal_nan=True)):
             raise FastTraceUnsupported(f"constant {path} changes with the batch size")
     if len(first.calls) != len(second.calls):
         raise FastTraceUnsupported("the graph changes with the batch size")
