@@ -192,7 +192,8 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
                 spec = getattr(converted, "_xlate_io", None)
                 if spec is not None:  # the same inputs, in the same layout, as the converted model
                     object.__setattr__(reloaded, "_xlate_io", spec)
-                report = check_parity(source, reloaded, atol=atol, rtol=rtol, path=path_used)
+                report = check_parity(source, reloaded, atol=atol, rtol=rtol, path=path_used,
+                                      **gate_options(source, reloaded))
             if not report.passed:
                 raise ParityFailed(report, written_what)
             final.append(report)
@@ -200,6 +201,13 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
     with steps.step(f"writing {output}"):
         write(converted, output, verify=verify)
     return (final[0] if final else None), path_used
+
+
+def gate_options(source, target) -> dict:
+    """The gate's samples (fewer for a large model) and precision (the models' own bfloat16/float16)."""
+    from ..convert import gate_dtype, gate_samples
+
+    return {"samples": gate_samples(source), "dtype": gate_dtype(source, target)}
 
 
 def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps):
@@ -210,10 +218,11 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
     """
     from ..parity import check_parity
 
+    options = gate_options(source, converted)
     with steps.step(f"checking parity of {what}"):
-        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path)
+        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path, **options)
     if not report.passed:
-        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True)
+        report = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True, **options)
         raise ParityFailed(report, what)
     return report
 

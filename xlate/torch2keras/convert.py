@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from ..frameworks import IOSpec, TensorSpec, float_dtype, quiet_tensorflow
+from ..memory import release_free_memory
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_fast_or_export
@@ -34,6 +35,7 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
 
     dtype = float_dtype(module)
     graph = trace_fast_or_export(module, example_inputs)
+    release_free_memory()  # the trace's two real runs leave their activations in malloc's heaps
     with dtype_policy(dtype):
         try:
             emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
@@ -47,6 +49,7 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
             emitter.notes.append(f"static batch size {batch}: {e}")
         weights = port_weights(emitter.assignments)
     emitter.assignments = []
+    release_free_memory()
     if dtype != "float32":
         emitter.notes.append(f"{dtype} weights: Keras layers built under the {dtype} dtype policy")
     record = ConversionRecord(
