@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...frameworks import numpy_dtype
 from .. import plan
-from ..emit import DynamicShapeError
+from ..emit import Const, DynamicShapeError
 from ..registry import converter
 from ._common import np_dtype, ops
 
@@ -24,6 +25,8 @@ def creation(ctx, node, row):
     if fill is None or name in ("arange", "scalar_tensor"):
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
     dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if not dynamic:  # x.new_ones(static size): only the dtype comes from x (Mistral's sliding-window mask)
+        return Const(np.full(shape, fill, dtype=numpy_dtype(node.meta.dtype)))
     if len(dynamic) != 1:
         raise DynamicShapeError(f"{node.target} of shape {shape} at {ctx.where()}")
     (axis,) = dynamic
