@@ -142,9 +142,10 @@ def float64_logits(module, ids):
 def keras_bytes(model) -> int:
     import numpy as np
 
-    from xlate.frameworks import numpy_dtype
+    def itemsize(name: str) -> int:
+        return 2 if name == "bfloat16" else np.dtype(name).itemsize
 
-    return sum(int(np.prod(v.shape)) * numpy_dtype(str(v.dtype)).itemsize for v in model.weights)
+    return sum(int(np.prod(v.shape)) * itemsize(str(v.dtype)) for v in model.weights)
 
 
 def _max_abs(a, b) -> float:
