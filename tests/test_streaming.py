@@ -188,3 +188,53 @@ def test_torch2tf_dtype_bfloat16_keeps_a_bfloat16_checkpoint_half(tmp_path):
     assert report["passed"] and report["dtype"] == "bfloat16", report
     model = keras.saving.load_model(tmp_path / "net.keras")
     assert {str(w.dtype) for w in model.weights} == {"bfloat16"}
+
+
+def _mapped_file(address: int) -> str | None:
+    """The file whose mapping holds ``address`` in this process (Linux /proc/self/maps), if any."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            begin, end = (int(a, 16) for a in fields[0].split("-"))
+            if begin <= address < end:
+                return fields[5].strip() if len(fields) > 5 else None
+    return None
+
+
+def test_safetensors_weights_stay_memory_mapped_when_loaded(tmp_path, monkeypatch):
+    """A .safetensors state_dict (and a tf2torch folder) loads into the module's parameters as the
+    file's mapped pages, not as a copy; a tensor of another dtype is cast to the module's, tied
+    parameters stay tied, and the numbers are the file's."""
+    from safetensors.torch import save_file
+
+    from xlate.load import load_torch
+    from xlate.mapped import load_into
+
+    (tmp_path / "two.py").write_text(
+        "import torch\nclass Two(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a = torch.nn.Linear(6, 5)\n        self.b = torch.nn.Linear(5, 2)\n"
+        "    def forward(self, x):\n        return self.b(torch.relu(self.a(x)))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    state = {k.replace("0.", "a.").replace("2.", "b."): v for k, v in source.state_dict().items()}
+    save_file(state, tmp_path / "two.safetensors")
+    loaded = load_torch(tmp_path / "two.safetensors", model_class="two:Two").model
+    for name, p in loaded.named_parameters():
+        if sys.platform.startswith("linux"):
+            assert _mapped_file(p.data_ptr()) == str(tmp_path / "two.safetensors"), name
+        assert p.requires_grad
+        torch.testing.assert_close(p.detach(), state[name], rtol=0, atol=0)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
+
+    half = torch.nn.Linear(4, 4)
+    load_into(half, {"weight": torch.ones(4, 4, dtype=torch.float16), "bias": torch.zeros(4, dtype=torch.float16)})
+    assert half.weight.dtype == torch.float32 and half.weight.requires_grad
+
+    tied = torch.nn.Module()
+    tied.emb, tied.head = torch.nn.Embedding(3, 2), torch.nn.Linear(2, 3, bias=False)
+    tied.head.weight = tied.emb.weight
+    load_into(tied, {"emb.weight": torch.full((3, 2), 2.0), "head.weight": torch.full((3, 2), 2.0)})
+    assert tied.head.weight is tied.emb.weight and float(tied.emb.weight.detach()[0, 0]) == 2.0
