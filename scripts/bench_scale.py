@@ -240,11 +240,12 @@ def _available_bytes() -> int:
 
 
 def needed_bytes(size: str) -> int:
-    """A generous estimate of one direction's peak: source + target + 1x for transients and the
-    .keras load, plus the frameworks themselves."""
+    """An estimate of one direction's whole resident peak, from the 600m run: about 2.5x the float32
+    weights (source, target with its untied LM head, transients) plus 1 GB for the frameworks, and
+    a margin."""
     hidden, layers = SIZES[size]
     params = VOCAB * hidden + layers * (2 * hidden * hidden + 2 * hidden * (hidden // 4) + 12 * hidden * hidden)
-    return int(2.7 * params * 4 + 1.5e9)
+    return int(2.5 * params * 4 + 1.2e9)
 
 
 def _run_child(direction: str, size: str, work: Path) -> dict:
