@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # test processes in parallel: up to 4 (each imports torch and TensorFlow, ~2 GB)
 JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 
-.PHONY: demo test test-fast setup onnx2tf docs bench clean zoo zoo-smoke zoo-venv
+.PHONY: demo test test-fast fuzz setup onnx2tf docs bench clean zoo zoo-smoke zoo-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: setup onnx2tf zoo-venv
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+
+# damaged copies of every input format through load and the xlate executable: zero hangs, zero
+# tracebacks, nothing written (the fixed CI corpus is tests/test_fuzz.py); FUZZ_ARGS e.g. --seed 7
+FUZZ_ARGS ?=
+fuzz: setup
+	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
 
 docs: setup
 	$(BIN)/python scripts/gen_support.py

@@ -111,7 +111,7 @@ def _convert_once(module, example, batch: int) -> dict:
     except XlateError as e:
         return {**out, "status": "xlate-error", "reason": f"{type(e).__name__}: {_one_line(e)}"}
     except Exception as e:  # noqa: BLE001 - a foreign exception is an xlate bug: recorded as a crash
-        return {**out, "status": "crash", "reason": f"{type(e).__name__}: {_one_line(e)}"}
+        return {**out, "status": "crash", "reason": f"{type(e).__name__}: {_one_line(e)}", "where": _where(e)}
     out["seconds"] = round(time.perf_counter() - start, 3)
     out["peak_mb"] = round(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before), 1)
     record = record_of(keras_model)
@@ -168,6 +168,15 @@ def _flat_outputs(out):
     if isinstance(out, (list, tuple)):
         return [a for o in out for a in _flat_outputs(o)]
     return []
+
+
+def _where(e: BaseException) -> str:
+    """The innermost xlate frame of a crash (file:line function), to start debugging from."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/xlate/" in f.filename]
+    f = frames[-1] if frames else traceback.extract_tb(e.__traceback__)[-1]
+    return f"{f.filename.rsplit('/xlate/', 1)[-1]}:{f.lineno} {f.name}"
 
 
 def _rss_mb() -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TIMM_SELECTION = HERE / "zoo_timm.json"
 PARAM_BUDGET = 150_000_000  # larger models belong to the large-model benchmark (scripts/bench_scale.py)
+FAMILIES_PER_MODULE = 3  # a timm module's smallest model, plus the smallest of up to 2 other families in it
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _build_timm(spec):
 
 def select_timm() -> dict:
     """The smallest real model (no ``test_*`` variants) of each timm architecture module, plus the
-    smallest of each further family in modules that hold several (byobnet's gernet/repvgg/...),
+    smallest of up to two further families in modules that hold several (byobnet's gernet/repvgg),
     within the parameter budget. Built on the meta device (no weights allocated) to count."""
     import re
 
@@ -117,7 +118,7 @@ def select_timm() -> dict:
             continue
         ranked = sorted(families.values(), key=lambda i: i["params"])
         chosen[ranked[0]["name"]] = ranked[0]  # the module's smallest
-        for item in ranked[1:]:  # the smallest of each other family in it
+        for item in ranked[1:FAMILIES_PER_MODULE]:  # the smallest of other families in it (byobnet's repvgg...)
             chosen.setdefault(item["name"], item)
     models = sorted(chosen.values(), key=lambda i: (i["module"], i["params"]))
     return {"timm": timm.__version__, "models": models,

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from ..frameworks import IOSpec, TensorSpec, float_dtype, quiet_tensorflow
+from ..frameworks import IOSpec, TensorSpec, float_dtype, quiet_tensorflow, without_kv_cache
 from ..memory import release_free_memory
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
@@ -34,24 +34,27 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     import keras  # noqa: F401 - imported before building layers
 
     dtype = float_dtype(module)
-    graph = trace_fast_or_export(module, example_inputs)
-    release_free_memory()  # the trace's two real runs leave their activations in malloc's heaps
-    with dtype_policy(dtype):
-        try:
-            emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
-            model = emitter.run()
-        except DynamicShapeError as e:
-            # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
-            graph = trace(module, example_inputs, dynamic=False)
-            batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
-            emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
-            model = emitter.run()
-            emitter.notes.append(f"static batch size {batch}: {e}")
-        weights = port_weights(emitter.assignments)
+    with without_kv_cache(module) as cache_off:
+        graph = trace_fast_or_export(module, example_inputs)
+        release_free_memory()  # the trace's two real runs leave their activations in malloc's heaps
+        with dtype_policy(dtype):
+            try:
+                emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
+                model = emitter.run()
+            except DynamicShapeError as e:
+                # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
+                graph = trace(module, example_inputs, dynamic=False)
+                batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
+                emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
+                model = emitter.run()
+                emitter.notes.append(f"static batch size {batch}: {e}")
+            weights = port_weights(emitter.assignments)
     emitter.assignments = []
     release_free_memory()
     if dtype != "float32":
         emitter.notes.append(f"{dtype} weights: Keras layers built under the {dtype} dtype policy")
+    if cache_off:
+        emitter.notes.append("traced with use_cache=False: a KV cache is inference state, not an output")
     record = ConversionRecord(
         direction="torch2keras", path="direct",
         io=IOSpec(_input_specs(graph, example_inputs), tuple(emitter.input_perms), tuple(emitter.output_perms),
