@@ -65,7 +65,8 @@ def numpy_to_torch(a: np.ndarray):
     """``torch.from_numpy`` that also takes ml_dtypes' bfloat16 (sharing memory, like from_numpy)."""
     import torch
 
-    a = np.ascontiguousarray(a)
+    if not a.flags.c_contiguous:  # (np.ascontiguousarray itself would turn a 0-d array into 1-d)
+        a = np.ascontiguousarray(a)
     if a.dtype.name == "bfloat16":
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
