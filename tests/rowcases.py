@@ -129,7 +129,7 @@ def keras_case(row: Row, sample: Sample, free=None):
     # non-trivial weights for normalization layers (built with ones/zeros)
     rng = np.random.default_rng(1)
     for v in model.weights:
-        if v.path.endswith(("gamma", "beta", "moving_mean", "bias", "scale")):
+        if v.path.endswith(("gamma", "beta", "moving_mean", "bias", "scale", "value")):
             v.assign(rng.standard_normal(v.shape).astype(v.dtype))
         elif v.path.endswith("moving_variance"):
             v.assign(rng.uniform(0.5, 2.0, v.shape).astype(v.dtype))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from .errors import BadInputError, ParityError, UnsupportedOpError, XlateError
 from .record import record_of
 
@@ -36,19 +38,55 @@ def _run_paths(direct, onnx, via: str):
                                  hint=f"the ONNX fallback failed too: {onnx_error}") from onnx_error
 
 
+#: (parameters from, seeded input batches the gate compares): a large model's gate runs one or two
+#: batches (each a forward pass of both models), not four
+GATE_SAMPLES = ((500_000_000, 1), (100_000_000, 2), (0, 4))
+
+
+def parameter_count(model) -> int:
+    """Weights of a torch module or a Keras model (0 for anything else)."""
+    from .frameworks import framework_of
+
+    try:
+        if framework_of(model) == "torch":
+            return int(sum(p.numel() for p in model.parameters()))
+        return int(sum(int(np.prod(v.shape)) for v in model.weights))
+    except (TypeError, AttributeError, ValueError):
+        return 0
+
+
+def gate_samples(*models) -> int:
+    """How many seeded batches the parity gate compares for models of this size (GATE_SAMPLES)."""
+    n = max((parameter_count(m) for m in models), default=0)
+    return next(samples for size, samples in GATE_SAMPLES if n >= size)
+
+
+def gate_dtype(source, target) -> str:
+    """The precision the gate compares in: bfloat16/float16 when the models are (their tolerances
+    follow, ``parity.scaled_tolerances``), else float32."""
+    from .frameworks import float_dtype
+
+    dtype = float_dtype(source)
+    return dtype if dtype == float_dtype(target) else "float32"
+
+
 def _gate(source, target, *, check: bool, atol: float, rtol: float):
-    """The parity gate: at the example's shape and at other sizes of every dynamic input size."""
+    """The parity gate: at the example's shape and at other sizes of every dynamic input size; a
+    large model's gate compares fewer batches, in the models' own precision."""
     record = record_of(target)
     if not check:
         return
     from .parity_shapes import check_parity_shapes
 
-    report = check_parity_shapes(source, target, atol=atol, rtol=rtol, path=record.path if record else None)
+    samples = gate_samples(source)
+    report = check_parity_shapes(source, target, atol=atol, rtol=rtol, path=record.path if record else None,
+                                 samples=samples, dtype=gate_dtype(source, target))
     if not report.passed:
         raise ParityError(report)
     if record is not None:
         shapes = f" ({report.message})" if report.message else ""
-        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){shapes}")
+        size = f" ({parameter_count(source) / 1e6:.0f}M parameters: {samples})" if samples < GATE_SAMPLES[-1][1] else ""
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){size}{shapes}")
 
 
 def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):

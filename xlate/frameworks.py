@@ -39,12 +39,61 @@ def framework_of(obj) -> str:
     raise TypeError(f"expected a torch.nn.Module or a keras.Model, got {type(obj).__name__}")
 
 
+def torch_to_numpy(t) -> np.ndarray:
+    """A torch tensor as a NumPy array sharing its memory (on the CPU); bfloat16 as ml_dtypes'
+    bfloat16, the NumPy type TensorFlow and JAX use (NumPy has none of its own)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def numpy_dtype(name: str):
+    """A dtype name as a NumPy dtype; "bfloat16" is ml_dtypes' (the one TensorFlow and JAX use)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def numpy_to_torch(a: np.ndarray):
+    """``torch.from_numpy`` that also takes ml_dtypes' bfloat16 (sharing memory, like from_numpy)."""
+    import torch
+
+    if not a.flags.c_contiguous:  # (np.ascontiguousarray itself would turn a 0-d array into 1-d)
+        a = np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+REDUCED_FLOATS = ("bfloat16", "float16")
+
+
+def float_dtype(model) -> str:
+    """The dtype every floating weight of a torch module or Keras model has, when it is a reduced
+    one (bfloat16, float16); else (float32, float64, mixed, none) "float32"."""
+    if is_keras_model(model):
+        names = {str(v.dtype) for v in model.weights}
+    elif is_torch_module(model):
+        names = {str(p.dtype).removeprefix("torch.") for p in model.parameters()}
+    else:
+        return "float32"
+    floats = {n for n in names if "float" in n}
+    return floats.pop() if len(floats) == 1 and floats <= set(REDUCED_FLOATS) else "float32"
+
+
 def to_numpy(x) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        return torch_to_numpy(x)
     if hasattr(x, "numpy"):
         return np.asarray(x.numpy())
     keras = sys.modules.get("keras")

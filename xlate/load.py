@@ -467,7 +467,9 @@ def _build_from_state_dict(state, path: Path, model_class: str | None):
             parts.append(f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else ""))
         raise BadInputError(f"the weights in {path} do not fit {cls.__name__}: {'; '.join(parts)}",
                             hint="--model-class must name the class the state_dict was saved from")
-    module.load_state_dict(state)
+    from .mapped import load_into
+
+    load_into(module, state)  # memory-mapped safetensors stay mapped: no second copy
     module.eval()
     return module
 
@@ -574,8 +576,10 @@ def load_torch_package(folder) -> object:
                             hint="copy the whole folder that `xlate tf2torch` wrote")
     fmt = "torch.safetensors" if found[0].suffix == ".safetensors" else "torch.state_dict"
     state = _read_state_dict(found[0], fmt, trust=False)
+    from .mapped import load_into
+
     try:
-        net.load_state_dict(state)
+        load_into(net, state)
     except RuntimeError as e:
         raise BadInputError(f"the weights in {found[0]} do not fit {code} ({one_line(e, 200)})",
                             hint="the folder's files come from different runs; write it again with `xlate tf2torch`") \

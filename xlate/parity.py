@@ -15,7 +15,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import BadInputError, one_line
-from .frameworks import IOSpec, TensorSpec, flatten_outputs, framework_of, to_numpy
+from .frameworks import (
+    IOSpec,
+    TensorSpec,
+    flatten_outputs,
+    float_dtype,
+    framework_of,
+    numpy_dtype,
+    numpy_to_torch,
+    to_numpy,
+)
 
 DEFAULT_BATCH = 2
 DEFAULT_FREE_DIM = 8
@@ -219,7 +228,7 @@ def make_inputs(specs, *, samples: int, seed: int, batch: int = DEFAULT_BATCH) -
             elif spec.is_integer:
                 arrays.append(rng.integers(spec.low, spec.high or 2, size=shape).astype(spec.dtype))
             else:
-                arrays.append(rng.standard_normal(shape).astype(spec.dtype))
+                arrays.append(rng.standard_normal(shape).astype(numpy_dtype(spec.dtype)))
         out.append(arrays)
     return out
 
@@ -244,7 +253,12 @@ def _permute(a: np.ndarray, perm) -> np.ndarray:
 
 class _TorchRunner:
     """Runs the torch module on ``device`` in ``dtype`` (None: as it is), then puts every parameter
-    and buffer back exactly as it was (values, dtype, device; the Parameter objects are kept)."""
+    and buffer back exactly as it was (values, dtype, device; the Parameter objects are kept).
+
+    A tensor that moves (another device or dtype) keeps its own storage, so a reference restores it;
+    one that stays is cloned only if it is a buffer (a train-mode run updates BatchNorm statistics in
+    place): a forward pass under no_grad never writes a parameter. So a check of a large model in
+    its own dtype costs no copy of its weights."""
 
     def __init__(self, module, device: str, training: bool, dtype=None):
         import torch
@@ -256,8 +270,12 @@ class _TorchRunner:
         self.dtype = dtype
 
     def __enter__(self):
+        torch = self.torch
+        params = {id(p) for p in self.module.parameters()}
         self.tensors = {id(t): t for t in list(self.module.parameters()) + list(self.module.buffers())}
-        self.saved = {i: t.detach().clone() for i, t in self.tensors.items()}
+        self.saved = {i: t.data if i in params or t.device != torch.device(self.device) or (
+            self.dtype is not None and t.is_floating_point() and t.dtype != self.dtype) else t.detach().clone()
+            for i, t in self.tensors.items()}
         self.was_training = self.module.training
         self.module.train(self.training)
         self.module.to(self.device)
@@ -284,11 +302,10 @@ class _TorchRunner:
 
 def torch_tensors(arrays, device, dtype=None) -> list:
     """numpy arrays as torch tensors on ``device``; floating ones cast to ``dtype`` when given."""
-    import torch
 
     tensors = []
     for a in arrays:
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        t = numpy_to_torch(a).to(device)
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         tensors.append(t)
@@ -305,7 +322,8 @@ class _KerasRunner:
         self.device = device
 
     def __enter__(self):
-        self.weights = [v.numpy() for v in self.model.weights]
+        # a call never writes trainable variables; training=True updates BatchNorm's statistics
+        self.restore = [(v, v.numpy()) for v in self.model.non_trainable_weights] if self.training else []
         self.tf32 = _disable_tf_tf32() if str(self.device).startswith("gpu") else None
         return self
 
@@ -322,7 +340,7 @@ class _KerasRunner:
 
     def __exit__(self, *exc):
         _restore_tf_tf32(self.tf32)
-        for v, w in zip(self.model.weights, self.weights):
+        for v, w in self.restore:
             v.assign(w)
 
 
@@ -478,8 +496,8 @@ def _float32(a: np.ndarray) -> np.ndarray:
 def _keras_in_dtype(model, dtype: str):
     """(model to run, its dtype, note): the Keras model re-instantiated with a ``dtype`` policy and
     the same weights, or the model itself in float32 when that is impossible (said in the note)."""
-    if dtype == "float32":
-        return model, "float32", ""
+    if dtype == "float32" or float_dtype(model) == dtype:  # float32, or built in that dtype already
+        return model, dtype, ""
     import keras
 
     try:

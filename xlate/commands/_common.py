@@ -203,7 +203,8 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
                 spec = getattr(converted, "_xlate_io", None)
                 if spec is not None:  # the same inputs, in the same layout, as the converted model
                     object.__setattr__(reloaded, "_xlate_io", spec)
-                report = check_parity_shapes(source, reloaded, atol=atol, rtol=rtol, path=path_used)
+                report = check_parity_shapes(source, reloaded, atol=atol, rtol=rtol, path=path_used,
+                                             **gate_options(source, reloaded))
             if not report.passed:
                 raise ParityFailed(report, written_what)
             final.append(report)
@@ -211,6 +212,13 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
     with steps.step(f"writing {output}"):
         write(converted, output, verify=verify)
     return (final[0] if final else None), path_used
+
+
+def gate_options(source, target) -> dict:
+    """The gate's samples (fewer for a large model) and precision (the models' own bfloat16/float16)."""
+    from ..convert import gate_dtype, gate_samples
+
+    return {"samples": gate_samples(source), "dtype": gate_dtype(source, target)}
 
 
 def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps):
@@ -222,11 +230,12 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
     from ..parity import check_parity
     from ..parity_shapes import check_parity_shapes
 
+    options = gate_options(source, converted)
     with steps.step(f"checking parity of {what}"):
-        report = check_parity_shapes(source, converted, atol=atol, rtol=rtol, path=path)
+        report = check_parity_shapes(source, converted, atol=atol, rtol=rtol, path=path, **options)
     if not report.passed:
         # per layer at the example's shape; a failure only at other sizes keeps the report that shows it
-        layers = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True)
+        layers = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True, **options)
         raise ParityFailed(layers if not layers.passed else report, what)
     return report
 

@@ -51,6 +51,21 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     return keras_model, report, path_used
 
 
+def cast_loaded(loaded, dtype: str) -> None:
+    """``--dtype``: the loaded torch model and its floating example inputs in ``dtype``, in place."""
+    import torch
+
+    from ..errors import BadInputError
+
+    if not isinstance(loaded.model, torch.nn.Module):
+        raise BadInputError(f"--dtype needs a torch module; {loaded.format} loads a {type(loaded.model).__name__}",
+                            hint="convert without --dtype, or save the model in the dtype you want")
+    target = getattr(torch, dtype)
+    loaded.model.to(target)
+    loaded.example_inputs = tuple(t.to(target) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                                  for t in loaded.example_inputs)
+
+
 @click.command("torch2tf")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -58,11 +73,15 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 @model_options
 @dynamic_options
 @conversion_options
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Convert in this precision (default: the loaded model's own): the torch model and its floating "
+                   "example inputs are cast to it, the Keras layers get that dtype policy, and the parity gate's "
+                   "tolerances follow it. bfloat16/float16 keep a half-precision checkpoint half: half the memory.")
 @click.option("--onnx2tf", "onnx2tf_path", type=click.Path(path_type=Path), metavar="PATH",
               help="The onnx2tf executable for the ONNX path (default: $XLATE_ONNX2TF, PATH, .venv-onnx2tf).")
 @handles_errors
 def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, static, force, no_check, atol, rtol, via,
-             io_layout, json_path, report_path, onnx2tf_path):
+             io_layout, json_path, report_path, dtype, onnx2tf_path):
     """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
 
     MODEL: a torch.export program (.pt2), a TorchScript archive, a state_dict (.pth/.pt/.safetensors)
@@ -89,6 +108,8 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, stat
     if loaded.example_inputs is None:
         raise BadInputError(f"{model} does not say what inputs the model takes ({loaded.format})",
                             hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
+    if dtype is not None:
+        cast_loaded(loaded, dtype)
     steps.for_model(loaded.model)
     via_note = convert_reporting(convert_and_save, loaded, output, model=model, label=kind, json_path=json_path,
                                  report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,

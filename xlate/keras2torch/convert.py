@@ -161,15 +161,15 @@ def write_torch_package(module, folder, *, weights: str = "safetensors") -> None
         raise BadInputError(f"weights must be 'safetensors' or 'pth', got {weights!r}")
     folder = Path(folder)
     (folder / "model.py").write_text(source)
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    state = module.state_dict()  # the module's own tensors: written one at a time, never copied all at once
     if weights == "safetensors":
-        from safetensors.torch import save_file
+        from ..tensorfile import save_state_dict
 
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "generator": "xlate"})
+        save_state_dict(state, folder / "model.safetensors", metadata={"format": "pt", "generator": "xlate"})
     else:
         import torch
 
-        torch.save(state, folder / "model.pth")
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, folder / "model.pth")
 
 
 def save_torch_package(module, outdir, *, weights: str = "safetensors", overwrite: bool = False) -> Path:

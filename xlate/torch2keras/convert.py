@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
 
 from ..errors import ConverterFailure, UnsupportedOpError, XlateError
-from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow, without_kv_cache
+from ..frameworks import IOSpec, TensorSpec, float_dtype, quiet_tensorflow, without_kv_cache
+from ..memory import release_free_memory
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_dynamic
@@ -66,12 +68,20 @@ def _torch_to_keras(module, example_inputs, *, io_layout: str, dynamic):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
+    dtype = float_dtype(module)
     with without_kv_cache(module) as cache_off:
-        traced, emitter, model = build(module, example_inputs, io_layout=io_layout, dynamic=dynamic)
+        traced = trace_dynamic(module, example_inputs, dynamic)
+        release_free_memory()  # the trace's two real runs leave their activations in malloc's heaps
+        with dtype_policy(dtype):
+            emitter, model = emit_pinning(traced, io_layout=io_layout, model_name=_model_name(module))
+            weights = port_weights(emitter.assignments)
     graph = traced.graph
+    emitter.assignments = []
+    release_free_memory()
+    if dtype != "float32":
+        emitter.notes.append(f"{dtype} weights: Keras layers built under the {dtype} dtype policy")
     if cache_off:
         emitter.notes.append("traced with use_cache=False: a KV cache is inference state, not an output")
-    weights = port_weights(emitter.assignments)
     dims = [d.to_dict() for d in graph.dims]
     record = ConversionRecord(
         direction="torch2keras", path="direct",
@@ -89,6 +99,22 @@ def _dim_notes(dims) -> list[str]:
     dynamic = [d.describe() for d in dims if d.dynamic]
     static = [d.describe() for d in dims if not d.dynamic and d.reason not in ("", "not asked to vary")]
     return [f"dynamic: {'; '.join(dynamic)}"] * bool(dynamic) + [f"static: {'; '.join(static)}"] * bool(static)
+
+
+@contextlib.contextmanager
+def dtype_policy(dtype: str):
+    """Layers made inside get Keras' ``dtype`` policy (variables and compute in it); float32 as is."""
+    import keras
+
+    if dtype == "float32":
+        yield
+        return
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def _model_name(module) -> str:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError, one_line
+from ..frameworks import numpy_to_torch, torch_to_numpy
 from ..table import Row, table
-from . import plan
+from . import plan, ported
 from .registry import INTERNAL, get_converter, load
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
 
@@ -78,10 +79,13 @@ class Value:
 @dataclass
 class WeightAssignment:
     layer: object
-    values: dict  # keras variable name (path suffix) -> array
+    values: dict  # keras variable name (path suffix) -> array or ported.Piece (converted when used)
     source: str
     # (torch paths, keras variable names, transform, params) for whole torch tensors ported as is
     pairs: list = field(default_factory=list)
+    # variables created from their ported value: name -> (initializer attribute or None, the
+    # layer's own initializer, the ported.FromTorch used); see ported.prepare
+    replaced: dict = field(default_factory=dict)
 
 
 class Emitter:
@@ -162,14 +166,13 @@ class Emitter:
         array = plan.permute_array(c.array, perm)
         dtype = str(array.dtype)
         hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
-        if c.trainable:
-            layer = Parameter(array.shape, dtype, name=self.unique_name(hint))
-        else:
-            layer = Constant(array.shape, dtype, name=self.unique_name(hint))
+        name = self.unique_name(hint)
+        init = ported.FromTorch(array, f"{c.path or hint} -> {name}/value")
+        layer = (Parameter if c.trainable else Constant)(array.shape, dtype, name=name, initializer=init)
         out = layer(self.anchor)
         unchanged = perm is None or plan.is_identity(perm)
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
-        self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
+        self.assign(layer, {"value": array}, c.path or hint, pairs=pairs, replaced={"value": (None, None, init)})
         c.tensors[key] = out
         return out
 
@@ -226,10 +229,13 @@ class Emitter:
         path = self.node.module_path or self.node.name
         return self.unique_name(f"{path}.{suffix}" if suffix else path)
 
-    def assign(self, layer, values: dict, source: str = "", *, pairs=()) -> None:
+    def assign(self, layer, values: dict, source: str = "", *, pairs=(), replaced=None) -> None:
         """Queue a layer's weights for the port stage; ``pairs`` records the whole torch tensors
-        ported as they are (see WeightAssignment)."""
-        self.assignments.append(WeightAssignment(layer, values, source or self.node.module_path, list(pairs)))
+        ported as they are (see WeightAssignment). Called before the layer is built, its variables
+        are created from the ported values themselves (ported.prepare), not from random draws."""
+        source = source or self.node.module_path
+        replaced = replaced if replaced is not None else ported.prepare(layer, values, source)
+        self.assignments.append(WeightAssignment(layer, values, source, list(pairs), replaced))
 
     def used(self, row: Row) -> None:
         self.rows_used[row.id] += 1
@@ -426,7 +432,7 @@ class Emitter:
         def real(a):
             if isinstance(a, Ref):
                 v = self.env[a.name]
-                return torch.from_numpy(np.array(v.array)) if isinstance(v, Const) else v
+                return numpy_to_torch(np.array(v.array)) if isinstance(v, Const) else v
             if isinstance(a, (list, tuple)):
                 return type(a)(real(x) for x in a)
             return a
@@ -483,7 +489,7 @@ def _to_const(out):
     import torch
 
     if isinstance(out, torch.Tensor):
-        return Const(out.detach().cpu().numpy())
+        return Const(torch_to_numpy(out))
     if isinstance(out, (list, tuple)):
         return type(out)(_to_const(o) for o in out)
     return out

@@ -17,6 +17,7 @@ import functools
 import sys
 from dataclasses import dataclass, field
 
+from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
 from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
 from .fx_sizes import size_of
@@ -88,7 +89,7 @@ class Run:
         kind, path, value = known
         name = self._name(f"{kind}_{path.replace('.', '_')}")
         try:
-            array = value.detach().cpu().numpy()
+            array = torch_to_numpy(value)
         except Exception as e:  # e.g. bfloat16
             raise FastTraceUnsupported(f"parameter {path}: {e}") from e
         self.rec.params.append(SourceNode(name, "param", meta=meta_of(value)))
@@ -281,7 +282,7 @@ class Run:
     def _constant(self, tensor):
         name = self._name("c_lifted_tensor")
         self.rec.params.append(SourceNode(name, "param", meta=meta_of(tensor)))
-        self.rec.param_values[name] = (name[2:], tensor.detach().cpu().numpy().copy(), False)
+        self.rec.param_values[name] = (name[2:], torch_to_numpy(tensor).copy(), False)
         self._track(tensor, name)
         return tensor
 

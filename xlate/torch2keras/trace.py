@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedOpError
+from ..frameworks import torch_to_numpy
 
 # torch.nn classes converted as a whole module rather than op by op (by their row's hook).
 MODULE_LEVEL = frozenset({"torch.nn.MultiheadAttention", "torch.nn.modules.activation.MultiheadAttention"})
@@ -324,12 +325,12 @@ def graph_from_exported(ep, module=None) -> SourceGraph:
     constants = ep.constants
     params: dict[str, tuple[str, np.ndarray, bool]] = {}
     for node_name, path in sig.inputs_to_parameters.items():
-        params[node_name] = (path, state[path].detach().cpu().numpy(), True)
+        params[node_name] = (path, torch_to_numpy(state[path]), True)
     for node_name, path in sig.inputs_to_buffers.items():
         value = state[path] if path in state else constants[path]
-        params[node_name] = (path, value.detach().cpu().numpy(), False)
+        params[node_name] = (path, torch_to_numpy(value), False)
     for node_name, path in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
-        params[node_name] = (path, constants[path].detach().cpu().numpy(), False)
+        params[node_name] = (path, torch_to_numpy(constants[path]), False)
 
     module_types: dict[str, str] = {}
     nodes: list[SourceNode] = []

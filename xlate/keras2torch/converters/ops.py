@@ -571,7 +571,7 @@ def repeat(em, node, row):
 
 
 def _index_source(em, key) -> str:
-    if isinstance(key, tuple):
+    if isinstance(key, (tuple, list)):  # a tuple saved in a .keras config comes back a list
         return ", ".join(_index_source(em, k) for k in key) if key else "()"
     if isinstance(key, slice):
         if key.step is not None and _scalar(key.step) < 0:

@@ -92,20 +92,20 @@ def conv(ctx, node, row):
         layer, new = _shared_layer(ctx, ("dwconv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             kernel_size=kernel, strides=kstride, padding=padding_mode, depth_multiplier=multiplier,
             dilation_rate=dilation, use_bias=use_bias, name=ctx.layer_name()))
-        out = layer(t)
         if new:
             port(ctx, drow, layer, {"weight": w, "bias": b if use_bias else None},
                  params={"weight": {"multiplier": multiplier}})
+        out = layer(t)
         ctx.used(drow)
     else:
         cls = getattr(layers(), CONV[n])
         layer, new = _shared_layer(ctx, ("conv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             out_channels, kernel_size=kernel, strides=kstride, padding=padding_mode, dilation_rate=dilation,
             groups=groups, use_bias=use_bias, name=ctx.layer_name()))
-        out = layer(t)
         crow = ctx.table.row(f"conv{n}d")
         if new:
             port(ctx, crow, layer, {"weight": w, "bias": b if use_bias else None})
+        out = layer(t)
         if crow is not row:
             ctx.used(crow)
     if split_stride:
@@ -146,8 +146,8 @@ def conv_transpose(ctx, node, row):
         suffix = f"group{g}" if groups > 1 else ""
         layer = cls(out_per_group, kernel_size=kernel, strides=stride, padding="valid", output_padding=extra,
                     dilation_rate=dilation, use_bias=b is not None, name=ctx.layer_name(suffix))
-        outs.append(layer(piece))
         port(ctx, row, layer, {"weight": wg, "bias": bg})
+        outs.append(layer(piece))
     out = outs[0] if groups == 1 else ops().concatenate(outs, axis=-1)
     if any(c != (0, 0) for c in crops):
         spec = crops if n > 1 else crops[0]

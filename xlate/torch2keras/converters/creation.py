@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...frameworks import numpy_dtype
 from .. import plan, symsize
 from ..emit import Const, DynamicShapeError
 from ..registry import converter
@@ -29,6 +30,8 @@ def creation(ctx, node, row):
         return _dynamic_arange(ctx, node)
     if fill is None or name == "scalar_tensor" or not isinstance(fill, (int, float, bool)):
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
+    if all(isinstance(d, int) for d in shape):  # x.new_ones(static size): only the dtype comes from x (Mistral)
+        return Const(np.full(shape, fill, dtype=numpy_dtype(node.meta.dtype)))
     value = np.full([d if isinstance(d, int) else 1 for d in shape], fill, dtype=np_dtype(node.meta.dtype))
     t = ctx.const_tensor(Const(value), None, name_hint=f"{node.module_path or node.name}.{name}")
     return ctx.new_value(symsize.broadcast(ctx, t, shape, list(value.shape)), plan.identity(len(shape)))
