@@ -35,20 +35,23 @@ def _run_paths(direct, onnx, via: str):
                                  hint=f"the ONNX fallback failed too: {onnx_error}") from onnx_error
 
 
-def _gate(source, target, *, check: bool, atol: float, rtol: float, inputs=None):
+def _gate(source, target, *, check: bool, atol: float, rtol: float, floor_factor, inputs=None):
     record = record_of(target)
     if not check:
         return
     from .parity import check_parity
 
-    report = check_parity(source, target, inputs, atol=atol, rtol=rtol, path=record.path if record else None)
+    report = check_parity(source, target, inputs, atol=atol, rtol=rtol, path=record.path if record else None,
+                          floor_factor=floor_factor)
     if not report.passed:
         raise ParityError(report)
     if record is not None:
-        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)")
+        how = "; ".join(f"{o.name} {o.reason}" for o in report.per_output if o.rule == "rounding")
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)"
+                            + (f" ({how})" if how else ""))
 
 
-def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):
+def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float, floor_factor):
     """Run the chosen path, note which one and how long it took, then the parity gate."""
     start = time.perf_counter()
     target, note = _run_paths(direct, onnx, via)
@@ -56,11 +59,12 @@ def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: 
     if record is not None:
         record.seconds = time.perf_counter() - start
         record.notes.append(note)
-    _gate(source, target, check=check, atol=atol, rtol=rtol)
+    _gate(source, target, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
     return target
 
 
-def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   floor_factor=3.0):
     _check_args(via, io_layout)
     from . import onnx_path
     from .torch2keras import convert as direct
@@ -68,10 +72,11 @@ def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", ch
     return _convert(module,
                     lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout),
                     lambda: onnx_path.torch_to_keras(module, example_inputs, io_layout=io_layout),
-                    via=via, check=check, atol=atol, rtol=rtol)
+                    via=via, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
 
 
-def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   floor_factor=3.0):
     _check_args(via, io_layout)
     from . import onnx_path
     from .keras2torch import convert as direct
@@ -79,4 +84,4 @@ def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto"
     return _convert(model,
                     lambda: direct.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
                     lambda: onnx_path.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
-                    via=via, check=check, atol=atol, rtol=rtol)
+                    via=via, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)

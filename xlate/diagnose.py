@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .floor import apply_verdict, judge
 from .frameworks import flatten_outputs, framework_of, to_numpy
-from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of, torch_tensors
+from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of
 from .record import record_of
+from .runners import float32_if_reduced, torch_tensors
 
 
 def _first_tensor(out):
@@ -38,7 +40,9 @@ def capture_torch(module, names: list[str], inputs: list, *, device: str = "cpu"
         def hook(_mod, _inp, out):
             t = _first_tensor(out)
             if isinstance(t, torch.Tensor):
-                outputs[name].append(to_numpy(t.float() if t.is_floating_point() else t))
+                reduced = t.is_floating_point() and t.dtype not in (torch.float32, torch.float64)
+                # a copy: the network may still change the tensor in place (``x += residual``, ReLU(inplace=True))
+                outputs[name].append(to_numpy(t.float() if reduced else t).copy())
                 if name not in order:
                     order.append(name)
 
@@ -89,18 +93,23 @@ def capture_keras(model, names: list[str], inputs: list, *, training: bool) -> t
     captured = {n: [] for n in names}
     for name, o in zip(ops, outs):
         a = to_numpy(o)
-        captured[name].append(a.astype(np.float32) if a.dtype.kind == "f" else a)
+        captured[name].append(float32_if_reduced(a))
     captured_names = set(ops)
     order = [op.name for op in model.operations if op.name in captured_names]
     return captured, order
 
 
 def localize(report, source, target, inputs, *, atol: float, rtol: float, training: bool,
-             device: str = "cpu", torch_dtype=None, record=None, spec=None) -> None:
+             device: str = "cpu", torch_dtype=None, record=None, spec=None, floor_factor: float | None = None,
+             reference=None, dtype: str = "float32") -> None:
     """Fill ``report.per_layer`` (network order) and ``report.first_divergence``.
 
     ``inputs``: one sample (list of arrays) in the layout of the I/O spec's source framework.
     ``record``/``spec``: the conversion record and I/O spec (default: read from the models).
+    ``floor_factor``/``reference`` (an ``xlate.floor.SourceReference``): a layer outside atol/rtol
+    still agrees when it is within floor_factor x the source layer's own rounding, so the first
+    diverging layer is the first to depart beyond rounding, not the first deep one where rounding
+    adds up.
     """
     record = record or record_of(target) or record_of(source)
     report.per_layer = []
@@ -125,6 +134,7 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
     k_out, k_order = capture_keras(keras_model, keras_names, keras_in, training=training)
 
     rows = []
+    pairs = []  # per row: (source output, aligned target output, source-side name, call index) or None
     seen: dict[str, int] = {}
     for lr in record.layers:
         call = seen.get(lr.source, 0)
@@ -142,6 +152,7 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
             side = "torch" if t_idx >= len(t_calls) else "keras"
             rows.append(LayerParity(label, lr.source, lr.target, float("inf"), float("inf"), False,
                                     note=f"{side} layer {missing!r} not found or did not run", shape=[]))
+            pairs.append(None)
             continue
         src, tgt = (t_calls[t_idx], k_calls[k_idx]) if torch_is_source else (k_calls[k_idx], t_calls[t_idx])
         aligned = _permute(tgt, lr.output_perm) if lr.output_perm and tgt.ndim == len(lr.output_perm) else tgt
@@ -151,7 +162,15 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
             aligned = aligned[..., order]
         o = compare_arrays(label, src, aligned, atol, rtol)
         rows.append(LayerParity(label, lr.source, lr.target, o.max_abs_err, o.max_rel_err, o.passed, note=o.note,
-                                shape=o.shape, row=lr.row))
+                                shape=o.shape, row=lr.row, rule=o.rule, reason=o.reason))
+        pairs.append(None if o.note else (src, aligned, t_name if torch_is_source else k_name,
+                                          t_idx if torch_is_source else k_idx))
+    if floor_factor is not None and reference is not None and any(not r.passed for r in rows):
+        names, ref_in = (torch_names, torch_in) if torch_is_source else (keras_names, keras_in)
+        note = _judge_by_floor(rows, pairs, reference, names, ref_in, atol=atol, rtol=rtol, factor=floor_factor,
+                               dtype=dtype, device=device, training=training, torch_is_source=torch_is_source)
+        if note:
+            report.message = _join(report.message, f"per-layer: {note}")
 
     source_order = t_order if torch_is_source else k_order
     rank = {name: i for i, name in enumerate(source_order)}
@@ -162,6 +181,31 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
     if report.first_divergence is None and not report.passed:
         report.message = _join(report.message, "per-layer: every mapped layer agrees; the difference arises after "
                                                "the last mapped layer (unmapped glue or output layout)")
+
+
+def _judge_by_floor(rows, pairs, reference, names, inputs, *, atol, rtol, factor, dtype, device, training,
+                    torch_is_source: bool) -> str:
+    """Re-judge each layer against the source's layers at the reference precision (one more run of
+    the source, captured the same way). Returns a note when there is no reference."""
+    try:
+        with reference.prepared() as ready:
+            if ready is None:
+                return reference.note
+            model, ref_dtype, _ = ready
+            if torch_is_source:
+                captured, _ = capture_torch(model, names, inputs, device=device, dtype=ref_dtype)
+            else:
+                captured, _ = capture_keras(model, names, inputs, training=training)
+    except Exception as e:  # noqa: BLE001 - no reference for the layers: atol/rtol decide, said
+        return f"no {reference.precision} reference for the layers ({type(e).__name__})"
+    for row, pair in zip(rows, pairs):
+        if pair is None:
+            continue
+        src, aligned, name, index = pair
+        calls = captured.get(name, [])
+        ref = calls[index] if index < len(calls) and calls[index].shape == src.shape else None
+        apply_verdict(row, judge([(src, aligned, ref)], atol=atol, rtol=rtol, factor=factor, dtype=dtype))
+    return ""
 
 
 def _join(a: str, b: str) -> str:
