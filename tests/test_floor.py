@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 
 import xlate
 from xlate.errors import BadInputError, ParityError
-from xlate.floor import FLOOR_CAP, SourceReference, check_factor, judge
+from xlate.floor import FLOOR_CAP, ReferenceRun, check_factor, judge
 from xlate.parity import check_parity
 from xlate.runners import TorchRunner
 
@@ -91,6 +91,30 @@ def test_one_samples_large_floor_does_not_excuse_another_samples_error():
     assert not v.passed and v.mismatched == 1
 
 
+def test_a_target_that_rounds_more_than_the_source_passes_on_its_own_rounding():
+    """TensorFlow's float32 sigmoid/SiLU round several times more than torch's: converted to Keras,
+    an exact EfficientNet is 3.7x torch's own rounding from float64. The target's own float32 vs
+    float64 distance (its float64 run, never used as the reference) covers that."""
+    exact = RNG.standard_normal((2, 1000))
+    source = _rounded(exact, 1e-5, 1)
+    target_exact = exact.copy()  # the target computes the same function...
+    target = _rounded(target_exact, 4e-5, 2)  # ...with 4x the rounding
+    first = judge([(source, target, exact)], factor=3.0, **TOL)
+    assert not first.passed and first.retry  # the source's floor alone does not cover it
+    v = judge([(source, target, exact, target_exact)], factor=3.0, **TOL)
+    assert v.passed and v.rule == "rounding" and "within 3x the target's own" in v.reason
+    assert v.target_floor == pytest.approx(np.abs(target - target_exact).max())
+
+
+def test_the_targets_own_rounding_does_not_excuse_a_wrong_target():
+    exact = RNG.standard_normal((2, 1000))
+    source = _rounded(exact, 1e-5, 1)
+    wrong = exact * 1.001  # a scaled weight: its float64 run is just as wrong, its rounding small
+    target = _rounded(wrong, 1e-5, 2)
+    v = judge([(source, target, exact, wrong)], factor=3.0, **TOL)
+    assert not v.passed and "beyond 3x either side's own float32 rounding" in v.reason
+
+
 def test_integer_outputs_get_no_rounding_allowance():
     expected = np.array([[3, 7, 1]])
     reference = np.array([[3, 900, 1]])  # an index that flips between float32 and float64
@@ -159,9 +183,31 @@ class _Scale(keras.layers.Layer):
 def test_a_keras_source_that_cannot_be_rebuilt_in_float64_says_why():
     x = keras.Input((4,))
     model = keras.Model(x, _Scale()(keras.layers.Dense(3)(x)))
-    reference = SourceReference(model, "keras", dtype="float32", device="cpu", keras_device="cpu:0", training=False)
+    reference = ReferenceRun(model, "keras", dtype="float32", device="cpu", keras_device="cpu:0", training=False)
     assert reference.outputs([[np.ones((2, 4), np.float32)]]) is None
     assert reference.note.startswith("no float64 reference: the Keras source cannot re-instantiate it in float64")
+
+
+def test_a_converted_keras_model_with_xlate_constants_is_rebuilt_wholly_in_float64():
+    """A torch buffer becomes xlate's Constant layer (its dtype in ``dtype_name``): it must follow
+    the float64 policy too, or the rebuild is refused (a partly float32 'float64' reference)."""
+    from xlate.runners import keras_in_dtype
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+            self.register_buffer("scale", torch.linspace(0.5, 2.0, 4))
+
+        def forward(self, x):
+            return self.linear(x) * self.scale.expand(x.shape[0], -1)
+
+    model = xlate.torch_to_keras(Scaled().eval(), (torch.randn(2, 4),))
+    clone, dtype, why = keras_in_dtype(model, "float64")
+    assert dtype == "float64" and not why and {str(w.dtype) for w in clone.weights} == {"float64"}
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    out = np.asarray(clone(x))
+    assert out.dtype == np.float64 and np.abs(out - np.asarray(model(x))).max() < 1e-6
 
 
 # --- the gate on a network whose rounding is far above atol/rtol ------------------------------
@@ -208,7 +254,9 @@ def test_the_gate_passes_an_exact_conversion_that_atol_rtol_rejects(offset_pair)
     report = check_parity(module, model)
     out = report.per_output[0]
     assert report.passed and out.rule == "rounding" and out.mismatched == 0
-    assert out.floor > 1e-5 and out.target_ref_err <= 3 * out.floor  # the rounding really is above atol
+    assert out.outside_tol == old.per_output[0].outside_tol == old.per_output[0].mismatched > 0
+    assert out.floor > 1e-5  # the rounding really is above atol
+    assert out.target_ref_err <= 3 * max(out.floor, out.target_floor or 0.0)
     assert "the source module run in float64 (torch)" in report.reference
     text = str(report)
     assert "yes (rounding)" in text and "exact up to float32 rounding" in text
@@ -240,7 +288,9 @@ def test_one_perturbed_layer_fails_and_per_layer_names_it_torch_source(offset_pa
     perturbed = offset_net()
     _perturb_torch(perturbed)
     report = check_parity(perturbed, model, per_layer=True)
-    assert not report.passed and "beyond 3x the source's own float32 rounding" in report.per_output[0].reason
+    out = report.per_output[0]  # the target's own rounding was measured too, and does not excuse it either
+    assert not report.passed and "beyond 3x either side's own float32 rounding" in out.reason, out.reason
+    assert out.target_floor is not None and out.target_ref_err > 3 * max(out.floor, out.target_floor)
     assert report.first_divergence is not None and report.first_divergence.name == PERTURBED
     earlier = report.per_layer[:[r.name for r in report.per_layer].index(PERTURBED)]
     # the earlier layers agree, some of them only within rounding (their floor was measured)
@@ -259,7 +309,9 @@ def test_one_perturbed_layer_fails_and_per_layer_names_it_keras_source(offset_pa
         report = check_parity(model, module, per_layer=True)
     finally:
         layer.set_weights(weights)
-    assert not report.passed and "beyond 3x the source's own float32 rounding" in report.per_output[0].reason
+    out = report.per_output[0]  # the target's own rounding was measured too, and does not excuse it either
+    assert not report.passed and "beyond 3x either side's own float32 rounding" in out.reason, out.reason
+    assert out.target_floor is not None and out.target_ref_err > 3 * max(out.floor, out.target_floor)
     assert report.first_divergence is not None and report.first_divergence.name == PERTURBED
 
 
@@ -307,3 +359,43 @@ def test_in_place_updates_after_a_layer_do_not_corrupt_its_captured_output():
     model = xlate.torch_to_keras(module, (torch.randn(2, 3, 8, 8),), check=False)
     report = check_parity(module, model, per_layer=True)
     assert report.passed and report.per_layer and all(r.passed for r in report.per_layer), str(report)
+
+
+def test_xlate_check_says_which_rule_passed_and_floor_factor_0_is_the_old_rule(offset_pair, tmp_path):
+    """The CLI on files: a torch.export program and the converted .keras. The table and the JSON
+    name the rule and the figures; ``--floor-factor 0`` is atol/rtol alone, and it fails."""
+    from tests.test_cli import run_xlate
+
+    module, model = offset_pair
+    torch.export.save(torch.export.export(module, (torch.randn(2, 16),)), tmp_path / "net.pt2")
+    model.save(tmp_path / "net.keras")
+    ok = run_xlate("check", "net.pt2", "net.keras", "--json", "report.json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "yes (rounding)" in ok.stdout and "output0: exact up to float32 rounding: " in ok.stdout
+    data = json.loads((tmp_path / "report.json").read_text())
+    out = data["per_output"][0]
+    assert data["passed"] and data["tolerance"]["floor_factor"] == 3.0 and out["rule"] == "rounding"
+    assert out["outside_tol"] > 0 and out["floor"] > 0
+    assert out["target_ref_err"] <= 3 * max(out["floor"], out["target_floor"] or 0.0)
+    assert "float64" in data["reference"]
+    old = run_xlate("check", "net.pt2", "net.keras", "--floor-factor", "0", cwd=tmp_path)
+    assert old.returncode == 1 and "FAIL" in old.stdout and "beyond atol/rtol" in old.stdout, old.stdout
+
+
+def test_a_carried_float64_reference_works_like_the_live_one(offset_pair):
+    """``check_torch_against_reference`` (the GPU machine's path: Keras outputs computed where
+    TensorFlow is, carried over) takes the source's float64 outputs the same way."""
+    from xlate.parity import check_torch_against_reference, make_inputs
+    from xlate.runners import keras_in_dtype
+
+    module, model = offset_pair
+    model64, dtype, _ = keras_in_dtype(model, "float64")
+    assert dtype == "float64"
+    inputs = make_inputs(model._xlate_io.inputs, samples=2, seed=0)
+    expected = [[np.asarray(model(x[0], training=False))] for x in inputs]
+    carried = [[np.asarray(model64(x[0], training=False))] for x in inputs]
+    without = check_torch_against_reference(module, inputs, expected)
+    report = check_torch_against_reference(module, inputs, expected, floor_reference=carried)
+    assert not without.passed and "no float64 reference" in without.per_output[0].reason
+    assert report.passed and report.per_output[0].rule == "rounding", str(report)
+    assert report.reference.startswith("the source's carried float64 outputs")

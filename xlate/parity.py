@@ -18,7 +18,7 @@ from .errors import BadInputError
 from .floor import (
     FLOOR_FACTOR,
     Evidence,
-    SourceReference,
+    ReferenceRun,
     abs_diff,
     check_factor,
     judge_outputs,
@@ -44,11 +44,16 @@ class OutputParity:
     #: which rule passed it: "atol/rtol", "rounding" (within floor_factor x the source's own rounding), "" failed
     rule: str = ""
     #: the source's own float32-vs-float64 distance (max abs; None: not measured) and the target's distance
-    #: from that float64 result, on the sample that has the reference
+    #: from that float64 result, on the sample closest to failing the rounding rule
     floor: float | None = None
     target_ref_err: float | None = None
     #: why it passed or failed, in words
     reason: str = ""
+    #: values beyond atol/rtol (the old rule's mismatches; ``mismatched`` counts those beyond both rules)
+    outside_tol: int = 0
+    #: the target's own float32-vs-float64 distance, measured only when the source's floor did not
+    #: cover the target (a framework that rounds more, e.g. TensorFlow's sigmoid on the Keras side)
+    target_floor: float | None = None
 
 
 @dataclass
@@ -68,6 +73,7 @@ class LayerParity:
     floor: float | None = None
     target_ref_err: float | None = None
     reason: str = ""
+    target_floor: float | None = None
 
 
 class PrintableReport:
@@ -287,7 +293,8 @@ def compare_arrays(name: str, expected: np.ndarray, actual: np.ndarray, atol: fl
     """Compare one output by atol/rtol; ``expected`` is the source framework's, ``actual`` the target's."""
     if expected.shape != actual.shape:
         return OutputParity(name, list(expected.shape), float("inf"), float("inf"), int(expected.size),
-                            int(expected.size), False, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+                            int(expected.size), False, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}",
+                            outside_tol=int(expected.size))
     diff = abs_diff(expected, actual)
     bad = outside_tolerance(expected, diff, atol, rtol)
     rel = diff / np.maximum(np.abs(expected.astype(np.float64)), np.finfo(np.float64).tiny)
@@ -296,7 +303,8 @@ def compare_arrays(name: str, expected: np.ndarray, actual: np.ndarray, atol: fl
     max_rel = float(rel.max()) if rel.size else 0.0
     passed = not bad.any()
     return OutputParity(name, list(expected.shape), max_abs, max_rel, int(bad.sum()), int(diff.size), passed,
-                        rule="atol/rtol" if passed else "", reason="within atol/rtol" if passed else "beyond atol/rtol")
+                        rule="atol/rtol" if passed else "", reason="within atol/rtol" if passed else "beyond atol/rtol",
+                        outside_tol=int(bad.sum()))
 
 
 def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,
@@ -351,19 +359,23 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
                 evidence.add(s, i, e, a)
 
     per_output = _merge(reports)
-    reference = SourceReference(source, src_fw, dtype=dtype, device=device, keras_device=keras_device,
-                                training=training)
-    ran = judge_outputs(per_output, evidence, lambda ids: sides.reference(reference, batches, ids),
-                        factor=floor_factor, dtype=dtype)
+    options = {"dtype": dtype, "device": device, "keras_device": keras_device, "training": training}
+    reference = ReferenceRun(source, src_fw, **options)
+    target_run = ReferenceRun(target, tgt_fw, role="target", **options)
+    ran, ran_target = judge_outputs(per_output, evidence, lambda ids: sides.reference(reference, batches, ids),
+                                    lambda ids: sides.reference(target_run, batches, ids, side="target"),
+                                    factor=floor_factor, dtype=dtype)
     report = ParityReport(
         **_summary(per_output), per_output=per_output, atol=atol, rtol=rtol, device=str(device),
         dtype=dtype if dtype != "float32" else _dtype_of(batches),
         samples=len(batches), seed=seed, training=training, source=src_fw, target=tgt_fw,
         versions=versions(), path=path, devices=devices,
         dtypes={"torch": dtype, "keras": keras_dtype}, floor_factor=floor_factor,
-        reference=_ran_on(reference.description, ran, len(batches)),
+        reference="; the target's own rounding: ".join(
+            d for d in (_ran_on(reference.description, ran, len(batches)),
+                        _ran_on(target_run.description, ran_target, len(batches))) if d),
     )
-    notes = [n for n in (tol_note, keras_note, reference.note) if n]
+    notes = [n for n in (tol_note, keras_note, reference.note, target_run.note) if n]
     if not per_output:
         notes.insert(0, "the models returned no tensors to compare")
     report.message = "; ".join(notes)
@@ -378,7 +390,7 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
                 KerasRunner(run_keras_model, training, keras_device):
             localize(report, layer_source, layer_target, batches[0], atol=atol, rtol=rtol, training=training,
                      device=device, torch_dtype=torch_dtype, record=record_of(target) or record_of(source),
-                     spec=spec, floor_factor=floor_factor, reference=reference, dtype=dtype)
+                     spec=spec, floor_factor=floor_factor, reference=reference, target_run=target_run, dtype=dtype)
     return report
 
 
@@ -426,11 +438,11 @@ class _Sides:
         k_out = self._apply(run_keras(self._apply(arrays, self.keras_in)), self.keras_out)
         return (t_out, k_out) if self.source_is_torch else (k_out, t_out)
 
-    def reference(self, reference, batches, ids) -> dict:
-        """{sample: the source's outputs at the reference precision (spec-source layout) or None}."""
-        in_perms, out_perms = ((self.torch_in, self.torch_out) if self.source_is_torch
-                               else (self.keras_in, self.keras_out))
-        outs = reference.outputs([self._apply(batches[s], in_perms) for s in ids]) or [None] * len(ids)
+    def reference(self, run, batches, ids, side: str = "source") -> dict:
+        """{sample: the source's (or target's) outputs at the reference precision, spec-source layout, or None}."""
+        torch_side = self.source_is_torch == (side == "source")
+        in_perms, out_perms = (self.torch_in, self.torch_out) if torch_side else (self.keras_in, self.keras_out)
+        outs = run.outputs([self._apply(batches[s], in_perms) for s in ids]) or [None] * len(ids)
         return {s: None if o is None else self._apply(o, out_perms) for s, o in zip(ids, outs)}
 
 
@@ -546,8 +558,8 @@ def check_torch_against_reference(module, inputs, expected, *, atol=1e-5, rtol=1
                 evidence.add(s, i, np.asarray(w), g)
     per_output = _merge(reports)
     carried = [] if floor_reference is None else [[np.asarray(r) for r in outs] for outs in floor_reference]
-    ran = judge_outputs(per_output, evidence, lambda ids: {s: carried[s] if s < len(carried) else None for s in ids},
-                        factor=floor_factor, dtype=dtype)
+    ran, _ = judge_outputs(per_output, evidence, lambda ids: {s: carried[s] if s < len(carried) else None for s in ids},
+                           factor=floor_factor, dtype=dtype)
     return ParityReport(
         **_summary(per_output), per_output=per_output, atol=atol, rtol=rtol, device=str(device), dtype=dtype,
         samples=len(inputs), seed=-1, training=False, source="reference", target="torch", versions=versions(),
@@ -574,6 +586,7 @@ def _merge(reports: list[list[OutputParity]]) -> list[OutputParity]:
             max_abs_err=max(o.max_abs_err for o in outs), max_rel_err=max(o.max_rel_err for o in outs),
             mismatched=sum(o.mismatched for o in outs), total=sum(o.total for o in outs),
             passed=all(o.passed for o in outs), note="; ".join(sorted({o.note for o in outs if o.note})),
+            outside_tol=sum(o.outside_tol for o in outs),
         ))
         last = merged[-1]
         last.rule, last.reason = ("atol/rtol", "within atol/rtol") if last.passed else ("", last.note or "beyond atol/rtol")

@@ -137,6 +137,8 @@ def keras_in_dtype(model, dtype: str):
             config = layer.get_config()
             if isinstance(layer, keras.layers.Layer):  # a bare op (keras.ops in a functional graph) has no dtype
                 config["dtype"] = dtype
+            if "float" in str(config.get("dtype_name", "")):  # xlate's Constant/Parameter: a float value follows
+                config["dtype_name"] = dtype
             return layer.__class__.from_config(config)
 
         clone = keras.models.clone_model(model, clone_function=with_dtype)

@@ -249,10 +249,10 @@ def fail_parity(report, json_path, title: str, **files) -> None:
     """Print the failed report, write the JSON, and exit 1."""
     print_report(report, title)
     write_json_report(report, json_path, **files)
-    floor = (f" and beyond {report.floor_factor:g}x the source's own float32 rounding" if report.floor_factor
-             and any(o.floor is not None for o in report.per_output if not o.passed) else "")
-    click.echo(f"error: parity check failed: max abs err {report.max_abs_err:.3g} > atol {report.atol:g} "
-               f"(rtol {report.rtol:g}){floor}; nothing was written", err=True)
+    failing = next((o for o in report.per_output if not o.passed), None)
+    why = (f"{failing.name} {failing.reason}" if failing is not None and failing.floor is not None else
+           f"max abs err {report.max_abs_err:.3g} > atol {report.atol:g} (rtol {report.rtol:g})")
+    click.echo(f"error: parity check failed: {why}; nothing was written", err=True)
     click.echo("hint: `xlate check` on the models with --json shows every output; loosen --atol/--rtol only "
                "if the difference is expected", err=True)
     sys.exit(1)
