@@ -27,9 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "fixtures"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
@@ -58,8 +57,7 @@ def _deep_models() -> dict:
 
 
 def _fixtures() -> dict:
-    import keras_models
-    import torch_models
+    from fixtures import keras_models, torch_models
 
     out = {name: (build, "torch2keras") for name, build in {**torch_models.FIXTURES,
                                                               **torch_models.HF_FIXTURES}.items()}

@@ -319,8 +319,9 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
 
     An output passes within atol + rtol * |expected|, or (``floor_factor``, default 3) when the
     target is within ``floor_factor`` x the source's own float32 rounding of a float64 run of the
-    source (``xlate.floor``; run only when some output is outside atol/rtol). ``floor_factor=None``
-    (or 0): atol/rtol alone.
+    source (or of the target's own rounding, when its framework rounds more; ``xlate.floor``). The
+    float64 runs happen only for samples outside atol/rtol. ``floor_factor=None`` (or 0): atol/rtol
+    alone.
 
     ``device="cuda"``: the torch side runs on CUDA (TensorFlow on its GPU when it has one, else on
     the CPU as the reference), with TF32 off on both sides. ``dtype="float16"|"bfloat16"``: both
