@@ -39,7 +39,7 @@ def _rounded(exact: np.ndarray, size: float, seed: int) -> np.ndarray:
 def test_within_atol_rtol_passes_without_needing_a_reference():
     exact = RNG.standard_normal((2, 100))
     v = judge([(exact, exact + 1e-7, None)], factor=3.0, **TOL)
-    assert v.passed and v.rule == "atol/rtol" and v.mismatched == 0
+    assert v.passed and v.rule == "tolerance" and v.mismatched == 0
 
 
 def test_outside_atol_rtol_but_within_the_floor_passes_by_rounding():
@@ -47,15 +47,15 @@ def test_outside_atol_rtol_but_within_the_floor_passes_by_rounding():
     source, target = _rounded(exact, 1e-4, 1), _rounded(exact, 1e-4, 2)
     assert not judge([(source, target, exact)], factor=None, **TOL).passed  # the old rule fails it
     v = judge([(source, target, exact)], factor=3.0, **TOL)
-    assert v.passed and v.rule == "rounding" and v.mismatched == 0
-    assert v.floor == pytest.approx(np.abs(source - exact).max()) and v.target_ref_err <= 1e-4
+    assert v.passed and v.rule == "floor" and v.mismatched == 0
+    assert v.floor == pytest.approx(np.abs(source - exact).max()) and v.target_vs_ref64 <= 1e-4
     assert v.reason.startswith("exact up to float32 rounding: ") and "from float64 vs the source's own" in v.reason
 
 
 def test_a_floor_of_zero_is_never_stricter_than_atol_rtol():
     exact = RNG.standard_normal((2, 100))
     within = judge([(exact, exact + 5e-6, exact)], factor=3.0, **TOL)  # source == reference: floor 0
-    assert within.passed and within.rule == "atol/rtol" and within.floor == 0.0
+    assert within.passed and within.rule == "tolerance" and within.floor == 0.0
     beyond = judge([(exact, exact + 1e-3, exact)], factor=3.0, **TOL)  # and it excuses nothing
     assert not beyond.passed and beyond.mismatched == 200 and beyond.floor == 0.0
 
@@ -102,7 +102,7 @@ def test_a_target_that_rounds_more_than_the_source_passes_on_its_own_rounding():
     first = judge([(source, target, exact)], factor=3.0, **TOL)
     assert not first.passed and first.retry  # the source's floor alone does not cover it
     v = judge([(source, target, exact, target_exact)], factor=3.0, **TOL)
-    assert v.passed and v.rule == "rounding" and "within 3x the target's own" in v.reason
+    assert v.passed and v.rule == "floor" and "within 3x the target's own" in v.reason
     assert v.target_floor == pytest.approx(np.abs(target - target_exact).max())
 
 
@@ -253,16 +253,19 @@ def test_the_gate_passes_an_exact_conversion_that_atol_rtol_rejects(offset_pair)
     assert not old.passed and old.per_output[0].floor is None and old.reference == ""
     report = check_parity(module, model)
     out = report.per_output[0]
-    assert report.passed and out.rule == "rounding" and out.mismatched == 0
+    assert report.passed and out.rule == "floor" and out.mismatched == 0
     assert out.outside_tol == old.per_output[0].outside_tol == old.per_output[0].mismatched > 0
+    # the old rule's verdict stays readable next to the new one (the zoo counts both)
+    assert not out.tolerance_passed and not report.tolerance_passed and not old.tolerance_passed
     assert out.floor > 1e-5  # the rounding really is above atol
-    assert out.target_ref_err <= 3 * max(out.floor, out.target_floor or 0.0)
+    assert out.target_vs_ref64 <= 3 * max(out.floor, out.target_floor or 0.0)
     assert "the source module run in float64 (torch)" in report.reference
     text = str(report)
-    assert "yes (rounding)" in text and "exact up to float32 rounding" in text
+    assert "yes (floor)" in text and "exact up to float32 rounding" in text
     data = json.loads(report.to_json())
-    assert data["tolerance"]["floor_factor"] == 3.0 and data["per_output"][0]["rule"] == "rounding"
-    assert data["per_output"][0]["floor"] == out.floor and data["per_output"][0]["target_ref_err"] is not None
+    assert data["tolerance"]["floor_factor"] == 3.0 and data["per_output"][0]["rule"] == "floor"
+    assert data["per_output"][0]["floor"] == out.floor and data["per_output"][0]["target_vs_ref64"] is not None
+    assert data["per_output"][0]["tolerance_passed"] is False and data["tolerance_passed"] is False
 
 
 def test_torch_to_keras_gates_with_the_floor_by_default(offset_pair):
@@ -278,7 +281,7 @@ def test_keras_to_torch_gates_with_the_floor_against_the_keras_source_in_float64
     _, model = offset_pair
     module = xlate.keras_to_torch(model)  # passes the default gate
     report = check_parity(model, module)
-    assert report.passed and report.per_output[0].rule == "rounding"
+    assert report.passed and report.per_output[0].rule == "floor"
     assert "the source rebuilt under a float64 dtype policy (keras)" in report.reference
     assert not check_parity(model, module, floor_factor=None).passed
 
@@ -290,11 +293,13 @@ def test_one_perturbed_layer_fails_and_per_layer_names_it_torch_source(offset_pa
     report = check_parity(perturbed, model, per_layer=True)
     out = report.per_output[0]  # the target's own rounding was measured too, and does not excuse it either
     assert not report.passed and "beyond 3x either side's own float32 rounding" in out.reason, out.reason
-    assert out.target_floor is not None and out.target_ref_err > 3 * max(out.floor, out.target_floor)
+    assert out.target_floor is not None and out.target_vs_ref64 > 3 * max(out.floor, out.target_floor)
     assert report.first_divergence is not None and report.first_divergence.name == PERTURBED
     earlier = report.per_layer[:[r.name for r in report.per_layer].index(PERTURBED)]
     # the earlier layers agree, some of them only within rounding (their floor was measured)
     assert earlier and all(r.passed for r in earlier) and any(r.floor is not None for r in earlier)
+    assert any(not r.tolerance_passed for r in earlier) and all(r.tolerance_passed == (r.rule == "tolerance")
+                                                                for r in earlier)
     plain = check_parity(module, model, per_layer=True, floor_factor=None)
     assert plain.first_divergence is not None and plain.first_divergence.name != PERTURBED
 
@@ -311,7 +316,7 @@ def test_one_perturbed_layer_fails_and_per_layer_names_it_keras_source(offset_pa
         layer.set_weights(weights)
     out = report.per_output[0]  # the target's own rounding was measured too, and does not excuse it either
     assert not report.passed and "beyond 3x either side's own float32 rounding" in out.reason, out.reason
-    assert out.target_floor is not None and out.target_ref_err > 3 * max(out.floor, out.target_floor)
+    assert out.target_floor is not None and out.target_vs_ref64 > 3 * max(out.floor, out.target_floor)
     assert report.first_divergence is not None and report.first_divergence.name == PERTURBED
 
 
@@ -319,7 +324,7 @@ def test_assert_parity_shares_the_rule(offset_pair):
     from xlate.testing import assert_parity
 
     module, model = offset_pair
-    assert assert_parity(module, model).per_output[0].rule == "rounding"
+    assert assert_parity(module, model).per_output[0].rule == "floor"
     with pytest.raises(AssertionError, match="parity failed"):
         assert_parity(module, model, floor_factor=None)
 
@@ -332,7 +337,7 @@ def test_float16_check_uses_the_float32_source_as_reference():
     old = check_parity(module, model, dtype="float16", floor_factor=None)
     report = check_parity(module, model, dtype="float16")
     out = report.per_output[0]
-    assert not old.passed and report.passed and out.rule == "rounding", str(report)
+    assert not old.passed and report.passed and out.rule == "floor", str(report)
     assert out.reason.startswith("exact up to float16 rounding") and "from float32" in out.reason
     assert "the source module run in float32 (torch)" in report.reference
     assert next(module.parameters()).dtype == torch.float32 and model.weights[0].dtype == "float32"
@@ -359,6 +364,7 @@ def test_in_place_updates_after_a_layer_do_not_corrupt_its_captured_output():
     model = xlate.torch_to_keras(module, (torch.randn(2, 3, 8, 8),), check=False)
     report = check_parity(module, model, per_layer=True)
     assert report.passed and report.per_layer and all(r.passed for r in report.per_layer), str(report)
+    assert report.tolerance_passed == all(o.rule == "tolerance" for o in report.per_output)
 
 
 def test_xlate_check_says_which_rule_passed_and_floor_factor_0_is_the_old_rule(offset_pair, tmp_path):
@@ -371,12 +377,12 @@ def test_xlate_check_says_which_rule_passed_and_floor_factor_0_is_the_old_rule(o
     model.save(tmp_path / "net.keras")
     ok = run_xlate("check", "net.pt2", "net.keras", "--json", "report.json", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "yes (rounding)" in ok.stdout and "output0: exact up to float32 rounding: " in ok.stdout
+    assert "yes (floor)" in ok.stdout and "output0: exact up to float32 rounding: " in ok.stdout
     data = json.loads((tmp_path / "report.json").read_text())
     out = data["per_output"][0]
-    assert data["passed"] and data["tolerance"]["floor_factor"] == 3.0 and out["rule"] == "rounding"
+    assert data["passed"] and data["tolerance"]["floor_factor"] == 3.0 and out["rule"] == "floor"
     assert out["outside_tol"] > 0 and out["floor"] > 0
-    assert out["target_ref_err"] <= 3 * max(out["floor"], out["target_floor"] or 0.0)
+    assert out["target_vs_ref64"] <= 3 * max(out["floor"], out["target_floor"] or 0.0)
     assert "float64" in data["reference"]
     old = run_xlate("check", "net.pt2", "net.keras", "--floor-factor", "0", cwd=tmp_path)
     assert old.returncode == 1 and "FAIL" in old.stdout and "beyond atol/rtol" in old.stdout, old.stdout
@@ -397,5 +403,5 @@ def test_a_carried_float64_reference_works_like_the_live_one(offset_pair):
     without = check_torch_against_reference(module, inputs, expected)
     report = check_torch_against_reference(module, inputs, expected, floor_reference=carried)
     assert not without.passed and "no float64 reference" in without.per_output[0].reason
-    assert report.passed and report.per_output[0].rule == "rounding", str(report)
+    assert report.passed and report.per_output[0].rule == "floor", str(report)
     assert report.reference.startswith("the source's carried float64 outputs")

@@ -46,7 +46,7 @@ def _gate(source, target, *, check: bool, atol: float, rtol: float, floor_factor
     if not report.passed:
         raise ParityError(report)
     if record is not None:
-        how = "; ".join(f"{o.name} {o.reason}" for o in report.per_output if o.rule == "rounding")
+        how = "; ".join(f"{o.name} {o.reason}" for o in report.per_output if o.rule == "floor")
         record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s)"
                             + (f" ({how})" if how else ""))
 

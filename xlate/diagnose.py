@@ -158,7 +158,8 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
         aligned = _align(tgt, lr, torch_is_source)
         o = compare_arrays(label, src, aligned, atol, rtol)
         rows.append(LayerParity(label, lr.source, lr.target, o.max_abs_err, o.max_rel_err, o.passed, note=o.note,
-                                shape=o.shape, row=lr.row, rule=o.rule, reason=o.reason))
+                                shape=o.shape, row=lr.row, rule=o.rule, reason=o.reason,
+                                tolerance_passed=o.tolerance_passed))
         pairs.append(None if o.note else (src, aligned, {"torch": (t_name, t_idx), "keras": (k_name, k_idx)}, lr))
     if floor_factor is not None and reference is not None and any(not r.passed for r in rows):
         runs = {"torch": (torch_names, torch_in), "keras": (keras_names, keras_in)}

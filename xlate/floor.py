@@ -49,6 +49,8 @@ from .runners import KerasRunner, TorchRunner, keras_in_dtype
 
 #: the default factor: the target may be this many times the source's own rounding from the reference
 FLOOR_FACTOR = 3.0
+#: which rule decided an output (``OutputParity.rule``): within atol/rtol, within the rounding floor, neither
+TOLERANCE, FLOOR, FAILED = "tolerance", "floor", "failed"
 #: the floor applies while it is at most this fraction of the output's scale (max |reference|)
 FLOOR_CAP = {"float32": 2.0**-7, "float16": 0.25, "bfloat16": 0.25}
 #: the precision of the reference run for each compute dtype of a check
@@ -101,10 +103,10 @@ class Verdict:
     sample that came closest to failing the rounding rule)."""
 
     passed: bool
-    rule: str  # "atol/rtol", "rounding", or "" when it failed
+    rule: str  # TOLERANCE, FLOOR or FAILED
     mismatched: int  # values beyond both rules
     floor: float | None = None
-    target_ref_err: float | None = None
+    target_vs_ref64: float | None = None
     reason: str = ""
     target_floor: float | None = None
     #: it failed against a usable source floor: the target's own rounding may still explain it
@@ -170,20 +172,20 @@ def judge(samples, *, atol: float, rtol: float, factor: float | None, dtype: str
     measured = [j for j in judged if j.floor is not None]
     shown = max(measured, key=lambda j: (j.failing > 0, j.target / j.floor if j.floor else
                                          (np.inf if j.target else 0.0)), default=None)
-    figures = {} if shown is None else {"floor": shown.floor, "target_ref_err": shown.target,
+    figures = {} if shown is None else {"floor": shown.floor, "target_vs_ref64": shown.target,
                                         "target_floor": shown.target_floor}
     if outside == 0:
-        return Verdict(True, "atol/rtol", 0, reason="within atol/rtol", **figures)
+        return Verdict(True, TOLERANCE, 0, reason="within atol/rtol", **figures)
     if factor is None:
-        return Verdict(False, "", outside, reason="beyond atol/rtol", **figures)
+        return Verdict(False, FAILED, outside, reason="beyond atol/rtol", **figures)
     if not floating:
-        return Verdict(False, "", outside, reason="beyond atol/rtol (not a float output: no rounding to allow)")
+        return Verdict(False, FAILED, outside, reason="beyond atol/rtol (not a float output: no rounding to allow)")
     if any(j.why == "missing" and j.failing for j in judged):
-        return Verdict(False, "", outside, reason=f"beyond atol/rtol (no {ref_name} reference to measure the "
+        return Verdict(False, FAILED, outside, reason=f"beyond atol/rtol (no {ref_name} reference to measure the "
                                                    "rounding floor against)", **figures)
     unstable = next((j for j in judged if j.why and j.failing), None)
     if unstable is not None:
-        return Verdict(False, "", outside, unstable.floor, unstable.target, f"beyond atol/rtol; the source's own "
+        return Verdict(False, FAILED, outside, unstable.floor, unstable.target, f"beyond atol/rtol; the source's own "
                        f"{precision} rounding ({unstable.why}) is too large to judge by", unstable.target_floor,
                        retry=unstable.target_floor is None)
     failing = sum(j.failing for j in judged)
@@ -193,8 +195,8 @@ def judge(samples, *, atol: float, rtol: float, factor: float | None, dtype: str
         how = (f"{shown.target:.1e} from {ref_name}, within {factor:g}x the target's own {shown.target_floor:.1e} "
                f"(the source's own: {shown.floor:.1e})" if any(j.by_target for j in judged) else
                f"{shown.target:.1e} from {ref_name} vs the source's own {shown.floor:.1e} (within {factor:g}x)")
-        return Verdict(True, "rounding", 0, reason=f"exact up to {precision} rounding: {how}", **figures)
-    return Verdict(False, "", failing, reason=f"beyond atol/rtol and beyond {factor:g}x {whose} {precision} rounding: "
+        return Verdict(True, FLOOR, 0, reason=f"exact up to {precision} rounding: {how}", **figures)
+    return Verdict(False, FAILED, failing, reason=f"beyond atol/rtol and beyond {factor:g}x {whose} {precision} rounding: "
                    f"{shown.target:.1e} from {ref_name} vs the source's own {shown.floor:.1e}{own}",
                    retry=shown.target_floor is None, **figures)
 
@@ -220,7 +222,7 @@ class Evidence:
 def apply_verdict(o, verdict: Verdict) -> None:
     """Write a verdict into an OutputParity or LayerParity."""
     o.passed = verdict.passed
-    o.rule, o.floor, o.target_ref_err, o.reason = verdict.rule, verdict.floor, verdict.target_ref_err, verdict.reason
+    o.rule, o.floor, o.target_vs_ref64, o.reason = verdict.rule, verdict.floor, verdict.target_vs_ref64, verdict.reason
     o.target_floor = verdict.target_floor
     if hasattr(o, "mismatched"):
         o.mismatched = verdict.mismatched

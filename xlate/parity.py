@@ -16,7 +16,9 @@ import numpy as np
 
 from .errors import BadInputError
 from .floor import (
+    FAILED,
     FLOOR_FACTOR,
+    TOLERANCE,
     Evidence,
     ReferenceRun,
     abs_diff,
@@ -41,16 +43,20 @@ class OutputParity:
     total: int
     passed: bool
     note: str = ""
-    #: which rule passed it: "atol/rtol", "rounding" (within floor_factor x the source's own rounding), "" failed
-    rule: str = ""
+    #: ``passed`` is the default gate's verdict (atol/rtol or the rounding floor); which rule decided:
+    #: "tolerance" (within atol/rtol), "floor" (within floor_factor x the rounding floor), "failed"
+    rule: str = FAILED
     #: the source's own float32-vs-float64 distance (max abs; None: not measured) and the target's distance
-    #: from that float64 result, on the sample closest to failing the rounding rule
+    #: from that float64 result, on the sample closest to failing the rounding rule (for a float16/bfloat16
+    #: check the reference is the source in float32)
     floor: float | None = None
-    target_ref_err: float | None = None
+    target_vs_ref64: float | None = None
     #: why it passed or failed, in words
     reason: str = ""
     #: values beyond atol/rtol (the old rule's mismatches; ``mismatched`` counts those beyond both rules)
     outside_tol: int = 0
+    #: the old rule's verdict: every value within atol/rtol (``floor_factor=None`` would give ``passed`` this)
+    tolerance_passed: bool = False
     #: the target's own float32-vs-float64 distance, measured only when the source's floor did not
     #: cover the target (a framework that rounds more, e.g. TensorFlow's sigmoid on the Keras side)
     target_floor: float | None = None
@@ -69,11 +75,13 @@ class LayerParity:
     note: str = ""
     shape: list = field(default_factory=list)
     row: str | None = None
-    rule: str = ""
+    rule: str = FAILED
     floor: float | None = None
-    target_ref_err: float | None = None
+    target_vs_ref64: float | None = None
     reason: str = ""
     target_floor: float | None = None
+    #: the old rule's verdict for this layer (atol/rtol alone)
+    tolerance_passed: bool = False
 
 
 class PrintableReport:
@@ -133,9 +141,15 @@ class ParityReport(PrintableReport):
     def tolerance(self) -> dict:
         return {"atol": self.atol, "rtol": self.rtol, "floor_factor": self.floor_factor}
 
+    @property
+    def tolerance_passed(self) -> bool:
+        """The old rule's verdict: every output within atol/rtol alone (``passed`` is the default gate's)."""
+        return bool(self.per_output) and all(o.tolerance_passed for o in self.per_output)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tolerance"] = self.tolerance
+        d["tolerance_passed"] = self.tolerance_passed
         return d
 
     def _rich(self):
@@ -154,7 +168,7 @@ class ParityReport(PrintableReport):
         )
         parts = [head, _table(self.per_output, ("output", "shape"), lambda o: (o.name, "x".join(map(str, o.shape))),
                               mismatched=True)]
-        parts += [Text(f"{o.name}: {o.reason}") for o in self.per_output if o.rule != "atol/rtol" and o.reason]
+        parts += [Text(f"{o.name}: {o.reason}") for o in self.per_output if o.rule != TOLERANCE and o.reason]
         if self.reference:
             parts.append(Text(f"rounding floor measured against {self.reference}", style="dim"))
         if self.per_layer:
@@ -172,24 +186,32 @@ class ParityReport(PrintableReport):
 
 
 def _table(items, head: tuple, cells, *, title=None, mismatched=False, get=lambda item: item):
-    """The rich table of outputs or layers: the given leading cells, then errors, floor and verdict."""
+    """The rich table of outputs or layers: the given leading cells, then errors and verdict. When a
+    rounding floor was measured, the floor and the target's distance from the reference take the
+    max rel column's place (the report's head line and its JSON keep max rel), so the table still
+    fits 80 columns; the figures never wrap."""
     from rich.table import Table
 
+    floors = any(get(item).floor is not None for item in items)
     table = Table(show_header=True, header_style="bold", title=title)
-    cols = (*head, "max abs err", "max rel err", "floor", "vs ref", *(("mismatched",) if mismatched else ()), "ok")
+    figures_cols = ("max abs err", "floor", "vs ref") if floors else ("max abs err", "max rel err")
+    cols = (*head, *figures_cols, *(("mismatched",) if mismatched else ()), "ok")
     for col in cols:
-        table.add_column(col, justify="right" if col not in ("output", "layer", "target", "shape", "ok") else "left")
+        left = col in ("output", "layer", "target", "shape", "ok")
+        table.add_column(col, justify="left" if left else "right", no_wrap=not left and col != "#",
+                         min_width=len("yes (floor)") if col == "ok" and floors else None)
     for item in items:
         o = get(item)
-        figures = [f"{o.max_abs_err:.3g}", f"{o.max_rel_err:.3g}", _g(o.floor), _g(o.target_ref_err)]
-        verdict = ("yes" if o.rule == "atol/rtol" else "yes (rounding)") if o.passed else \
+        figures = [f"{o.max_abs_err:.3g}", *((_g(o.floor), _g(o.target_vs_ref64)) if floors else
+                                             (f"{o.max_rel_err:.3g}",))]
+        verdict = ("yes" if o.rule == TOLERANCE else "yes (floor)") if o.passed else \
             "NO" + (f" ({o.note})" if o.note else "")
         table.add_row(*cells(item), *figures, *((f"{o.mismatched}/{o.total}",) if mismatched else ()), verdict)
     return table
 
 
-def _g(value) -> str:
-    return "-" if value is None else f"{value:.3g}"
+def _g(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
 
 
 class _NullFile:
@@ -294,7 +316,7 @@ def compare_arrays(name: str, expected: np.ndarray, actual: np.ndarray, atol: fl
     if expected.shape != actual.shape:
         return OutputParity(name, list(expected.shape), float("inf"), float("inf"), int(expected.size),
                             int(expected.size), False, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}",
-                            outside_tol=int(expected.size))
+                            outside_tol=int(expected.size), tolerance_passed=False)
     diff = abs_diff(expected, actual)
     bad = outside_tolerance(expected, diff, atol, rtol)
     rel = diff / np.maximum(np.abs(expected.astype(np.float64)), np.finfo(np.float64).tiny)
@@ -303,8 +325,8 @@ def compare_arrays(name: str, expected: np.ndarray, actual: np.ndarray, atol: fl
     max_rel = float(rel.max()) if rel.size else 0.0
     passed = not bad.any()
     return OutputParity(name, list(expected.shape), max_abs, max_rel, int(bad.sum()), int(diff.size), passed,
-                        rule="atol/rtol" if passed else "", reason="within atol/rtol" if passed else "beyond atol/rtol",
-                        outside_tol=int(bad.sum()))
+                        rule=TOLERANCE if passed else FAILED, reason="within atol/rtol" if passed else "beyond atol/rtol",
+                        outside_tol=int(bad.sum()), tolerance_passed=passed)
 
 
 def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,
@@ -587,8 +609,8 @@ def _merge(reports: list[list[OutputParity]]) -> list[OutputParity]:
             max_abs_err=max(o.max_abs_err for o in outs), max_rel_err=max(o.max_rel_err for o in outs),
             mismatched=sum(o.mismatched for o in outs), total=sum(o.total for o in outs),
             passed=all(o.passed for o in outs), note="; ".join(sorted({o.note for o in outs if o.note})),
-            outside_tol=sum(o.outside_tol for o in outs),
+            outside_tol=sum(o.outside_tol for o in outs), tolerance_passed=all(o.tolerance_passed for o in outs),
         ))
         last = merged[-1]
-        last.rule, last.reason = ("atol/rtol", "within atol/rtol") if last.passed else ("", last.note or "beyond atol/rtol")
+        last.rule, last.reason = (TOLERANCE, "within atol/rtol") if last.passed else (FAILED, last.note or "beyond atol/rtol")
     return merged

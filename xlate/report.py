@@ -55,8 +55,8 @@ def _figure(report):
         ax.plot([x for x, f in zip(xs, floors) if f is not None],
                 clip([report.floor_factor * f for f in floors if f is not None]), linestyle=":", marker="_",
                 color="#9467bd", label=f"{report.floor_factor:g}x source's own rounding")
-        ax.plot([x for x, p in zip(xs, points) if p.target_ref_err is not None],
-                clip([p.target_ref_err for p in points if p.target_ref_err is not None]), linestyle="none",
+        ax.plot([x for x, p in zip(xs, points) if p.target_vs_ref64 is not None],
+                clip([p.target_vs_ref64 for p in points if p.target_vs_ref64 is not None]), linestyle="none",
                 marker="x", color="#9467bd", label="target's distance from the reference")
     first = report.first_divergence
     if first is not None and rows:
@@ -93,14 +93,14 @@ def render_html(report) -> str:
     color = "#2ca02c" if report.passed else "#d62728"
     out_rows = "".join(
         f"<tr><td>{esc(o.name)}</td><td>{'x'.join(map(str, o.shape))}</td><td>{o.max_abs_err:.3g}</td>"
-        f"<td>{o.max_rel_err:.3g}</td><td>{_g(o.floor)}</td><td>{_g(o.target_ref_err)}</td>"
+        f"<td>{o.max_rel_err:.3g}</td><td>{_g(o.floor)}</td><td>{_g(o.target_vs_ref64)}</td>"
         f"<td>{o.mismatched}/{o.total}</td><td>{'yes' if o.passed else 'NO'}</td>"
         f"<td>{esc('; '.join(t for t in (o.note, o.reason) if t))}</td></tr>" for o in report.per_output)
     layer_rows = "".join(
         f"<tr class=\"{'' if r.passed else 'bad'}\"><td>{i}</td><td>{esc(r.name)}</td><td>{esc(r.target_name)}</td>"
         f"<td>{esc(r.row or '')}</td><td>{r.max_abs_err:.3g}</td><td>{r.max_rel_err:.3g}</td>"
-        f"<td>{_g(r.floor)}</td><td>{_g(r.target_ref_err)}</td><td>{'yes' if r.passed else 'NO'}</td>"
-        f"<td>{esc('; '.join(t for t in (r.note, r.reason) if t and r.rule != 'atol/rtol'))}</td></tr>"
+        f"<td>{_g(r.floor)}</td><td>{_g(r.target_vs_ref64)}</td><td>{'yes' if r.passed else 'NO'}</td>"
+        f"<td>{esc('; '.join(t for t in (r.note, r.reason) if t and r.rule != 'tolerance'))}</td></tr>"
         for i, r in enumerate(report.per_layer or []))
     first = report.first_divergence
     first_html = (f"<p class=\"bad\"><b>First diverging layer:</b> {esc(first.name)} &rarr; {esc(first.target_name)} "

@@ -38,7 +38,7 @@ from ._common import Steps, model_options, print_report, tolerance_options, writ
               help="Write a picture of the error along the network (implies --per-layer).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json",
               help="Write the report as JSON (passed, max_abs_err, max_rel_err, per_output with each output's "
-                   "rule, floor and target_ref_err, tolerance, reference, device, versions).")
+                   "rule, floor and target_vs_ref64, tolerance, reference, device, versions).")
 @model_options
 @handles_errors
 def check(source, target, inputs_path, atol, rtol, floor_factor, samples, seed, device, dtype, io_layout, per_layer, report_path,
