@@ -11,7 +11,7 @@ a model whose every sample needed it. ``per-value`` is the share of values where
 |target - float64| > 3 x |source - float64| value by value: what a per-value rule would reject
 on an exact conversion.
 
-    python scripts/bench_floor.py                    # everything (several minutes on 2 cores)
+    python scripts/bench_floor.py                    # everything (about an hour on 2 loaded cores)
     python scripts/bench_floor.py resnet50 mlp       # some of them
     python scripts/bench_floor.py --write docs/floor.md
 """
