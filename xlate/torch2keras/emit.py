@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError, UnsupportedOpError
+from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
-
 
 # creation ops whose tensor operand gives only a dtype/device (and, for *_like, a shape)
 SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like", "full_like",
@@ -299,7 +298,13 @@ class Emitter:
                 path, array, trainable = g.params[node.name]
                 self.env[node.name] = Const(array, path, trainable)
                 continue
-            self._run_node(node)
+            try:
+                self._run_node(node)
+            except (XlateError, DynamicShapeError):
+                raise
+            except Exception as e:  # a converter bug: one line naming the op and module, never a foreign error
+                op = node.module_type if node.op == "module" else node.target
+                raise ConverterFailure(op, node.module_path or "<root>", e, direction="torch2keras") from e
         outputs = []
         for out in g.outputs:
             v = self.value(out)
