@@ -94,18 +94,20 @@ def test_converted_layers_keep_their_own_initializers():
 
 
 def test_the_gate_copies_no_weights_in_eval_mode():
-    from xlate.parity import _KerasRunner, _TorchRunner
+    from xlate.runners import KerasRunner, TorchRunner
 
     module, inputs = _zoo()
     model = xlate.torch_to_keras(module, inputs, check=False)
-    with _TorchRunner(module, "cpu", False) as runner:
+    params = {id(p) for p in module.parameters()}
+    with TorchRunner(module, "cpu", False) as runner:
+        saved = {id(t): s for _, _, t, s in runner.slots}
         for p in module.parameters():
-            assert runner.saved[id(p)].data_ptr() == p.data_ptr()  # a reference, not a clone
-        assert all(runner.saved[id(b)].data_ptr() != b.data_ptr() for b in module.buffers() if b.numel())
-    with _KerasRunner(model, False) as runner:
-        assert runner.restore == []
-    with _KerasRunner(model, True) as runner:
-        assert {id(v) for v, _ in runner.restore} == {id(v) for v in model.non_trainable_weights}
+            assert saved[id(p)].data_ptr() == p.data_ptr()  # a reference, not a clone
+        assert all(saved[id(b)].data_ptr() != b.data_ptr() for b in module.buffers() if b.numel() and id(b) not in params)
+    with KerasRunner(model, False) as runner:
+        assert runner.weights == []
+    with KerasRunner(model, True) as runner:
+        assert {id(v) for v, _ in runner.weights} == {id(v) for v in model.non_trainable_weights}
 
 
 def _tiny_llama(layers=2, kv_heads=1):

@@ -70,7 +70,7 @@ def gate_dtype(source, target) -> str:
     return dtype if dtype == float_dtype(target) else "float32"
 
 
-def _gate(source, target, *, check: bool, atol: float, rtol: float):
+def _gate(source, target, *, check: bool, atol: float, rtol: float, floor_factor):
     """The parity gate: at the example's shape and at other sizes of every dynamic input size; a
     large model's gate compares fewer batches, in the models' own precision."""
     record = record_of(target)
@@ -80,16 +80,18 @@ def _gate(source, target, *, check: bool, atol: float, rtol: float):
 
     samples = gate_samples(source)
     report = check_parity_shapes(source, target, atol=atol, rtol=rtol, path=record.path if record else None,
-                                 samples=samples, dtype=gate_dtype(source, target))
+                                 samples=samples, dtype=gate_dtype(source, target), floor_factor=floor_factor)
     if not report.passed:
         raise ParityError(report)
     if record is not None:
         shapes = f" ({report.message})" if report.message else ""
         size = f" ({parameter_count(source) / 1e6:.0f}M parameters: {samples})" if samples < GATE_SAMPLES[-1][1] else ""
-        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){size}{shapes}")
+        how = "; ".join(f"{o.name} {o.reason}" for o in report.per_output if o.rule == "floor")
+        record.notes.append(f"parity: max abs err {report.max_abs_err:.3g} on {report.samples} sample(s){size}"
+                            + (f" ({how})" if how else "") + shapes)
 
 
-def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float):
+def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float, floor_factor):
     """Run the chosen path, note which one and how long it took, then the parity gate."""
     start = time.perf_counter()
     target, note = _run_paths(direct, onnx, via)
@@ -97,12 +99,12 @@ def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: 
     if record is not None:
         record.seconds = time.perf_counter() - start
         record.notes.append(note)
-    _gate(source, target, check=check, atol=atol, rtol=rtol)
+    _gate(source, target, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
     return target
 
 
 def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
-                   dynamic="auto"):
+                   dynamic="auto", floor_factor=3.0):
     _check_args(via, io_layout)
     from . import onnx_path
     from .torch2keras import convert as direct
@@ -117,10 +119,11 @@ def torch_to_keras(module, example_inputs, *, io_layout="source", via="auto", ch
                             hint="use via='direct' or 'auto', or dynamic='batch'")
     return _convert(module,
                     lambda: direct.torch_to_keras(module, example_inputs, io_layout=io_layout, dynamic=dynamic),
-                    None if explicit else onnx, via=via, check=check, atol=atol, rtol=rtol)
+                    None if explicit else onnx, via=via, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
 
 
-def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4):
+def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto", check=True, atol=1e-5, rtol=1e-4,
+                   floor_factor=3.0):
     _check_args(via, io_layout)
     from . import onnx_path
     from .keras2torch import convert as direct
@@ -128,4 +131,4 @@ def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto"
     return _convert(model,
                     lambda: direct.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
                     lambda: onnx_path.keras_to_torch(model, example_inputs=example_inputs, io_layout=io_layout),
-                    via=via, check=check, atol=atol, rtol=rtol)
+                    via=via, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)

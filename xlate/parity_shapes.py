@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .floor import FAILED, FLOOR, TOLERANCE
 from .frameworks import framework_of
 from .parity import OutputParity, check_parity, concrete_shape, io_spec_of, make_inputs
 
@@ -156,14 +157,26 @@ def _failed(report, note: str):
                                per_output=per_output, samples=0, message=note)
 
 
+def _max_known(a, b):
+    known = [v for v in (a, b) if v is not None]
+    return max(known) if known else None
+
+
 def _merge_into(report, other) -> None:
     merged = []
     for a, b in zip(report.per_output, other.per_output):
+        passed = a.passed and b.passed
+        # the rule that decided: a failure anywhere fails; the rounding floor if any shape needed it
+        rule = FAILED if not passed else FLOOR if FLOOR in (a.rule, b.rule) else TOLERANCE
         merged.append(OutputParity(
             name=a.name, shape=a.shape, max_abs_err=max(a.max_abs_err, b.max_abs_err),
             max_rel_err=max(a.max_rel_err, b.max_rel_err), mismatched=a.mismatched + b.mismatched,
-            total=a.total + b.total, passed=a.passed and b.passed,
-            note="; ".join(n for n in (a.note, b.note) if n)))
+            total=a.total + b.total, passed=passed,
+            note="; ".join(n for n in (a.note, b.note) if n), rule=rule,
+            floor=_max_known(a.floor, b.floor), target_vs_ref64=_max_known(a.target_vs_ref64, b.target_vs_ref64),
+            reason="; ".join(dict.fromkeys(r for r in (a.reason, b.reason) if r)),
+            outside_tol=a.outside_tol + b.outside_tol, tolerance_passed=a.tolerance_passed and b.tolerance_passed,
+            target_floor=_max_known(a.target_floor, b.target_floor)))
     if len(report.per_output) != len(other.per_output):
         report.passed = False
     report.per_output = merged

@@ -123,7 +123,7 @@ def _native_io_spec(src, keras_model, torch_example):
 
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
                    dtype="float32", io_layout="source", model_class=None, input_shapes=(), input_dtypes=(),
-                   trust=False, per_layer=False):
+                   trust=False, per_layer=False, floor_factor=3.0):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
@@ -131,6 +131,8 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     converted with native layouts (channels-last on the Keras side, channels-first on the PyTorch
     side, for tensors of rank 3 and more). ``per_layer``: also find the first layer
     whose output departs (for files, the layer mapping comes from converting the source again).
+    ``floor_factor``: outputs outside atol/rtol pass within this many times the source's own
+    float32 rounding of a float64 run of the source (None: atol/rtol alone); see ``check_parity``.
     """
     from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
@@ -172,7 +174,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         _learn_layer_mapping(src, tgt)
     try:
         return check_parity(src.model, tgt.model, inputs, atol=atol, rtol=rtol, device=device, samples=samples,
-                            seed=seed, per_layer=per_layer, dtype=dtype)
+                            seed=seed, per_layer=per_layer, dtype=dtype, floor_factor=floor_factor)
     except BadInputError:
         raise
     except Exception as e:
@@ -183,17 +185,19 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
 
 
 def assert_parity(source, target, inputs=None, *, atol: float = 1e-5, rtol: float = 1e-4, samples: int = 4,
-                  seed: int = 0, device: str = "cpu", **load_options):
+                  seed: int = 0, device: str = "cpu", floor_factor: float | None = 3.0, **load_options):
     """Assert that ``target`` computes the same numbers as ``source`` (one PyTorch, one Keras/TF).
 
     ``source``/``target``: model objects or paths (``.pt2``, ``.keras``, a SavedModel folder...;
     ``load_options`` such as ``model_class=``/``input_shapes=`` as for ``xlate check``).
     ``inputs``: None (seeded random inputs), arrays, or an ``.npz`` path, in the source's layout.
-    Raises ``AssertionError`` with the readable report when any output differs by more than
-    ``atol + rtol * |expected|``; returns the ``ParityReport`` when parity holds.
+    Raises ``AssertionError`` with the readable report when an output differs by more than
+    ``atol + rtol * |expected|`` and by more than ``floor_factor`` x the source's own float32
+    rounding (the gate's rule; ``floor_factor=None``: atol/rtol alone); returns the
+    ``ParityReport`` when parity holds.
     """
     report = compare_models(source, target, inputs, atol=atol, rtol=rtol, samples=samples, seed=seed, device=device,
-                            **load_options)
+                            floor_factor=floor_factor, **load_options)
     if not report.passed:
         raise AssertionError(f"parity failed: {_name(source)} vs {_name(target)}\n{report}")
     return report

@@ -44,6 +44,10 @@ def dynamic_options(fn):
 
 
 def tolerance_options(fn):
+    fn = click.option("--floor-factor", type=click.FloatRange(min=0), default=3.0, show_default=True,
+                      help="Outputs outside atol/rtol still pass when the target is within this many times the "
+                           "source's own float32 rounding of a float64 run of the source (deep networks); "
+                           "0: atol/rtol alone.")(fn)
     fn = click.option("--rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
                       help="Relative tolerance.")(fn)
     fn = click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
@@ -180,7 +184,7 @@ class ParityFailed(Exception):
 
 
 def gate_and_write(source, converted, output: Path, *, write, reload, converted_what: str, written_what: str,
-                   check: bool, atol: float, rtol: float, steps: Steps):
+                   check: bool, atol: float, rtol: float, steps: Steps, floor_factor: float | None = 3.0):
     """Gate the converted model, write it atomically, and gate what was written before it is renamed into place.
 
     ``write(model, output, verify=...)`` is ``save_keras``/``save_torch``; ``reload(tmp)`` loads the
@@ -195,7 +199,8 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
     final = []
     verify = None
     if check:
-        gate_converted(source, converted, atol=atol, rtol=rtol, path=path_used, what=converted_what, steps=steps)
+        gate_converted(source, converted, atol=atol, rtol=rtol, path=path_used, what=converted_what, steps=steps,
+                       floor_factor=floor_factor)
 
         def verify(tmp: Path) -> None:
             with steps.step(f"checking {written_what}"):
@@ -204,7 +209,7 @@ def gate_and_write(source, converted, output: Path, *, write, reload, converted_
                 if spec is not None:  # the same inputs, in the same layout, as the converted model
                     object.__setattr__(reloaded, "_xlate_io", spec)
                 report = check_parity_shapes(source, reloaded, atol=atol, rtol=rtol, path=path_used,
-                                             **gate_options(source, reloaded))
+                                             floor_factor=floor_factor, **gate_options(source, reloaded))
             if not report.passed:
                 raise ParityFailed(report, written_what)
             final.append(report)
@@ -221,7 +226,7 @@ def gate_options(source, target) -> dict:
     return {"samples": gate_samples(source), "dtype": gate_dtype(source, target)}
 
 
-def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps):
+def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Steps, floor_factor=3.0):
     """The parity gate on a freshly converted model; on failure, rerun per layer and raise ``ParityFailed``.
 
     The per-layer rerun goes through the conversion record, so the report says where the
@@ -232,10 +237,12 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
 
     options = gate_options(source, converted)
     with steps.step(f"checking parity of {what}"):
-        report = check_parity_shapes(source, converted, atol=atol, rtol=rtol, path=path, **options)
+        report = check_parity_shapes(source, converted, atol=atol, rtol=rtol, path=path, floor_factor=floor_factor,
+                                     **options)
     if not report.passed:
         # per layer at the example's shape; a failure only at other sizes keeps the report that shows it
-        layers = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True, **options)
+        layers = check_parity(source, converted, atol=atol, rtol=rtol, path=path, per_layer=True,
+                              floor_factor=floor_factor, **options)
         raise ParityFailed(layers if not layers.passed else report, what)
     return report
 
@@ -265,8 +272,10 @@ def fail_parity(report, json_path, title: str, **files) -> None:
     """Print the failed report, write the JSON, and exit 1."""
     print_report(report, title)
     write_json_report(report, json_path, **files)
-    click.echo(f"error: parity check failed: max abs err {report.max_abs_err:.3g} > atol {report.atol:g} "
-               f"(rtol {report.rtol:g}); nothing was written", err=True)
+    failing = next((o for o in report.per_output if not o.passed), None)
+    why = (f"{failing.name} {failing.reason}" if failing is not None and failing.floor is not None else
+           f"max abs err {report.max_abs_err:.3g} > atol {report.atol:g} (rtol {report.rtol:g})")
+    click.echo(f"error: parity check failed: {why}; nothing was written", err=True)
     click.echo("hint: `xlate check` on the models with --json shows every output; loosen --atol/--rtol only "
                "if the difference is expected", err=True)
     sys.exit(1)

@@ -37,23 +37,25 @@ from ._common import Steps, model_options, print_report, tolerance_options, writ
 @click.option("--report", "report_path", type=click.Path(path_type=Path), metavar="REPORT.html|png",
               help="Write a picture of the error along the network (implies --per-layer).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json",
-              help="Write the report as JSON (passed, max_abs_err, max_rel_err, per_output, tolerance, device, "
-                   "versions).")
+              help="Write the report as JSON (passed, max_abs_err, max_rel_err, per_output with each output's "
+                   "rule, floor and target_vs_ref64, tolerance, reference, device, versions).")
 @model_options
 @handles_errors
-def check(source, target, inputs_path, atol, rtol, samples, seed, device, dtype, io_layout, per_layer, report_path,
+def check(source, target, inputs_path, atol, rtol, floor_factor, samples, seed, device, dtype, io_layout, per_layer, report_path,
           json_path, model_class, input_shapes, input_dtypes, trust):
     """Compare SOURCE with TARGET (one PyTorch, one Keras/TF model) on the same inputs.
 
-    Exit 0 when every output matches within atol + rtol * |expected|, 1 when parity fails,
-    2 on bad input. Reads every format `xlate torch2tf`/`tf2torch` read and write, including
+    Exit 0 when every output matches within atol + rtol * |expected| (or, for a deep model, within
+    --floor-factor x the source's own float32 rounding of its float64 result), 1 when parity
+    fails, 2 on bad input. Reads every format `xlate torch2tf`/`tf2torch` read and write, including
     SavedModel folders and .tflite (run as they would be deployed).
     """
     from ..testing import compare_models
 
     steps = Steps()
     with steps.step("checking"):
-        report = compare_models(source, target, inputs_path, atol=atol, rtol=rtol, samples=samples, seed=seed,
+        report = compare_models(source, target, inputs_path, atol=atol, rtol=rtol, floor_factor=floor_factor,
+                                samples=samples, seed=seed,
                                 device=device, dtype=dtype, io_layout=io_layout, model_class=model_class,
                                 input_shapes=input_shapes,
                                 input_dtypes=input_dtypes, trust=trust, per_layer=per_layer or bool(report_path))

@@ -26,7 +26,7 @@ from ._common import (
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
-                     io_layout="source", steps: Steps | None = None, dynamic="auto"):
+                     io_layout="source", steps: Steps | None = None, dynamic="auto", floor_factor: float | None = 3.0):
     """Convert a loaded torch model, gate it, write it atomically and gate the written file.
 
     Returns (keras_model, report of the written file or None with check=False, conversion path).
@@ -47,7 +47,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
         # as it will run: the SavedModel graph, the TFLite interpreter
         reload=lambda tmp: load_keras(tmp).model,
         converted_what="the converted Keras model", written_what=f"the written {kind} file", check=check,
-        atol=atol, rtol=rtol, steps=steps)
+        atol=atol, rtol=rtol, steps=steps, floor_factor=floor_factor)
     return keras_model, report, path_used
 
 
@@ -80,8 +80,8 @@ def cast_loaded(loaded, dtype: str) -> None:
 @click.option("--onnx2tf", "onnx2tf_path", type=click.Path(path_type=Path), metavar="PATH",
               help="The onnx2tf executable for the ONNX path (default: $XLATE_ONNX2TF, PATH, .venv-onnx2tf).")
 @handles_errors
-def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, static, force, no_check, atol, rtol, via,
-             io_layout, json_path, report_path, dtype, onnx2tf_path):
+def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, static, force, no_check, atol, rtol,
+             floor_factor, via, io_layout, json_path, report_path, dtype, onnx2tf_path):
     """Convert a PyTorch MODEL to Keras / TensorFlow and prove it computes the same numbers.
 
     MODEL: a torch.export program (.pt2), a TorchScript archive, a state_dict (.pth/.pt/.safetensors)
@@ -113,5 +113,6 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, stat
     steps.for_model(loaded.model)
     via_note = convert_reporting(convert_and_save, loaded, output, model=model, label=kind, json_path=json_path,
                                  report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,
+                                 floor_factor=floor_factor,
                                  via=via, io_layout=io_layout, steps=steps, dynamic=dynamic)
     click.echo(f"wrote {output} ({kind}, {human_size(output)}){via_note} in {time.perf_counter() - start:.1f} s")
