@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import BadInputError, one_line
-from .frameworks import IOSpec, TensorSpec, flatten_outputs, framework_of, to_numpy
+from .frameworks import IOSpec, TensorSpec, flatten_outputs, framework_of, keras_inputs, to_numpy
 
 DEFAULT_BATCH = 2
 DEFAULT_FREE_DIM = 8
@@ -312,7 +312,7 @@ class _KerasRunner:
     def __call__(self, arrays):
         import keras
 
-        x = arrays[0] if len(arrays) == 1 else list(arrays)
+        x = keras_inputs(self.model, arrays)
         if self.device is None:
             out = self.model(x, training=self.training)
         else:

@@ -243,7 +243,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     import keras
     import numpy as np
 
-    from .frameworks import flatten_outputs
+    from .frameworks import flatten_outputs, keras_inputs
     from .parity import make_inputs
 
     package = Path(package).resolve()
@@ -252,7 +252,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     expected = []
     for s, arrays in enumerate(batches):
         data.update({f"s{s}_in{i}": a for i, a in enumerate(arrays)})
-        out = keras_model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
+        out = keras_model(keras_inputs(keras_model, arrays), training=False)
         expected.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
     with tempfile.TemporaryDirectory(prefix="xlate-fresh-") as tmp:
         data_path, result_path = Path(tmp) / "inputs.npz", Path(tmp) / "result.npz"
