@@ -136,10 +136,11 @@ def meta_of(val) -> Meta:
     import torch
 
     if isinstance(val, torch.Tensor):
-        shape = tuple(d if isinstance(d, int) else str(d) for d in val.shape)
+        # a symbolic size torch.export specialized prints as its value
+        shape = tuple(d if isinstance(d, int) else int(str(d)) if str(d).isdigit() else str(d) for d in val.shape)
         return Meta("tensor", shape, str(val.dtype).removeprefix("torch."))
     if isinstance(val, torch.SymInt):
-        return Meta("sym", sym=str(val))
+        return Meta("int", sym=str(val)) if str(val).isdigit() else Meta("sym", sym=str(val))
     if isinstance(val, bool):
         return Meta("other")
     if isinstance(val, int):
