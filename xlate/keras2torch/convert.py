@@ -52,8 +52,9 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     if _functional_of(model) is None:
         return _subclassed(model, example_inputs, io_layout)
     graph = walk(model)
-    emitter = _emit(model, graph, io_layout, example_inputs)
+    emitter, resolve = _emit(model, graph, io_layout, example_inputs)
     source, out_perms = render(emitter, model_name=model.name, version=__version__)
+    source = resolve(source)
     module = instantiate(source, emitter.state)
     io = IOSpec(
         inputs=_input_specs(model, graph, example_inputs, traced=bool(emitter.traced)),
@@ -68,12 +69,13 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     return module
 
 
-def _emit(model, graph: Graph, io_layout: str, example_inputs) -> Emitter:
-    """Run the table route; if it refuses layers, trace them and run it again with their classes."""
+def _emit(model, graph: Graph, io_layout: str, example_inputs):
+    """Run the table route; if it refuses layers, trace them and run it again with their classes.
+    Returns the emitter and the function that completes its source (the traced classes' calls)."""
     emitter = Emitter(graph, io_layout=io_layout)
     try:
         emitter.run()
-        return emitter
+        return emitter, str
     except UnsupportedOpError as refused:
         from .traced.bridge import trace_refused
 
@@ -85,7 +87,7 @@ def _emit(model, graph: Graph, io_layout: str, example_inputs) -> Emitter:
     emitter.run()
     emitter.rows_used.update(traced.rows)
     emitter.notes += traced.notes
-    return emitter
+    return emitter, traced.resolve
 
 
 def _subclassed(model, example_inputs, io_layout: str):

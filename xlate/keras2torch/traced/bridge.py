@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from ...errors import UnsupportedOpError
 from ...table import Row
+from .classes import ClassRegistry
 from .regions import Plan
-from .source import ClassRegistry, ProgramWriter, Retry, Written, attr_name
+from .source import ProgramWriter, Retry, Written, attr_name
 
 TRACED_ROW = Row(id="traced", family="layer", torch="generated nn.Module (torch.export capture)",
                  keras="a layer no table row converts", hook="traced", directions=("keras2torch",))
@@ -53,6 +54,7 @@ def untraceable(node, graph) -> str | None:
 class TracedLayers:
     converters: dict = field(default_factory=dict)  # id(node) -> (row, converter)
     classes: list = field(default_factory=list)
+    resolve: object = None  # fills the class tokens of the generated source in
     helpers: set = field(default_factory=set)
     rows: Counter = field(default_factory=Counter)
     notes: list = field(default_factory=list)
@@ -60,7 +62,7 @@ class TracedLayers:
 
 def write_program(program, arrays, root_layer, registry: ClassRegistry, *, root_class=None, root_doc=""):
     """Plan and write one program's classes into ``registry``; returns (Written, writer)."""
-    from .native import Natives
+    from .native import Natives, resolve
 
     plan = Plan(program, arrays)
 
@@ -69,15 +71,24 @@ def write_program(program, arrays, root_layer, registry: ClassRegistry, *, root_
         owner = plan.class_at_or_above(parent)
         return attr_name(scope[len(owner) + 1:] if owner else scope)
 
+    def config_of(scope):
+        info = program.scopes.get(scope)
+        layer = resolve(root_layer, info.locator) if info is not None and root_layer is not None else None
+        try:
+            return layer.get_config() if layer is not None and type(layer).__name__ == info.cls else {}
+        except Exception:  # noqa: BLE001 - a configuration only names constructor arguments
+            return {}
+
     natives = Natives(root_layer, plan, attr_of)
     plan.decide(natives)
     for _ in range(len(plan.by_scope) + 1):
-        saved = (dict(registry.bodies), dict(registry.texts), set(registry.taken))
-        writer = ProgramWriter(plan, natives, registry, root_class=root_class, root_doc=root_doc)
+        saved = registry.snapshot()
+        writer = ProgramWriter(plan, natives, registry, root_class=root_class, root_doc=root_doc,
+                               config_of=config_of)
         try:
             return writer.write(), writer
         except Retry as r:
-            registry.bodies, registry.texts, registry.taken = saved
+            registry.restore(saved)
             if r.scope == "":
                 break
             plan.inline(r.scope)
@@ -91,30 +102,66 @@ def trace_layers(model, graph, indices: list[int], example_arrays) -> TracedLaye
     programs, arrays = capture_layers(model, graph, indices, example_arrays)
     registry = ClassRegistry(taken=("Net",))
     out = TracedLayers()
+    written_by, by_layer = {}, {}
     for index in indices:
         node = graph.nodes[index]
         program = programs[index]
-        written, writer = write_program(program, arrays, node.op, registry)
-        out.converters[id(node)] = (TRACED_ROW, _converter(written))
-        out.helpers |= writer.helpers
-        out.rows.update(writer.rows)
-        out.notes += [f"{node.path}: {n}" for n in program.notes]
-        out.notes += [f"{node.path}: traced layer {type(node.op).__name__} -> class {written.cls}"]
-    out.classes = registry.sources()
+        first = by_layer.get(id(node.op))
+        if first is not None and any(n.startswith("same class, configuration and input shapes") for n in program.notes):
+            written = written_by[first]  # a shared layer called again: the same module, one set of weights
+        else:
+            if first is not None:
+                out.notes.append(f"{node.path}: a shared layer called with other input shapes: this call is a "
+                                 "separate module whose weights start as a copy (Keras ties them)")
+            written, writer = write_program(program, arrays, node.op, registry)
+            out.helpers |= writer.helpers
+            out.rows.update(writer.rows)
+            by_layer.setdefault(id(node.op), index)
+        written_by[index] = written
+        out.converters[id(node)] = (TRACED_ROW, _converter(written, program))
+        out.notes += [f"{node.path}: {n}" for n in program.notes if not n.startswith("capture ")]
+    out.classes = registry.finalize()
+    out.resolve = registry.resolve
+    seconds = {n for p in programs.values() for n in p.notes if n.startswith("capture ")}
+    out.notes += sorted(seconds)
+    out.notes += [f"{graph.nodes[i].path}: traced layer {type(graph.nodes[i].op).__name__} -> class "
+                  f"{registry.name_of(w.cls)}" for i, w in written_by.items()]
     return out
 
 
-def _converter(written: Written):
+# Ops that compute each element from the same element of their operands: a program made only of
+# them gives the same answer in any layout, so it takes its inputs as they are (no permutes).
+_ELEMENTWISE = ("aten.add.", "aten.sub.", "aten.mul.", "aten.div.", "aten.neg.", "aten.relu.", "aten.sigmoid.",
+                "aten.tanh.", "aten.gelu.", "aten.silu.", "aten.exp.", "aten.log.", "aten.sqrt.", "aten.rsqrt.",
+                "aten.abs.", "aten.pow.Tensor_Scalar", "aten.maximum.", "aten.minimum.", "aten.clamp.",
+                "aten.where.self", "aten.square.", "aten.erf.", "aten.softplus.", "aten.leaky_relu.")
+
+
+def layout_free(program) -> bool:
+    ranks = {m.rank for _, _, m in program.inputs if m.kind == "tensor"}
+    if len(ranks) != 1 or program.weights or any(m.rank for _, m in program.constants.values()):
+        return False
+    return all(op.target.startswith(_ELEMENTWISE) and op.meta.kind == "tensor" and op.meta.rank in ranks
+               for op in program.ops)
+
+
+def _converter(written: Written, program):
+    free = layout_free(program)
+
     def convert(em, node, row):
-        inputs = [em.in_layout(t, "keras").var for t in node.inputs]
-        attr = em.module(node, f"{written.cls}()")
+        perms = [em.value(t).perm for t in node.inputs]
+        # layout-free code takes the layout most of its inputs already have (a channels-first one on a tie)
+        layout = max(perms, key=lambda p: (perms.count(p), p != tuple(range(len(p))))) if free else "keras"
+        inputs = [em.in_layout(t, layout).var for t in node.inputs]
+        attr = em.module(node, written.cls)  # the class token: the registry fills the constructor call in
         for key, value in written.state.items():
             em.state[f"{attr}.{key}"] = value
         expr = f"self.{attr}({', '.join(inputs)})"
+        perm = None if layout == "keras" else layout
         if len(node.outputs) == 1:
-            em.assign(node, expr, module=attr)
+            em.assign(node, expr, perm, module=attr)
         else:
-            em.assign_many(node, expr, [None] * len(node.outputs), module=attr)
+            em.assign_many(node, expr, [perm] * len(node.outputs), module=attr)
 
     return convert
 
@@ -134,7 +181,7 @@ def trace_model(model, example_arrays, *, model_name: str, version: str, input_n
     doc = "\n".join([title, "", "    Inputs, in the Keras layout:", *inputs, "    "])
     written, writer = write_program(program, arrays, model, registry, root_class=CLASS_NAME, root_doc=doc)
     helpers = _helpers(writer.helpers)
-    text = "\n\n\n".join([*helpers, *registry.sources()])
+    text = "\n\n\n".join([*helpers, *registry.finalize()])
     return assemble(text, model_name, version), written.state, program, writer
 
 

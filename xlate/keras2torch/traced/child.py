@@ -305,9 +305,10 @@ def _twin_key(node, flat):
         return None
     config.pop("name", None)
     shapes = tuple((tuple(t.shape), str(t.dtype)) for t in flat)
+    tensors = iter(["T"] * len(flat))  # the call's structure, tensors anonymous
     try:
         return (type(node.op).__module__, type(node.op).__qualname__, json.dumps(config, sort_keys=True, default=repr),
-                shapes, repr(node.args), repr(node.kwargs))
+                shapes, repr(_fill((node.args, node.kwargs), tensors)))
     except (TypeError, ValueError):
         return None
 

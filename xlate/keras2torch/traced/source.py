@@ -5,10 +5,8 @@ Each class scope becomes one class named after its Keras type (``TransformerEnco
 ``CachedMultiHeadAttention``...): ``__init__`` declares its weights as ``nn.Parameter``s named
 after the Keras variables (``self.kernel``), its sublayers (generated classes or native torch
 modules) and its non-scalar constants; ``forward`` is its first call's ops, one statement each,
-spelled by ``spell.py``. Casts to the same dtype and other no-ops are dropped, sizes are read
-where they are used (``x.shape[0]``). Variables are named after what computed them, and a value
-whose last use is the current statement hands its name on (``x = x.permute(0, 2, 1)``). Classes
-with the same body are written once (``ClassRegistry``).
+spelled by ``spell.py``; sizes are read where they are used (``x.shape[0]``), variables are named
+by ``statements.py``. The classes go to a ``classes.ClassRegistry``, which writes equal ones once.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..emit import identifier, literal, torch_dtype
+from .classes import ClassRegistry
 from .native import rename
 from .regions import Plan, Region, is_under, refs
 from .spell import Args, spell
@@ -42,34 +41,6 @@ class Retry(Exception):
         self.scope = scope
 
 
-class ClassRegistry:
-    """Every generated class of one file, by name; equal bodies share one class."""
-
-    def __init__(self, taken=("Net",)):
-        self.bodies: dict[str, str] = {}
-        self.texts: dict[str, str] = {}
-        self.taken = set(taken)
-
-    def add(self, base: str, hint: str, text_of) -> str:
-        body = text_of("__CLASS__")
-        for name, other in self.bodies.items():
-            if other == body and (name == base or name.startswith(base)):
-                return name
-        candidates = [base, base + "".join(p.capitalize() for p in re.split(r"[\W_]+", hint) if p)]
-        name = next((c for c in candidates if c not in self.taken), None)
-        n = 2
-        while name is None:
-            name = f"{base}{n}" if f"{base}{n}" not in self.taken else None
-            n += 1
-        self.taken.add(name)
-        self.bodies[name] = body
-        self.texts[name] = text_of(name)
-        return name
-
-    def sources(self) -> list[str]:
-        return list(self.texts.values())
-
-
 def attr_name(text: str) -> str:
     import torch
 
@@ -90,8 +61,9 @@ class ProgramWriter:
     """Writes every class of one program into ``registry``; ``write()`` returns the root's."""
 
     def __init__(self, plan: Plan, natives, registry: ClassRegistry, *, root_class: str | None = None,
-                 root_doc: str = ""):
+                 root_doc: str = "", config_of=None):
         self.plan, self.p, self.natives, self.registry = plan, plan.program, natives, registry
+        self.config_of = config_of or (lambda scope: {})
         self.root_class, self.root_doc = root_class, root_doc
         self.attrs: dict[tuple, str] = {}  # (class scope, child or weight key) -> attribute
         self.helpers: set = set()
@@ -131,7 +103,7 @@ class ProgramWriter:
             written = self._class(child)
             name = self._take(attr_name(child[len(scope) + 1:] if scope else child), taken)
             self.attrs[(scope, child)] = name
-            init.append(f"self.{name} = {written.cls}()")
+            init.append(f"self.{name} = {written.cls}")  # the registry's token for its constructor call
             state.update({f"{name}.{k}": v for k, v in written.state.items()})
         for key, w in p.weights.items():
             if plan.home(key) != scope or (scope, ("w", w.path)) in self.attrs or self._in_native(w.owner):
@@ -148,20 +120,13 @@ class ProgramWriter:
         state.update(body.state)
         info = p.scopes.get(scope)
         if scope == "" and self.root_class:
-            cls = self.root_class
-            return Written(cls, self._register_root(cls, init, params, lines, ret, state))
+            self.registry.add_root(self.root_class, self.root_doc, init, params, lines, ret)
+            return Written(self.root_class, state)
         kind = info.kind if info else p.cls
         doc = f"Keras {kind}, written from its torch.export capture (inference-mode computation)."
-
-        def text_of(name):
-            return _class_text(name, doc, init, params, lines, ret)
-
-        base = identifier(info.cls if info else p.cls)
-        return Written(self.registry.add(base, info.keras_name if info else "", text_of), state)
-
-    def _register_root(self, cls, init, params, lines, ret, state) -> dict:
-        self.registry.texts[cls] = _class_text(cls, self.root_doc, init, params, lines, ret)
-        return state
+        token = self.registry.add(info.cls if info else p.cls, info.keras_name if info else "", doc, init, params,
+                                  lines, ret, self.config_of(scope))
+        return Written(token, state)
 
     def _in_native(self, owner: str | None) -> bool:
         """Is the owner of a weight inside a native module (which holds the weight itself)?"""
@@ -199,15 +164,6 @@ def _declare(name: str, array: np.ndarray, trainable: bool) -> str:
         grad = "" if trainable else ", requires_grad=False"
         return f"self.{name} = nn.Parameter(torch.zeros({shape}{dtype}){grad})"
     return f'self.register_buffer("{name}", torch.zeros({shape}, dtype={torch_dtype(array.dtype.name)}))'
-
-
-def _class_text(name, doc, init, params, lines, ret) -> str:
-    out = [f"class {name}(nn.Module):", f'    """{doc}"""', "", "    def __init__(self):", "        super().__init__()"]
-    out += [f"        {line}" for line in init]
-    out += ["", f"    def forward({', '.join(['self', *params])}):"]
-    out += [f"        {line}" for line in lines]
-    out.append(f"        {ret}")
-    return "\n".join(out)
 
 
 class _Forward:
