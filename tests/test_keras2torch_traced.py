@@ -86,6 +86,15 @@ def test_a_layer_that_cannot_be_imported_is_refused_before_any_capture():
 
 
 @pytest.mark.slow
+def test_a_layer_torch_export_cannot_capture_is_refused_with_the_cause_on_one_line():
+    model = keras_custom.data_dependent_model()
+    with pytest.raises(UnsupportedOpError, match="data-dependent") as e:
+        xlate.keras_to_torch(model, via="direct")
+    assert [w for _, w in e.value.unsupported] == ["branchy"]
+    assert "\n" not in str(e.value) and "error above occurred" not in str(e.value)
+
+
+@pytest.mark.slow
 def test_a_size_the_code_depends_on_is_fixed_and_checked():
     model = keras_custom.running_max_model()
     module = xlate.keras_to_torch(model, example_inputs=np.zeros((1, 6, 3), "float32"))

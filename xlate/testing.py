@@ -206,7 +206,8 @@ def _name(obj) -> str:
 # Runs in a fresh interpreter: imports the generated package with xlate made unimportable.
 _RUN_PACKAGE_FRESH = r"""
 import sys
-sys.modules["xlate"] = None  # the generated code must not need xlate
+for name in ("xlate", "keras", "tensorflow", "keras_hub"):
+    sys.modules[name] = None  # the generated code must need neither xlate nor Keras
 import numpy as np, torch
 from safetensors.torch import load_file
 package, data_path, result_path = sys.argv[1:4]
@@ -231,9 +232,10 @@ np.savez(result_path, **results)
 def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int = 2, seed: int = 0) -> float:
     """Max abs error of a ``tf2torch`` folder (``model.py`` + ``model.safetensors``) against its Keras model.
 
-    The folder runs in a new Python process where ``import xlate`` fails, so this proves the
-    generated code stands alone. ``input_specs`` are the module's ``record.io.inputs``. Raises
-    ``AssertionError`` when the process fails or an output count or shape differs.
+    The folder runs in a new Python process where ``import xlate`` and ``import keras`` fail, so
+    this proves the generated code stands alone. ``input_specs`` are the module's
+    ``record.io.inputs``. Raises ``AssertionError`` when the process fails or an output count or
+    shape differs.
     """
     import os
     import subprocess

@@ -102,9 +102,11 @@ def run_child(model, request: dict, example_arrays, *, builder: str | None = Non
         with np.load(tmp / "arrays.npz") as data:
             arrays = {k: data[k] for k in data.files}
     programs = [from_json(p) for p in result["programs"]]
-    seconds = time.perf_counter() - start
+    t = result["timing"]
+    note = (f"capture {time.perf_counter() - start:.1f}s: a torch-backend process (imports {t['import']:.1f}s, "
+            f"loading the model {t['load']:.1f}s, {t['exports']} torch.export run(s) {t['export']:.1f}s)")
     for p in programs:
-        p.notes.append(f"capture {seconds:.1f}s")
+        p.notes.append(note)
     return programs, arrays, result["failures"]
 
 

@@ -24,7 +24,12 @@ from .graph import DROPPED, CaptureError, Op, Program, Scope, Weight, calls_of, 
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = " ".join(f"{type(e).__name__}: {e}".split())
+    """The cause of a failure on one line: torch.export wraps the real message (``Could not guard on
+    data-dependent expression...``) in one that only says where it happened."""
+    while str(e).strip().startswith("The error above occurred") and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    first = str(e).strip().split("\n\n")[0]
+    text = " ".join(f"{type(e).__name__}: {first}".split())
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
@@ -407,6 +412,9 @@ def capture_model(model, request: dict, arrays_in: list) -> tuple[list, dict, li
 
 
 def main(argv: list[str]) -> int:
+    import time
+
+    start = time.perf_counter()
     request = json.loads(Path(argv[0]).read_text())
     out = Path(request["out"])
     try:
@@ -415,14 +423,19 @@ def main(argv: list[str]) -> int:
         import numpy as np
         import torch
 
+        imported = time.perf_counter()
         model = load_model(request)
+        loaded = time.perf_counter()
         with np.load(request["inputs"]) as data:
             arrays_in = [torch.from_numpy(data[f"in{i}"]) for i in range(len(data.files))]
         capture = capture_model if request["mode"] == "model" else capture_layers
         programs, arrays, failures = capture(model, request, arrays_in)
+        exported = {p.name for p in programs if not any(n.startswith("same class") for n in p.notes)}
+        timing = {"import": imported - start, "load": loaded - imported, "export": time.perf_counter() - loaded,
+                  "exports": len(exported)}
         np.savez(out / "arrays.npz", **arrays)
         (out / "result.json").write_text(json.dumps({"programs": [p.to_json() for p in programs],
-                                                      "failures": failures}))
+                                                      "failures": failures, "timing": timing}))
         return 0
     except Exception as e:  # noqa: BLE001 - the parent turns this into one XlateError line
         (out / "error.json").write_text(json.dumps({"message": _one_line(e),
