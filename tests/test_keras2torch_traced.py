@@ -140,13 +140,30 @@ def test_keras_hub_backbone(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_inception_resnet_v2_custom_scale_layer(tmp_path):
-    from fixtures.keras_models import _application
+def test_subclassed_model_from_a_builder_takes_the_weights_of_the_model_given():
+    from xlate.keras2torch.convert import keras_to_torch
 
-    model = _application("InceptionResNetV2")()
+    model = keras_custom.subclassed_model()
+    rng = np.random.default_rng(11)
+    for v in model.trainable_weights:  # not the builder's seeded weights: the converted ones must be these
+        v.assign(v.numpy() + 0.05 * rng.standard_normal(tuple(v.shape)).astype("float32"))
+    module = keras_to_torch(model, builder="fixtures.keras_custom:subclassed_model")
+    x = rng.standard_normal((2, 8, 8, 3)).astype("float32")
+    assert xlate.check_parity(model, module, [x]).passed
+
+
+@pytest.mark.slow
+def test_inception_resnet_v2_custom_scale_layer(tmp_path):
+    from fixtures.keras_models import randomize_statistics
+
+    keras.utils.set_random_seed(0)
+    # the real architecture (all 40 CustomScaleLayer calls) at its smallest input size
+    model = keras.applications.InceptionResNetV2(weights=None, input_shape=(75, 75, 3), classifier_activation=None)
+    randomize_statistics(model)
     module = xlate.keras_to_torch(model)
     src = module._xlate_source
-    assert "class CustomScaleLayer(nn.Module):" in src
-    assert 1 <= src.count("(nn.Module):\n    \"\"\"Keras keras.src.applications") <= 4  # one class per distinct scale
+    assert "class CustomScaleLayer(nn.Module):" in src and src.count("class CustomScaleLayer") == 1
+    for scale in (0.17, 0.1, 0.2, 1.0):  # one class, the scale a constructor argument
+        assert f"CustomScaleLayer(scale={scale})" in src
     _package_checks(model, module, tmp_path, tol=1e-4)
     one_training_step(module, model)

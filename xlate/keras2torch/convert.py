@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import re
 import sys
 import types
 from collections import Counter
@@ -29,7 +30,7 @@ from .walk import Graph, _functional_of, walk
 _counter = itertools.count()
 
 
-def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
+def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source", builder: str | None = None):
     """Rebuild a Keras 3 Sequential/Functional model as a readable torch ``nn.Module``.
 
     The module is generated as Python source (``module._xlate_source``), instantiated from it
@@ -40,8 +41,11 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     fill in the sizes the model leaves unknown in the input specs the parity check samples from.
     Layers no table row converts (custom layers, keras-hub blocks) and subclassed models are
     captured with torch.export in a torch-backend child process and written as classes of their
-    own (``traced/``). Raises UnsupportedOpError listing every layer neither route can convert
-    (``xlate.keras_to_torch`` then tries ONNX).
+    own (``traced/``). The child loads the model from a ``.keras`` file saved here; a model whose
+    classes cannot round-trip through one can name a ``builder`` instead, ``"module:function"``
+    returning the same model built (the weights still come from ``model``). Raises
+    UnsupportedOpError listing every layer neither route can convert (``xlate.keras_to_torch``
+    then tries ONNX).
     """
     import keras
 
@@ -49,10 +53,12 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
         raise BadInputError(f"expected a keras.Model, got {type(model).__name__}")
     if io_layout not in ("source", "native"):
         raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
+    if builder is not None and (not isinstance(builder, str) or not re.fullmatch(r"[\w.]+:\w+", builder)):
+        raise BadInputError(f"builder must be 'module:function', got {builder!r}")
     if _functional_of(model) is None:
-        return _subclassed(model, example_inputs, io_layout)
+        return _subclassed(model, example_inputs, io_layout, builder)
     graph = walk(model)
-    emitter, resolve = _emit(model, graph, io_layout, example_inputs)
+    emitter, resolve = _emit(model, graph, io_layout, example_inputs, builder)
     source, out_perms = render(emitter, model_name=model.name, version=__version__)
     source = resolve(source)
     module = instantiate(source, emitter.state)
@@ -69,28 +75,37 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     return module
 
 
-def _emit(model, graph: Graph, io_layout: str, example_inputs):
-    """Run the table route; if it refuses layers, trace them and run it again with their classes.
-    Returns the emitter and the function that completes its source (the traced classes' calls)."""
-    emitter = Emitter(graph, io_layout=io_layout)
-    try:
-        emitter.run()
-        return emitter, str
-    except UnsupportedOpError as refused:
-        from .traced.bridge import trace_refused
+def _emit(model, graph: Graph, io_layout: str, example_inputs, builder=None):
+    """Run the table route, the layers no row converts traced first (``traced/``); a layer whose
+    row refuses its configuration is traced too, in a second run. Returns the emitter and the
+    function that completes its source (the traced classes' constructor calls)."""
+    from .traced import bridge
 
-        arrays = make_inputs(_input_specs(model, graph, example_inputs, traced=True), samples=1, seed=0)[0]
-        traced = trace_refused(model, graph, refused, arrays)
-    emitter = Emitter(graph, io_layout=io_layout)
-    emitter.traced, emitter.classes = traced.converters, traced.classes
-    emitter.helpers |= traced.helpers
-    emitter.run()
+    indices = bridge.rowless(graph)
+    while True:
+        traced = None
+        emitter = Emitter(graph, io_layout=io_layout)
+        if indices:
+            arrays = make_inputs(_input_specs(model, graph, example_inputs, traced=True), samples=1, seed=0)[0]
+            traced = bridge.trace_nodes(model, graph, indices, arrays, builder=builder)
+            emitter.traced, emitter.classes = traced.converters, traced.classes
+            emitter.helpers |= traced.helpers
+        try:
+            emitter.run()
+            break
+        except UnsupportedOpError as refused:
+            more = set(bridge.refused_nodes(graph, refused)) - set(indices)
+            if not more:
+                raise
+            indices = sorted(set(indices) | more)
+    if traced is None:
+        return emitter, str
     emitter.rows_used.update(traced.rows)
     emitter.notes += traced.notes
     return emitter, traced.resolve
 
 
-def _subclassed(model, example_inputs, io_layout: str):
+def _subclassed(model, example_inputs, io_layout: str, builder=None):
     """A subclassed model: captured whole and written as ``Net`` (``traced.bridge.trace_model``)."""
     from .traced.bridge import trace_model
 
@@ -101,7 +116,7 @@ def _subclassed(model, example_inputs, io_layout: str):
     arrays = make_inputs(specs, samples=1, seed=0)[0]
     names = ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))]
     source, state, program, writer = trace_model(model, arrays, model_name=model.name, version=__version__,
-                                                 input_names=names)
+                                                 input_names=names, builder=builder)
     module = instantiate(source, state)
     shapes = [tuple(None if i == 0 or not isinstance(d, int) else d for i, d in enumerate(m.shape))
               for _, _, m in program.inputs]

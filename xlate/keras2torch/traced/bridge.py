@@ -96,10 +96,10 @@ def write_program(program, arrays, root_layer, registry: ClassRegistry, *, root_
                                program.name)], direction="keras2torch")
 
 
-def trace_layers(model, graph, indices: list[int], example_arrays) -> TracedLayers:
+def trace_layers(model, graph, indices: list[int], example_arrays, *, builder=None) -> TracedLayers:
     from .capture import capture_layers
 
-    programs, arrays = capture_layers(model, graph, indices, example_arrays)
+    programs, arrays = capture_layers(model, graph, indices, example_arrays, builder=builder)
     registry = ClassRegistry(taken=("Net",))
     out = TracedLayers()
     written_by, by_layer = {}, {}
@@ -166,12 +166,12 @@ def _converter(written: Written, program):
     return convert
 
 
-def trace_model(model, example_arrays, *, model_name: str, version: str, input_names=None):
+def trace_model(model, example_arrays, *, model_name: str, version: str, input_names=None, builder=None):
     """Capture a subclassed model whole; returns (source, state, program, writer)."""
     from ..emit import CLASS_NAME, assemble
     from .capture import capture_model
 
-    program, arrays = capture_model(model, example_arrays, input_names=input_names)
+    program, arrays = capture_model(model, example_arrays, input_names=input_names, builder=builder)
     registry = ClassRegistry(taken=(CLASS_NAME,))
     inputs = []
     for _, arg, meta in program.inputs:
@@ -191,15 +191,34 @@ def _helpers(names) -> list[str]:
     return [HELPERS[name].strip("\n") for name in sorted(names)]
 
 
-def trace_refused(model, graph, refused: UnsupportedOpError, example_arrays) -> TracedLayers:
-    """Trace every node the table route refused (``refused.unsupported``); raises one
-    UnsupportedOpError for those that cannot take the traced route either."""
+def rowless(graph) -> list[int]:
+    """Indices of the nodes no table row can convert whatever their configuration."""
+    from ...table import table
+    from ..registry import get_converter, load
+
+    load()
+    rows = table().by_keras
+    out = []
+    for i, node in enumerate(graph.nodes):
+        row = rows.get(node.kind)
+        if row is None or "keras2torch" not in row.directions or get_converter(row.hook) is None:
+            out.append(i)
+    return out
+
+
+def refused_nodes(graph, refused: UnsupportedOpError) -> list[int]:
+    """Indices of the nodes an emitter run refused."""
     where = {loc for _, loc in refused.unsupported}
-    indices = [i for i, n in enumerate(graph.nodes) if n.path in where]
+    return [i for i, n in enumerate(graph.nodes) if n.path in where]
+
+
+def trace_nodes(model, graph, indices: list[int], example_arrays, *, builder=None) -> TracedLayers:
+    """Trace the listed nodes; raises one UnsupportedOpError for those that cannot take the
+    traced route."""
     blocked = [(f"{graph.nodes[i].kind} ({why})", graph.nodes[i].path) for i in indices
                if (why := untraceable(graph.nodes[i], graph)) is not None]
     if blocked:
         raise UnsupportedOpError(blocked, direction="keras2torch",
                                  hint="no table row converts these layers and the traced route cannot capture them; "
                                       "via='onnx' may still convert the model")
-    return trace_layers(model, graph, indices, example_arrays)
+    return trace_layers(model, graph, indices, example_arrays, builder=builder)

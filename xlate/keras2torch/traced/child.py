@@ -18,9 +18,22 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
-from .graph import DROPPED, CaptureError, Op, Program, Scope, Weight, calls_of, encode, meta_of, target_name
+from .exporting import (
+    arg_names_of,
+    call_module,
+    example_input,
+    export,
+    fill,
+    program_from,
+    register_sublayers,
+    storage_key,
+    twin_key,
+    twin_program,
+)
+from .graph import CaptureError
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
@@ -51,225 +64,16 @@ def load_model(request: dict):
     if request.get("builder"):
         module, _, fn = request["builder"].partition(":")
         model = getattr(importlib.import_module(module), fn)()
-        if request.get("weights"):
-            model.load_weights(request["weights"])
+        if not model.built:
+            raise CaptureError(f"the builder {request['builder']} returned a model that is not built: call it once "
+                               "(or build it on keras.Input) before returning it")
+        model.load_weights(request["weights"])
         return model
     with keras.saving.custom_object_scope(custom):
         return keras.saving.load_model(request["keras_file"], custom_objects=custom, compile=False, safe_mode=False)
 
 
-# --- the Keras layer tree as torch modules --------------------------------------------------------
-
-
-def register_sublayers(layer, seen=None) -> None:
-    """Make every Keras sublayer a torch submodule, so its calls show in ``nn_module_stack``
-    (layers kept in lists or dicts are tracked by Keras but invisible to torch)."""
-    seen = set() if seen is None else seen
-    if id(layer) in seen:
-        return
-    seen.add(id(layer))
-    known = {id(m) for m in layer._modules.values()}
-    for i, sub in enumerate(layer._flatten_layers(include_self=False, recursive=False)):
-        if id(sub) not in known:
-            name = _holder_name(layer, sub) or f"layer_{i}"
-            while name in layer._modules:
-                name += "_"
-            layer.add_module(name, sub)
-            known.add(id(sub))
-        register_sublayers(sub, seen)
-
-
-def _holder_name(layer, sub) -> str | None:
-    attrs = sorted(vars(layer).items(), key=lambda kv: kv[0].startswith("_"))  # public attributes first
-    for attr, value in attrs:
-        if attr in ("_layers", "_tracker"):
-            continue
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
-        for key, item in items:
-            if item is sub:
-                return f"{attr.strip('_')}_{key}".replace(".", "_")
-    return None
-
-
-def scopes_of(root) -> dict[str, Scope]:
-    import keras
-
-    from ..walk import kind_of
-
-    locators = {id(root): ()}
-    frontier = [root]
-    while frontier:
-        layer = frontier.pop(0)
-        for i, sub in enumerate(layer._flatten_layers(include_self=False, recursive=False)):
-            if id(sub) not in locators:
-                locators[id(sub)] = (*locators[id(layer)], i)
-                frontier.append(sub)
-    scopes = {}
-    for path, mod in root.named_modules():
-        if isinstance(mod, keras.Layer) and id(mod) in locators:
-            scopes[path] = Scope(path, type(mod).__name__, kind_of(mod), mod.name, locators[id(mod)])
-    return scopes
-
-
-def own_variables(root) -> dict[int, tuple[str, int]]:
-    """id(variable) -> (module path of the layer that owns it, its index among that layer's own)."""
-    import keras
-
-    owners = {}
-    for path, mod in root.named_modules():
-        if not isinstance(mod, keras.Layer):
-            continue
-        inner = {id(v) for sub in mod._flatten_layers(include_self=False, recursive=False) for v in sub.weights}
-        own = [v for v in mod.weights if id(v) not in inner]
-        for i, v in enumerate(own):
-            owners.setdefault(id(v), (path, i))
-    return owners
-
-
-def _storage_key(t):
-    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
-
-
-# --- one export ---------------------------------------------------------------------------------
-
-
-def _fill(structure, it):
-    from ..walk import Ref
-
-    if isinstance(structure, Ref):
-        return next(it)
-    if isinstance(structure, list):
-        return [_fill(s, it) for s in structure]
-    if isinstance(structure, tuple):
-        return tuple(_fill(s, it) for s in structure)
-    if isinstance(structure, dict):
-        return {k: _fill(v, it) for k, v in structure.items()}
-    return structure
-
-
-def _call_module(layer, args, kwargs):
-    import keras
-    import torch
-
-    class Call(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l = layer
-
-        def forward(self, *flat):
-            it = iter(flat)
-            out = self.l(*_fill(args, it), **_fill(kwargs, it))
-            return tuple(keras.tree.flatten(out))
-
-    return Call()
-
-
-def export(module, flat: list, dynamic: list):
-    """torch.export ``module(*flat)``; ``dynamic[i]``: the dims of input i to keep symbolic."""
-    import torch
-    import torch.fx.experimental._config as fx_config
-    from torch.export import Dim
-
-    shapes = tuple({d: Dim.AUTO for d in dims} or None for dims in dynamic)
-    with fx_config.patch(use_duck_shape=False), torch.no_grad():
-        return torch.export.export(module, tuple(flat), dynamic_shapes=(shapes,), strict=False)
-
-
-def program_from(ep, root, *, name: str, arg_names: list[str], variables: dict, prefix: str, dynamic: list,
-                 output_keys=None) -> tuple[Program, dict]:
-    """The plain-data Program of an ExportedProgram whose root layer is ``root`` (the wrapper's ``l``)."""
-    from torch.export.graph_signature import InputKind, OutputKind
-
-    owners = own_variables(root)
-    kinds = {s.arg.name: s for s in ep.graph_signature.input_specs}
-    if any(s.kind != OutputKind.USER_OUTPUT for s in ep.graph_signature.output_specs):
-        raise CaptureError("the layer mutates its state in inference (a buffer or input is written)")
-    inputs, weights, constants, arrays, ops = [], {}, {}, {}, []
-    user = 0
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            spec = kinds[node.name]
-            if spec.kind == InputKind.USER_INPUT:
-                inputs.append((node.name, arg_names[user] if user < len(arg_names) else f"x{user}",
-                               meta_of(node.meta["val"])))
-                user += 1
-                continue
-            if not node.users:
-                continue
-            if spec.kind not in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
-                raise CaptureError(f"a {spec.kind.name} input")
-            tensor = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants[spec.target]
-            key = f"{prefix}__{node.name}"
-            var = variables.get(_storage_key(tensor))
-            arrays[key] = tensor.detach().cpu().numpy()
-            if var is None:
-                constants[node.name] = (key, meta_of(tensor))
-            else:
-                owner, index = owners.get(id(var), (None, 0))
-                weights[node.name] = Weight(key, var.path, var.name, owner, bool(var.trainable), tuple(tensor.shape),
-                                            str(tensor.dtype).removeprefix("torch."), index)
-        elif node.op == "call_function":
-            target = target_name(node.target)
-            if target in DROPPED:
-                continue
-            ops.append(Op(node.name, target, encode(list(node.args)), encode(dict(node.kwargs)),
-                          meta_of(node.meta.get("val")), calls_of(node)))
-        elif node.op == "output":
-            outputs = encode(list(node.args[0]))
-        else:
-            raise CaptureError(f"a {node.op} node ({node.target}): control flow or a submodule call torch.export kept")
-    program = Program(name, type(root).__name__, inputs, ops, weights, constants, outputs, scopes_of(root),
-                      output_keys)
-    for i, ((_, arg, meta), dims) in enumerate(zip(inputs, dynamic)):
-        for d in dims:
-            if isinstance(meta.shape[d], int):
-                program.guards.append((i, d, meta.shape[d]))
-                program.notes.append(f"torch.export fixed {arg}.shape[{d}] at {meta.shape[d]}: the code depends on it")
-    return program, arrays
-
-
-# --- per layer: the calls of a functional graph ---------------------------------------------------
-
-
-def _arg_names(layer, args, kwargs) -> list[str]:
-    import inspect
-
-    from ..walk import Ref
-
-    try:
-        params = [p for p in inspect.signature(layer.call).parameters if p not in ("self", "args", "kwargs")]
-    except (TypeError, ValueError):
-        params = []
-    names = []
-
-    def visit(s, base):
-        if isinstance(s, Ref):
-            names.append(base)
-        elif isinstance(s, (list, tuple)):
-            for i, x in enumerate(s):
-                visit(x, f"{base}_{i}")
-        elif isinstance(s, dict):
-            for k, x in s.items():
-                visit(x, f"{base}_{k}")
-
-    for i, a in enumerate(args):
-        visit(a, params[i] if i < len(params) else f"x{i}")
-    for k, a in kwargs.items():
-        visit(a, k)
-    return names
-
-
-def _example(tensor, batch: int = 2):
-    import numpy as np
-    import torch
-
-    shape = tuple(batch if d is None else int(d) for d in tensor.shape)
-    if "int" in tensor.dtype:
-        return torch.zeros(shape, dtype=getattr(torch, tensor.dtype))
-    if tensor.dtype == "bool":
-        return torch.ones(shape, dtype=torch.bool)
-    rng = np.random.default_rng(0)
-    return torch.from_numpy(rng.standard_normal(shape).astype(tensor.dtype))
+# --- per layer: the calls of a functional graph, or the layers alone ---------------------------------------------------
 
 
 def call_arguments(graph, targets: list[int], model_inputs: list) -> dict[int, list]:
@@ -279,7 +83,7 @@ def call_arguments(graph, targets: list[int], model_inputs: list) -> dict[int, l
 
     need = {t for i in targets for t in graph.nodes[i].inputs}
     if all(d is not None for t in need for d in graph.tensors[t].shape[1:]):
-        return {i: [_example(graph.tensors[t]) for t in graph.nodes[i].inputs] for i in targets}
+        return {i: [example_input(graph.tensors[t]) for t in graph.nodes[i].inputs] for i in targets}
     env = dict(zip(graph.inputs, model_inputs))
     remaining = {}
     for node in graph.nodes[:max(targets) + 1]:
@@ -291,8 +95,8 @@ def call_arguments(graph, targets: list[int], model_inputs: list) -> dict[int, l
         if i in targets:
             got[i] = flat
         it = iter(flat)
-        args = _fill(node.args, it)
-        kwargs = _fill(node.kwargs, it)
+        args = fill(node.args, it)
+        kwargs = fill(node.kwargs, it)
         out = node.op(*args, **kwargs)
         for tid, value in zip(node.outputs, keras.tree.flatten(out)):
             env[tid] = value
@@ -303,22 +107,23 @@ def call_arguments(graph, targets: list[int], model_inputs: list) -> dict[int, l
     return got
 
 
-def _twin_key(node, flat):
-    try:
-        config = dict(node.op.get_config())
-    except Exception:  # noqa: BLE001 - a layer without a usable config is exported on its own
-        return None
-    config.pop("name", None)
-    shapes = tuple((tuple(t.shape), str(t.dtype)) for t in flat)
-    tensors = iter(["T"] * len(flat))  # the call's structure, tensors anonymous
-    try:
-        return (type(node.op).__module__, type(node.op).__qualname__, json.dumps(config, sort_keys=True, default=repr),
-                shapes, repr(_fill((node.args, node.kwargs), tensors)))
-    except (TypeError, ValueError):
-        return None
+@dataclass
+class Site:
+    """One layer call to export: the layer, its call's structure (``walk.Ref`` for each tensor)
+    and the flat tensors it receives."""
+
+    index: int
+    path: str
+    kind: str
+    op: object
+    args: tuple
+    kwargs: dict
+    flat: list
+    dynamic: list  # per flat input: the dims Keras leaves unknown
 
 
-def capture_layers(model, request: dict, arrays_in: list) -> tuple[list, dict, list]:
+def sites_of_model(model, request: dict, arrays_in: list) -> list[Site]:
+    """The listed calls of the reloaded functional model (walked as the parent walked it)."""
     from ..walk import walk
 
     graph = walk(model)
@@ -327,56 +132,79 @@ def capture_layers(model, request: dict, arrays_in: list) -> tuple[list, dict, l
         node = graph.nodes[t["index"]]
         if node.path != t["path"]:
             raise CaptureError(f"the reloaded model's node {t['index']} is {node.path!r}, expected {t['path']!r}")
-    for i in targets:
-        register_sublayers(graph.nodes[i].op)
     flat_by_target = call_arguments(graph, targets, arrays_in)
-    variables = {_storage_key(v.value): v for v in model.weights}
+    return [Site(i, graph.nodes[i].path, graph.nodes[i].kind, graph.nodes[i].op, graph.nodes[i].args,
+                 graph.nodes[i].kwargs, flat_by_target[i],
+                 [[d for d, size in enumerate(graph.tensors[t].shape) if size is None] for t in graph.nodes[i].inputs])
+            for i in targets]
+
+
+def _decode_call(value):
+    from ..walk import Ref
+
+    if isinstance(value, dict):
+        if "__ref__" in value:
+            return Ref(0)
+        if "__tuple__" in value:
+            return tuple(_decode_call(v) for v in value["__tuple__"])
+        return {k: _decode_call(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_call(v) for v in value]
+    return value
+
+
+def sites_of_layers(request: dict, custom: dict, weights: dict) -> tuple[list[Site], list]:
+    """The listed layers rebuilt from their own configuration and weights, without the model
+    (every input size but the batch is known, so random inputs of those shapes suffice)."""
+    import keras
+
+    from ..walk import Tensor, kind_of
+
+    sites, failures = [], []
+    for spec in request["layers"]:
+        try:
+            layer = keras.saving.deserialize_keras_object(spec["layer"], custom_objects=custom, safe_mode=False)
+            if not layer.built and spec.get("build"):
+                layer.build_from_config(spec["build"])
+            layer.set_weights([weights[k] for k in spec["weights"]])
+        except Exception as e:  # noqa: BLE001 - the parent captures these within the whole model instead
+            failures.append({"index": spec["index"], "path": spec["path"], "kind": spec["kind"], "stage": "rebuild",
+                             "message": _one_line(e)})
+            continue
+        tensors = [Tensor(0, tuple(shape), dtype) for shape, dtype in spec["inputs"]]
+        sites.append(Site(spec["index"], spec["path"], kind_of(layer), layer, _decode_call(spec["args"]),
+                          _decode_call(spec["kwargs"]), [example_input(t) for t in tensors],
+                          [[d for d, size in enumerate(t.shape) if size is None] for t in tensors]))
+    return sites, failures
+
+
+def export_sites(sites: list[Site], variables) -> tuple[list, dict, list]:
+    """Export every site (a call equal to an earlier one in class, configuration and input shapes
+    reuses its graph with its own weights); failures come back one line each."""
+    for site in sites:
+        register_sublayers(site.op)
+    variables = {storage_key(v.value): v for v in variables}
     programs, arrays, failures, done = [], {}, [], {}
-    for n, i in enumerate(targets):
-        node = graph.nodes[i]
-        flat = flat_by_target[i]
-        key = _twin_key(node, flat)
+    for n, site in enumerate(sites):
+        key = twin_key(site, site.flat)
         try:
             if key is not None and key in done:
-                program, extra = twin_program(done[key], node, prefix=f"p{n}")
+                program, extra = twin_program(done[key], site, prefix=f"p{n}")
             else:
-                dynamic = [[d for d, size in enumerate(graph.tensors[t].shape) if size is None] for t in node.inputs]
-                ep = export(_call_module(node.op, node.args, node.kwargs), flat, dynamic)
-                program, extra = program_from(ep, node.op, name=node.path, variables=variables, prefix=f"p{n}",
-                                              arg_names=_arg_names(node.op, node.args, node.kwargs), dynamic=dynamic)
+                ep = export(call_module(site.op, site.args, site.kwargs), site.flat, site.dynamic)
+                program, extra = program_from(ep, site.op, name=site.path, variables=variables, prefix=f"p{n}",
+                                              arg_names=arg_names_of(site.op, site.args, site.kwargs),
+                                              dynamic=site.dynamic)
                 if key is not None:
                     done[key] = program
         except Exception as e:  # noqa: BLE001 - every failure goes back as one line, per layer
-            failures.append({"index": i, "path": node.path, "kind": node.kind, "message": _one_line(e)})
+            failures.append({"index": site.index, "path": site.path, "kind": site.kind, "stage": "export",
+                             "message": _one_line(e)})
             continue
-        program.notes.append(f"index={i}")
+        program.notes.append(f"index={site.index}")
         programs.append(program)
         arrays.update(extra)
     return programs, arrays, failures
-
-
-def twin_program(program: Program, node, *, prefix: str) -> tuple[Program, dict]:
-    """``program`` with its weights read from ``node``'s layer (same class, config and input
-    shapes); constants are shared with the original."""
-    import copy
-
-    import keras
-
-    twin = copy.deepcopy(program)
-    twin.name = node.path
-    twin.notes = [f"same class, configuration and input shapes as {program.name}: exported once"]
-    owners = {path: mod for path, mod in node.op.named_modules() if isinstance(mod, keras.Layer)}
-    arrays = {}
-    for name, w in program.weights.items():
-        if w.owner is None or w.owner not in owners:
-            raise CaptureError("the layer reads a variable of another layer")
-        layer = owners[w.owner]
-        inner = {id(v) for sub in layer._flatten_layers(include_self=False, recursive=False) for v in sub.weights}
-        var = [v for v in layer.weights if id(v) not in inner][w.index]
-        key = f"{prefix}__{name}"
-        twin.weights[name] = Weight(key, var.path, var.name, w.owner, bool(var.trainable), w.shape, w.dtype, w.index)
-        arrays[key] = var.value.detach().cpu().numpy()
-    return twin, arrays
 
 
 # --- the whole model ------------------------------------------------------------------------------
@@ -404,7 +232,7 @@ def capture_model(model, request: dict, arrays_in: list) -> tuple[list, dict, li
 
     dynamic = [[d for d, size in enumerate(shape) if size is None] for shape in request["input_shapes"]]
     ep = export(Whole(), arrays_in, dynamic)
-    variables = {_storage_key(v.value): v for v in model.weights}
+    variables = {storage_key(v.value): v for v in model.weights}
     names = request.get("input_names") or [f"x{i}" for i in range(len(arrays_in))]
     program, arrays = program_from(ep, model, name=model.name, arg_names=names, variables=variables, prefix="p0",
                                    dynamic=dynamic, output_keys=keys or None)
@@ -424,12 +252,22 @@ def main(argv: list[str]) -> int:
         import torch
 
         imported = time.perf_counter()
-        model = load_model(request)
-        loaded = time.perf_counter()
-        with np.load(request["inputs"]) as data:
-            arrays_in = [torch.from_numpy(data[f"in{i}"]) for i in range(len(data.files))]
-        capture = capture_model if request["mode"] == "model" else capture_layers
-        programs, arrays, failures = capture(model, request, arrays_in)
+        if request["mode"] == "layers":  # the listed layers alone, rebuilt from their configurations
+            with np.load(request["weights"]) as data:
+                weights = {k: data[k] for k in data.files}
+            sites, rebuild_failures = sites_of_layers(request, _custom_objects(request.get("custom", [])), weights)
+            loaded = time.perf_counter()
+            programs, arrays, failures = export_sites(sites, [v for s in sites for v in s.op.weights])
+            failures += rebuild_failures
+        else:
+            model = load_model(request)
+            loaded = time.perf_counter()
+            with np.load(request["inputs"]) as data:
+                arrays_in = [torch.from_numpy(data[f"in{i}"]) for i in range(len(data.files))]
+            if request["mode"] == "model":
+                programs, arrays, failures = capture_model(model, request, arrays_in)
+            else:
+                programs, arrays, failures = export_sites(sites_of_model(model, request, arrays_in), model.weights)
         exported = {p.name for p in programs if not any(n.startswith("same class") for n in p.notes)}
         timing = {"import": imported - start, "load": loaded - imported, "export": time.perf_counter() - loaded,
                   "exports": len(exported)}
