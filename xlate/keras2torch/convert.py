@@ -68,8 +68,12 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source", bui
         output_perms=tuple(None if plan.is_identity(p) else plan.inverse(p) for p in out_perms),
         source="keras",
     )
+    notes = list(emitter.notes)
+    if any(s.low == 1 and s.name.endswith("padding_mask") for s in io.inputs):
+        notes.append("parity inputs: padding masks sampled all ones (on rows whose every key is masked Keras' own "
+                     "backends disagree)")
     record = ConversionRecord(direction="keras2torch", path="direct", io=io, layers=emitter.layers,
-                              rows_used=emitter.rows_used, notes=emitter.notes)
+                              rows_used=emitter.rows_used, notes=notes)
     attach(module, record)
     object.__setattr__(module, "_xlate_source", source)
     return module

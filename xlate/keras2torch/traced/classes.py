@@ -15,7 +15,8 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 
-from ..emit import identifier
+from ..emit import HELPERS, identifier
+from .statements import RESERVED
 
 _TOKEN = re.compile("\u27ea(\\d+)\u27eb")
 MAX_ARGUMENTS = 6
@@ -159,6 +160,8 @@ class ClassRegistry:
             self.names[d.id] = name
 
     def _name(self, base: str, hint: str) -> str:
+        if base in RESERVED or base in HELPERS:  # a Keras class named F, nn, torch, list... or like a helper
+            base += "Layer"
         candidates = [base, base + "".join(p.capitalize() for p in re.split(r"[\W_]+", hint) if p)]
         name = next((c for c in candidates if c not in self.taken), None)
         n = 2
