@@ -1,8 +1,9 @@
 """Run the capture child (``child.py``) for a Keras model and read back its ``Program``s.
 
-The model travels as a ``.keras`` file written here, with the import path of every custom class
-in it (Keras only deserializes classes it can import or is given), or as a ``module:function``
-builder plus a weights file. The example inputs travel as an ``.npz``. The child's answer is
+Layers whose input sizes are all known travel alone (their configurations, weights and call
+structure); otherwise the model travels as a ``.keras`` file written here, with the import path
+of every custom class in it (Keras only deserializes classes it can import or is given), or as a
+``module:function`` builder plus a weights file. The example inputs travel as an ``.npz``. The child's answer is
 plain JSON and an ``.npz`` of arrays; every way it can fail comes back as one
 ``UnsupportedOpError`` (so ``via="auto"`` can still try ONNX) naming the layers and the cause.
 """

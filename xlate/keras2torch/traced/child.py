@@ -1,14 +1,18 @@
 """The capture child: ``python -m xlate.keras2torch.traced.child REQUEST.json`` under ``KERAS_BACKEND=torch``.
 
 Keras picks its backend once, at import, so the parent (TensorFlow backend) cannot run Keras
-layers as torch modules itself. This process loads the model the parent saved (a ``.keras``
-file, its custom classes imported from their modules, or a ``module:function`` builder plus a
-weights file), then exports with ``torch.export`` either the whole model (a subclassed model) or
-each listed layer call of its functional graph, with the arguments that call really receives.
-Dimensions Keras leaves unknown are exported as dynamic (``Dim.AUTO``: torch keeps them symbolic
-where the code allows it). Layer calls with the same class, configuration and input shapes are
-exported once. It writes ``result.json`` (``graph.Program``s as plain data, one-line failures)
-and ``arrays.npz``, or ``error.json`` when nothing could be captured.
+layers as torch modules itself. Three modes:
+
+- ``"layers"``: the listed layers alone, rebuilt from their configurations and weights, called on
+  random inputs of their (known) shapes: nothing else of the model is loaded;
+- ``"nodes"``: the model the parent saved (a ``.keras`` file, its custom classes imported from
+  their modules, or a ``module:function`` builder plus a weights file), run node by node to each
+  listed call when sizes are unknown, so each call gets the arguments it really receives;
+- ``"model"``: a subclassed model, exported whole.
+
+Exporting is ``exporting.py``; calls with the same class, configuration and input shapes are
+exported once. It writes ``result.json`` (``graph.Program``s as plain data, one-line failures,
+timings) and ``arrays.npz``, or ``error.json`` when nothing could be captured.
 """
 
 from __future__ import annotations

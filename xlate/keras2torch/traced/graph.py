@@ -3,9 +3,9 @@
 A ``Program`` is a ``torch.export`` graph without torch objects: its ops (ATen targets as
 strings, arguments with ``{"ref": name}`` for values), the Keras layer calls each op sits in
 (from ``nn_module_stack``), the Keras variables its parameters are (by path, owner layer and
-name), the tensor constants, the user inputs and outputs. ``from_exported`` builds it in the
-child; ``to_json``/``from_json`` carry it across the process boundary. Arrays travel separately
-(an ``.npz`` keyed by ``Weight.key``).
+name), the tensor constants, the user inputs and outputs. ``exporting.program_from`` builds it
+in the child with ``encode``/``meta_of``/``target_name`` here; ``to_json``/``from_json`` carry it
+across the process boundary. Arrays travel separately (an ``.npz`` keyed by ``Weight.key``).
 """
 
 from __future__ import annotations
