@@ -85,6 +85,16 @@ def test_a_layer_that_cannot_be_imported_is_refused_before_any_capture():
         xlate.keras_to_torch(model, via="direct")
 
 
+def test_inspect_names_the_route_of_every_layer_and_of_a_subclassed_model():
+    from xlate.keras2torch.inspect import coverage
+
+    items = {i.name: i.to_dict() for i in coverage(keras_custom.custom_layer_model())}
+    assert items["gated"]["route"] == "traced" and items["gated"]["row"] == "traced"
+    assert {items[n]["route"] for n in ("conv_in", "conv_out", "pool", "head")} == {"table"}
+    (whole,) = coverage(keras_custom.subclassed_model())
+    assert whole.route == "traced" and "subclassed" in whole.reason
+
+
 @pytest.mark.slow
 def test_a_layer_torch_export_cannot_capture_is_refused_with_the_cause_on_one_line():
     model = keras_custom.data_dependent_model()
