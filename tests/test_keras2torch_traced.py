@@ -177,3 +177,29 @@ def test_inception_resnet_v2_custom_scale_layer(tmp_path):
         assert f"CustomScaleLayer(scale={scale})" in src
     _package_checks(model, module, tmp_path, tol=1e-4)
     one_training_step(module, model)
+
+
+def test_a_keras_file_names_the_module_of_its_custom_classes_and_trust_imports_it(tmp_path, monkeypatch):
+    import json
+    import sys
+    import zipfile
+
+    from xlate.errors import BadInputError
+    from xlate.keras_classes import import_custom_modules
+
+    name = "xlate_test_user_layers"
+    (tmp_path / f"{name}.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    config = {"module": "keras.src.models.functional", "class_name": "Functional", "config": {"layers": [
+        {"module": "keras.layers", "class_name": "Dense", "config": {}},
+        {"module": name, "class_name": "GatedResidual", "config": {}}]}}
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+    with pytest.raises(BadInputError, match=rf"GatedResidual from {name}\)"):
+        import_custom_modules(path, trust=False)
+    assert name not in sys.modules
+    assert import_custom_modules(path, trust=True) == [name]
+    assert sys.modules[name].IMPORTED
+    assert import_custom_modules(path, trust=False) == []  # imported now: nothing left to ask for
