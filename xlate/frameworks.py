@@ -108,6 +108,17 @@ def accepted_kwargs(fn, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in names}
 
 
+def keras_inputs(model, arrays):
+    """Arrays given in ``model.inputs`` order, structured as the Keras model's call takes them: one
+    array, a list, or for a functional model built on a dict of inputs (keras-hub backbones) that dict."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        import keras
+
+        return keras.tree.pack_sequence_as(struct, list(arrays))
+    return arrays[0] if len(arrays) == 1 else list(arrays)
+
+
 def is_kv_cache(obj) -> bool:
     """A Hugging Face KV cache (DynamicCache, StaticCache...): inference-time state a decoder
     returns beside its outputs, not an output a converted model computes."""

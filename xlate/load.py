@@ -664,6 +664,9 @@ def load_keras(path, *, trust: bool = False, fmt: str | None = None, architectur
 
 
 def _load_keras_file(keras, path: Path, trust: bool):
+    from .keras_classes import import_custom_modules
+
+    import_custom_modules(path, trust=trust)
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
@@ -671,7 +674,7 @@ def _load_keras_file(keras, path: Path, trust: bool):
         if "safe_mode" in text or "lambda" in text.lower():
             raise BadInputError(f"{path} contains Python code (a Lambda layer); Keras' safe mode refuses to load it",
                                 hint="rerun with --trust only if you trust where the file came from") from None
-        if "Unknown layer" in text or "Could not locate class" in text:
+        if "Unknown layer" in str(e) or "Could not locate class" in str(e):
             raise BadInputError(f"{path} uses a custom layer Keras cannot find ({text})",
                                 hint="the layer's class must be registered with @keras.saving.register_keras_serializable "
                                      "and importable") from None

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from .errors import one_line
-from .frameworks import flatten_outputs, float_dtype, numpy_to_torch, to_numpy
+from .frameworks import flatten_outputs, float_dtype, keras_inputs, numpy_to_torch, to_numpy
 
 
 class TorchRunner:
@@ -108,7 +108,7 @@ class KerasRunner:
     def __call__(self, arrays):
         import keras
 
-        x = arrays[0] if len(arrays) == 1 else list(arrays)
+        x = keras_inputs(self.model, arrays)
         if self.device is None:
             out = self.model(x, training=self.training)
         else:

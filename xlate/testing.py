@@ -210,7 +210,8 @@ def _name(obj) -> str:
 # Runs in a fresh interpreter: imports the generated package with xlate made unimportable.
 _RUN_PACKAGE_FRESH = r"""
 import sys
-sys.modules["xlate"] = None  # the generated code must not need xlate
+for name in ("xlate", "keras", "tensorflow", "keras_hub"):
+    sys.modules[name] = None  # the generated code must need neither xlate nor Keras
 import numpy as np, torch
 from safetensors.torch import load_file
 package, data_path, result_path = sys.argv[1:4]
@@ -235,9 +236,10 @@ np.savez(result_path, **results)
 def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int = 2, seed: int = 0) -> float:
     """Max abs error of a ``tf2torch`` folder (``model.py`` + ``model.safetensors``) against its Keras model.
 
-    The folder runs in a new Python process where ``import xlate`` fails, so this proves the
-    generated code stands alone. ``input_specs`` are the module's ``record.io.inputs``. Raises
-    ``AssertionError`` when the process fails or an output count or shape differs.
+    The folder runs in a new Python process where ``import xlate`` and ``import keras`` fail, so
+    this proves the generated code stands alone. ``input_specs`` are the module's
+    ``record.io.inputs``. Raises ``AssertionError`` when the process fails or an output count or
+    shape differs.
     """
     import os
     import subprocess
@@ -247,7 +249,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     import keras
     import numpy as np
 
-    from .frameworks import flatten_outputs
+    from .frameworks import flatten_outputs, keras_inputs
     from .parity import make_inputs
 
     package = Path(package).resolve()
@@ -256,7 +258,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     expected = []
     for s, arrays in enumerate(batches):
         data.update({f"s{s}_in{i}": a for i, a in enumerate(arrays)})
-        out = keras_model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
+        out = keras_model(keras_inputs(keras_model, arrays), training=False)
         expected.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
     with tempfile.TemporaryDirectory(prefix="xlate-fresh-") as tmp:
         data_path, result_path = Path(tmp) / "inputs.npz", Path(tmp) / "result.npz"

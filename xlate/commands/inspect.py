@@ -1,7 +1,8 @@
-"""``xlate inspect MODEL``: before converting, every layer/op of a model and whether a table row
-covers it, so a user knows up front what will fail, and (PyTorch models) each input size dynamic
-or static with the op and module path that pins it. Exit 0 when everything is covered, 3 when
-something is not (the same code a conversion would fail with)."""
+"""``xlate inspect MODEL``: before converting, every layer/op of a model and the route that covers
+it (a table row; for Keras models also the traced route), so a user knows up front what will fail,
+and (PyTorch models) each input size dynamic or static with the op and module path that pins it.
+Exit 0 when everything is covered, 3 when something is not (the same code a conversion would fail
+with)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,11 @@ def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_d
     for i in items:
         if only_missing and i["row"]:
             continue
-        row = f"[green]{i['row']}[/green]" if i["row"] else "[bold red]NOT COVERED[/bold red]" + (
-            f" ({i['reason']})" if i["reason"] else "")
+        if i.get("route") == "traced":
+            row = "[yellow]traced[/yellow] (torch.export capture, its own class)"
+        else:
+            row = f"[green]{i['row']}[/green]" if i["row"] else "[bold red]NOT COVERED[/bold red]" + (
+                f" ({i['reason']})" if i["reason"] else "")
         table.add_row(str(i["name"]), str(i["op"]), str(i["where"] or ""), row)
     console.print(table)
     _print_dims(console, dims)
@@ -80,7 +84,9 @@ def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_d
         console.print(f"[bold red]{len(missing)} of {len(items)} not covered[/bold red] ({', '.join(ops)}): "
                       "the direct conversion will refuse them; --via onnx may still convert the model")
         sys.exit(3)
-    console.print(f"[bold green]all {len(items)} covered[/bold green]: the direct path can convert this model")
+    traced = sum(1 for i in items if i.get("route") == "traced")
+    how = f" ({traced} through the traced route)" if traced else ""
+    console.print(f"[bold green]all {len(items)} covered[/bold green]{how}: the direct path can convert this model")
 
 
 def _print_dims(console, dims) -> None:

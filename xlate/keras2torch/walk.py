@@ -4,7 +4,8 @@ Sequential and Functional models (nested ones included) are flattened into one l
 ``Node``s in an order that reads well as code: each output is computed right after what it
 needs, so a branch is emitted as one contiguous run of statements. Shared layers keep one
 ``op`` object across their calls. Raw ``keras.ops`` calls on KerasTensors are graph nodes too.
-Subclassed models have no graph to walk: ``walk`` raises UnsupportedOpError for them.
+A subclassed model has no graph to walk: ``walk`` raises UnsupportedOpError for one (the converter
+then captures it whole, ``traced/``); one used as a layer inside a functional model is one node.
 """
 
 from __future__ import annotations
@@ -159,14 +160,11 @@ class _Walker:
                 if any(id(t) not in env for t in knode.input_tensors):
                     continue  # not connected to the inputs (Keras skips it too)
                 path = f"{prefix}{op.name}"
-                if _is_keras_model(op):
-                    inner = _functional_of(op)
-                    if inner is None:  # a subclassed model used as a layer: no graph inside to walk
-                        raise UnsupportedOpError([(f"subclassed model {type(op).__name__}", path)],
-                                                 direction="keras2torch",
-                                                 hint="its call() is Python code, not a graph: use via='onnx'")
+                inner = _functional_of(op) if _is_keras_model(op) else None
+                if inner is not None:
                     self.walk_nested(inner, knode, env, path)
                     continue
+                # anything else is one node; a subclassed model used as a layer too (no row: traced whole)
                 args = _replace_tensors(knode.arguments.args, env)
                 kwargs = _replace_tensors(knode.arguments.kwargs, env)
                 inputs = [env[id(t)] for t in _flat_tensors((knode.arguments.args, knode.arguments.kwargs))]
@@ -224,8 +222,8 @@ def walk(model) -> Graph:
     fn = _functional_of(model)
     if fn is None:
         raise UnsupportedOpError([(f"subclassed model {type(model).__name__}", model.name)], direction="keras2torch",
-                                 hint="a subclassed Keras model has a Python call(), not a graph: the direct path "
-                                      "cannot walk it; use via='onnx' (or via='auto' with the ONNX extra installed)")
+                                 hint="a subclassed Keras model has a Python call(), not a graph: keras_to_torch "
+                                      "captures it whole with torch.export instead (keras2torch/traced)")
     w = _Walker()
     env: dict[int, int] = {}
     inputs = []
@@ -245,6 +243,9 @@ def walk(model) -> Graph:
 
         output_keys = [k for k, _ in keras.tree.flatten_with_path(struct)]
         output_keys = [k[0] if isinstance(k, tuple) else k for k in output_keys]
+        if len(output_keys) == len(struct):  # a flat dict: return it in its own order, as Keras does
+            outputs = [outputs[output_keys.index(k)] for k in struct]
+            output_keys = list(struct)
     nodes = _readable_order(w.nodes, outputs)
     input_names = [getattr(t, "name", f"x{i}") for i, t in enumerate(fn.inputs)]
     return Graph(model.name, w.tensors, nodes, inputs, outputs, input_names, output_keys, w.calls)
