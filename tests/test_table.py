@@ -107,7 +107,7 @@ TORCH_STRUCTURAL = {"Module", "Sequential", "ModuleList", "ModuleDict", "Paramet
                     "Container", "RNNBase", "RNNCellBase", "Transformer", "TransformerEncoder",
                     "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer"}
 # Activation dispatches on its string to the activation rows; cells live inside their RNN layer
-KERAS_STRUCTURAL = {"Layer", "InputSpec", "Input", "Wrapper", "Pipeline", "Activation", "GRUCell", "LSTMCell",
+KERAS_STRUCTURAL = {"Layer", "InputSpec", "Input", "Wrapper", "Activation", "GRUCell", "LSTMCell", "StackedRNNCells",
                     "SimpleRNNCell"}
 
 

@@ -113,11 +113,13 @@ def _layer_params(node) -> dict:
     return {k: v for k, v in cfg.items() if k in ("negative_slope", "max_value", "threshold", "alpha", "axis")}
 
 
-@converter("activation", "axis_activation")
+@converter("activation", "axis_activation", masks=True)
 def activation(em, node, row):
+    if node.kwargs.get("mask") is not None:
+        if node.kind != "keras.layers.Softmax":
+            raise NotConvertible("a Keras mask reaches this activation layer")
+        return _masked_softmax(em, node)
     x = em.input(node, 0)
-    if any(k == "mask" and v is not None for k, v in node.kwargs.items()):
-        raise NotConvertible("a Keras mask argument is not converted")
     if node.kind.startswith("keras.ops."):
         params = {k: v for k, v in node.config.items() if k != "name"}
         if node.kind == "keras.ops.relu6":
@@ -169,3 +171,19 @@ def prelu(em, node, row):
 def _element_alpha(alpha: np.ndarray, perm) -> np.ndarray:
     # alpha has the input shape without the batch axis: add it, lay it out, drop it again
     return layout_constant(alpha[None], perm)[0]
+
+
+def _masked_softmax(em, node):
+    """Keras Softmax with a mask: masked positions get -1e9 before the softmax and 0 after."""
+    x = em.input(node, 0, "keras")
+    m = em.in_layout(node.kwargs["mask"], "keras")
+    keep = m.var if m.dtype == "bool" else f"({m.var} > 0.5)"
+    axis = node.config["axis"]
+    axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+    dims = tuple(a % x.rank for a in axes)
+    masked = em.pre(node, f"torch.where({keep}, {x.var}, -1e9)", "Keras: masked positions get -1e9")
+    if len(dims) == 1:
+        soft = f"torch.softmax({masked}, dim={dims[0]})"
+    else:
+        soft = f"torch.exp({masked} - torch.logsumexp({masked}, dim={dims}, keepdim=True))"
+    em.assign(node, f"torch.where({keep}, {soft}, 0.0)", comment="and 0 after, even for a fully masked row")

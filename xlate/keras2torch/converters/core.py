@@ -49,9 +49,6 @@ def dense(em, node, row):
 
 @converter("embedding")
 def embedding(em, node, row):
-    cfg = node.config
-    if cfg.get("mask_zero"):
-        raise NotConvertible("mask_zero=True: Keras masks change what later layers compute and torch has no masks")
     arrays = em.keras_weights(node.op)
     table = arrays["embeddings"]
     ctor = call("nn.Embedding", int(table.shape[0]), int(table.shape[1]))
@@ -90,6 +87,18 @@ def _shaped_dropout(em, node, cfg):
     mask = f"F.dropout(torch.ones({', '.join(sizes)}, device={x.var}.device), {literal(float(cfg['rate']))}, " \
            f"self.training)"
     em.assign(node, f"{x.var} * {mask}", x.perm, comment=f"Keras noise_shape {tuple(noise)}")
+
+
+@converter("masking")
+def masking(em, node, row):
+    """Zero the time steps whose features all equal mask_value. The Keras mask itself is a separate
+    graph node (any(not_equal(x, mask_value), axis=-1)) read by the layers that use it."""
+    x = em.input(node, 0)
+    value = node.config["mask_value"]
+    if not isinstance(value, (int, float)):
+        raise NotConvertible(f"mask_value={value!r}")
+    keep = f"({x.var} != {literal(float(value))}).any(dim={x.dim(x.rank - 1)}, keepdim=True)"
+    em.assign(node, f"{x.var} * {keep}", x.perm, comment="Keras Masking: steps equal to mask_value become 0")
 
 
 @converter("identity")

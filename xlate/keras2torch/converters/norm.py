@@ -33,9 +33,12 @@ def _fill_missing(em, attr: str, arrays: dict, size, center: bool, scale: bool, 
         em.init_lines.append(f"self.{attr}.{name}.requires_grad_(False)  # Keras has no {name} here")
 
 
-@converter("batch_norm")
+@converter("batch_norm", masks=True)
 def batch_norm(em, node, row):
     cfg = node.config
+    if node.kwargs.get("mask") is not None:
+        em.notes.append(f"{node.name}: Keras computes training-mode batch statistics over the unmasked steps "
+                        "only; torch's BatchNorm in training mode uses every step (inference is exact)")
     if cfg.get("renorm"):
         raise NotConvertible("renorm=True")
     rank = em.graph.tensors[node.inputs[0]].rank
