@@ -104,8 +104,13 @@ def test_merges_are_plain_torch_calls():
     src = keras_to_torch(FIXTURES["unet"]())._xlate_source
     assert "torch.cat([" in src and "dim=1)" in src
     src = keras_to_torch(FIXTURES["transformer_block"]())._xlate_source
-    assert "nn.MultiheadAttention(32, 4, batch_first=True)" in src
     assert "F.scaled_dot_product_attention(" in src
+    # attention_mask can leave a query with nothing to attend to: Keras then averages the values
+    assert ".mean(-2, keepdim=True))  # Keras: a query with nothing to attend to averages every value" in src
+    x = keras.Input((5, 8))
+    model = keras.Model(x, keras.layers.MultiHeadAttention(2, key_dim=4, name="mha")(x, x, use_causal_mask=True))
+    module = _parity(model)
+    assert "nn.MultiheadAttention(8, 2, batch_first=True)" in module._xlate_source
 
 
 def test_record_io_rows_and_layers():

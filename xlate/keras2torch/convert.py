@@ -116,7 +116,7 @@ def state_dict_tensors(state: dict[str, np.ndarray], expected: dict) -> dict:
     ``expected`` is the module's ``state_dict(keep_vars=True)`` (only its keys are read)."""
     import torch
 
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    tensors = {k: torch.from_numpy(np.require(v, requirements="C")) for k, v in state.items()}  # keeps 0-d arrays 0-d
     for key in expected:
         if key not in tensors and key.endswith("num_batches_tracked"):
             tensors[key] = torch.zeros((), dtype=torch.long)

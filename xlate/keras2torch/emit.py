@@ -458,7 +458,7 @@ class Emitter:
 
     def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
         attr = self._attr_name(name)
-        shape = ", ".join(str(d) for d in array.shape) or ""
+        shape = ", ".join(str(d) for d in array.shape) or "()"
         if trainable:
             self.init_lines.append(f"self.{attr} = nn.Parameter(torch.zeros({shape}))")
         else:

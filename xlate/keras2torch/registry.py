@@ -15,7 +15,9 @@ from ..errors import TableError
 
 CONVERTERS: dict[str, Callable] = {}
 
-_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "attention", "ops", "wrappers")
+_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "conv_lstm", "attention", "dot_attention",
+             "ops",
+             "wrappers")
 
 
 class NotConvertible(Exception):

@@ -87,7 +87,24 @@ def kind_of(op) -> str:
         return f"activation:{act if isinstance(act, str) else getattr(act, '__name__', act)}"
     if getattr(keras.layers, cls.__name__, None) is cls:
         return f"keras.layers.{cls.__name__}"
+    public = _public_layer_names().get(cls)
+    if public is not None:  # exported under another name (GroupedQueryAttention as GroupQueryAttention)
+        return f"keras.layers.{public}"
     return f"{module}.{cls.__qualname__}"
+
+
+def _public_layer_names() -> dict:
+    import keras
+
+    if not _PUBLIC:
+        for name in sorted(dir(keras.layers)):
+            value = getattr(keras.layers, name)
+            if isinstance(value, type) and not name.startswith("_"):
+                _PUBLIC.setdefault(value, name)
+    return _PUBLIC
+
+
+_PUBLIC: dict = {}
 
 
 def _is_functional(op) -> bool:
@@ -167,15 +184,35 @@ class _Walker:
                                                  hint="its call() is Python code, not a graph: use via='onnx'")
                     self.walk_nested(inner, knode, env, path)
                     continue
-                args = _replace_tensors(knode.arguments.args, env)
-                kwargs = _replace_tensors(knode.arguments.kwargs, env)
-                inputs = [env[id(t)] for t in _flat_tensors((knode.arguments.args, knode.arguments.kwargs))]
-                outputs = []
-                for t in knode.outputs:
-                    env[id(t)] = self.new_tensor(t)
-                    outputs.append(env[id(t)])
-                self.calls[id(op)] = self.calls.get(id(op), 0) + 1
-                self.nodes.append(Node(op.name, path, op, kind_of(op), args, kwargs, inputs, outputs))
+                call_kwargs = {**knode.arguments.kwargs, **_implicit_masks(op, knode.arguments)}
+                for t in _flat_tensors(call_kwargs):
+                    self.ensure(t, env, prefix)
+                self.add_node(op, path, knode.arguments.args, call_kwargs, knode.outputs, env)
+
+    def add_node(self, op, path: str, args, kwargs, outputs, env: dict[int, int]) -> None:
+        inputs = [env[id(t)] for t in _flat_tensors((args, kwargs))]
+        args, kwargs = _replace_tensors(args, env), _replace_tensors(kwargs, env)
+        out_ids = []
+        for t in outputs:
+            env[id(t)] = self.new_tensor(t)
+            out_ids.append(env[id(t)])
+        self.calls[id(op)] = self.calls.get(id(op), 0) + 1
+        self.nodes.append(Node(op.name, path, op, kind_of(op), args, kwargs, inputs, out_ids))
+
+    def ensure(self, kt, env: dict[int, int], prefix: str) -> None:
+        """Add the ops that compute ``kt`` from tensors already walked (a Keras mask that no graph
+        node reads: Keras computes it at run time with the ops its compute_mask recorded)."""
+        if id(kt) in env:
+            return
+        history = getattr(kt, "_keras_history", None)
+        if history is None or history.operation is None:
+            raise UnsupportedOpError([("a Keras mask computed outside the model's graph", prefix or "model")],
+                                     direction="keras2torch")
+        op = history.operation
+        knode = op._inbound_nodes[history.node_index]
+        for t in knode.input_tensors:
+            self.ensure(t, env, prefix)
+        self.add_node(op, f"{prefix}{op.name}", knode.arguments.args, knode.arguments.kwargs, knode.outputs, env)
 
     def walk_nested(self, fn, knode, env: dict[int, int], path: str) -> None:
         outer_inputs = _flat_tensors((knode.arguments.args, knode.arguments.kwargs))
@@ -183,10 +220,51 @@ class _Walker:
         if len(outer_inputs) != len(inner_inputs):
             raise BadInputError(f"nested model {path!r} is called with {len(outer_inputs)} tensors but has "
                                 f"{len(inner_inputs)} inputs")
+        if any(getattr(o, "_keras_mask", None) is not None for o in outer_inputs) and any(
+                getattr(layer, "_call_has_mask_arg", False) for layer in fn._flatten_layers(include_self=False)):
+            raise UnsupportedOpError([(f"a Keras mask entering nested model {fn.name!r}", path)],
+                                     direction="keras2torch",
+                                     hint="flatten the nested model into the outer one, or mask inside it")
         inner_env = {id(i): env[id(o)] for i, o in zip(inner_inputs, outer_inputs)}
         self.walk_function(fn, inner_env, f"{path}/")
         for outer, inner in zip(knode.outputs, fn.outputs):
             env[id(outer)] = inner_env[id(inner)]
+
+
+def _keras_mask_of(structure):
+    """The Keras masks attached to the KerasTensors of ``structure`` (same nesting), or None."""
+    from keras import KerasTensor
+
+    if isinstance(structure, KerasTensor):
+        return getattr(structure, "_keras_mask", None)
+    if isinstance(structure, (list, tuple)):
+        masks = [_keras_mask_of(s) for s in structure]
+        return masks if any(m is not None for m in masks) else None
+    return None
+
+
+def _implicit_masks(op, arguments) -> dict:
+    """The mask arguments Keras' ``Layer.__call__`` fills in from its inputs' Keras masks at run
+    time (``mask=``, or ``query_mask=``/``value_mask=``... per tensor argument), where the graph
+    node does not record them (it keeps the call's own arguments for some layers)."""
+    import inspect
+
+    params = getattr(op, "call_signature_parameters", None)
+    if not params or not any(p == "mask" or p.endswith("_mask") for p in params):
+        return {}
+    try:
+        bound = inspect.signature(op.call).bind(*arguments.args, **arguments.kwargs).arguments
+    except TypeError:
+        return {}
+    tensors = {k: v for k, v in bound.items() if _flat_tensors(v)}
+    found = {}
+    if len(tensors) == 1 and "mask" in params and bound.get("mask") is None:
+        found["mask"] = _keras_mask_of(next(iter(tensors.values())))
+    elif len(tensors) > 1:
+        for name, value in tensors.items():
+            if f"{name}_mask" in params and bound.get(f"{name}_mask") is None:
+                found[f"{name}_mask"] = _keras_mask_of(value)
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _is_keras_model(op) -> bool:
