@@ -62,6 +62,10 @@ def embedding(em, node, row):
 @converter("dropout")
 def dropout(em, node, row):
     cfg = node.config
+    if type(node.op).__name__ == "AlphaDropout":
+        from .regularization import alpha_dropout
+
+        return alpha_dropout(em, node, row)
     if cfg.get("noise_shape") is not None:
         return _shaped_dropout(em, node, cfg)
     spatial = type(node.op).__name__.startswith("SpatialDropout")
