@@ -1,0 +1,137 @@
+"""Numeric preprocessing layers: Discretization, CategoryEncoding, IntegerLookup.
+
+They become tensor code over buffers holding the adapted state (bin boundaries, sorted
+vocabulary): ``torch.bucketize(x, boundaries, right=True)`` is TensorFlow's Bucketize, a
+vocabulary lookup is ``torch.searchsorted`` into the sorted keys, and the one-hot / multi-hot /
+count encodings compare the indices with ``torch.arange(depth)``, so out-of-range indices give
+zeros where TensorFlow's bincount drops them. Strings have no torch tensor: StringLookup,
+TextVectorization and string inputs stay unsupported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..emit import torch_dtype
+from ..registry import NotConvertible, converter
+from ..source import literal
+
+
+def encode(em, node, idx: str, rank: int, mode: str, depth: int, *, weights: str | None = None) -> str:
+    """Keras' encode_categorical_inputs (TensorFlow backend) of integer indices ``idx`` (a
+    variable) of ``rank``."""
+    dtype = torch_dtype(em.graph.tensors[node.outputs[0]].dtype)
+    if mode == "int":
+        return f"{idx}.to({dtype})"
+    hot = em.temp(f"{node.name}_hot")
+    if mode == "one_hot":
+        shape = em.graph.tensors[node.inputs[0]].shape
+        squeeze = ".squeeze(-1)" if rank > 1 and shape[-1] == 1 else ""
+        em.emit(f"{hot} = {idx}{squeeze}.unsqueeze(-1) == torch.arange({depth}, device={idx}.device)",
+                "one-hot: indices out of range give a zero row, as in TensorFlow")
+        return f"{hot}.to({dtype})"
+    if mode not in ("multi_hot", "count"):
+        raise NotConvertible(f"output_mode={mode!r}")
+    axis = 1 if rank > 1 else 0
+    em.emit(f"{hot} = {idx}.unsqueeze(-1) == torch.arange({depth}, device={idx}.device)")
+    if mode == "multi_hot":
+        return f"{hot}.any({axis}).to({dtype})"
+    if weights is not None:
+        return f"({hot} * {weights}.unsqueeze(-1)).sum({axis})"
+    return f"{hot}.sum({axis}).to({dtype})"
+
+
+@converter("discretization")
+def discretization(em, node, row):
+    cfg = node.config
+    if cfg.get("sparse"):
+        raise NotConvertible("sparse=True (a sparse output tensor)")
+    layer = node.op
+    bins = np.asarray(layer.bin_boundaries if layer.bin_boundaries is not None else [], dtype=np.float32)
+    if layer.bin_boundaries is None:
+        raise NotConvertible("no bin boundaries (call adapt() first)")
+    x = em.input(node, 0, "keras")
+    buf = em.buffer(f"{node.name}_bin_boundaries", bins)
+    src = x.var if x.dtype == "float32" else f"{x.var}.float()"
+    idx = em.temp(f"{node.name}_bins")
+    em.emit(f"{idx} = torch.bucketize({src}, self.{buf}, right=True)",
+            "TensorFlow's Bucketize: boundaries[i-1] <= x < boundaries[i] -> i")
+    em.assign(node, encode(em, node, idx, x.rank, cfg["output_mode"], len(bins) + 1))
+
+
+@converter("category_encoding")
+def category_encoding(em, node, row):
+    cfg = node.config
+    if cfg.get("sparse"):
+        raise NotConvertible("sparse=True (a sparse output tensor)")
+    x = em.input(node, 0, "keras")
+    src = x.var
+    if "int" not in x.dtype:
+        src = em.temp(f"{node.name}_ids")
+        em.emit(f"{src} = {x.var}.long()")
+    weights = node.kwargs.get("count_weights")
+    if weights is None and len(node.args) > 1:
+        weights = node.args[1]
+    w = em.in_layout(weights, "keras").var if weights is not None else None
+    em.assign(node, encode(em, node, src, x.rank, cfg["output_mode"], int(cfg["num_tokens"]), weights=w))
+
+
+@converter("integer_lookup")
+def integer_lookup(em, node, row):
+    layer, cfg = node.op, node.config
+    if cfg.get("sparse"):
+        raise NotConvertible("sparse=True (a sparse output tensor)")
+    vocab = [int(v) for v in layer.get_vocabulary(include_special_tokens=False)]
+    x = em.input(node, 0, "keras")
+    src = x.var
+    if x.dtype != "int64":
+        src = em.temp(f"{node.name}_ids")
+        em.emit(f"{src} = {x.var}.long()")
+    if cfg.get("invert"):
+        return _inverted(em, node, layer, cfg, vocab, src)
+    oov_start = layer._oov_start_index()
+    token_start = layer._token_start_index()
+    n_oov = int(cfg["num_oov_indices"])
+    order = np.argsort(np.asarray(vocab, dtype=np.int64), kind="stable")
+    keys = em.buffer(f"{node.name}_keys", np.asarray(vocab, dtype=np.int64)[order])
+    values = em.buffer(f"{node.name}_indices", (np.arange(len(vocab), dtype=np.int64) + token_start)[order])
+    pos, idx = em.temp(f"{node.name}_pos"), em.temp(f"{node.name}_idx")
+    em.emit(f"{pos} = torch.searchsorted(self.{keys}, {src}).clamp(max={max(len(vocab) - 1, 0)})",
+            "vocabulary lookup: the sorted keys' position of each input")
+    if n_oov > 1:
+        if cfg.get("oov_method", "floormod") != "floormod":
+            raise NotConvertible(f"oov_method={cfg['oov_method']!r} (a string hash of the integers)")
+        oov = f"torch.remainder({src}, {n_oov}) + {oov_start}"
+    else:
+        oov = str(oov_start if n_oov == 1 else -1)
+    em.emit(f"{idx} = torch.where(self.{keys}[{pos}] == {src}, self.{values}[{pos}], {oov})",
+            "out-of-vocabulary values go to the OOV indices")
+    if cfg.get("mask_token") is not None:
+        mask_value = 0 if cfg["output_mode"] == "int" else np.iinfo(np.int64).max
+        em.emit(f"{idx} = torch.where({src} == {int(cfg['mask_token'])}, {mask_value}, {idx})", "the mask token")
+    if n_oov == 0:
+        em.emit(f"if ({idx} < 0).any():", "Keras raises on out-of-vocabulary values when num_oov_indices=0")
+        em.emit("    raise ValueError('IntegerLookup: an out-of-vocabulary value and num_oov_indices=0')")
+    mode = cfg["output_mode"]
+    depth = int(cfg["max_tokens"]) if cfg.get("pad_to_max_tokens") and cfg.get("max_tokens") else \
+        int(layer.vocabulary_size())
+    if mode == "tf_idf":
+        idf = em.buffer(f"{node.name}_idf_weights", np.asarray(layer.idf_weights_const, dtype=np.float32))
+        em.assign(node, f"{encode(em, node, idx, x.rank, 'count', depth)} * self.{idf}")
+        return
+    em.assign(node, encode(em, node, idx, x.rank, mode, depth))
+
+
+def _inverted(em, node, layer, cfg, vocab, src):
+    """invert=True: indices back to the integers of the vocabulary (OOV indices -> oov_token)."""
+    size = int(layer.vocabulary_size())
+    oov_token = int(cfg["oov_token"])
+    table = np.full(size, oov_token, dtype=np.int64)
+    start = layer._token_start_index()
+    table[start:start + len(vocab)] = vocab
+    if cfg.get("mask_token") is not None:
+        table[0] = int(cfg["mask_token"])
+    buf = em.buffer(f"{node.name}_tokens", table)
+    inside = f"({src} >= 0) & ({src} < {size})"
+    em.assign(node, f"torch.where({inside}, self.{buf}[{src}.clamp(0, {size - 1})], {literal(oov_token)})",
+              comment="indices back to vocabulary integers")
