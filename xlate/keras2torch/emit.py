@@ -456,6 +456,11 @@ class Emitter:
         self.init_lines.append(f"self.{attr} = {ctor}")
         return attr
 
+    def attr_of(self, layer, suffix: str = "") -> str | None:
+        """The ``self.<attr>`` already declared for Keras ``layer`` (None if none)."""
+        known = self._modules.get((id(layer), suffix))
+        return known[0] if known else None
+
     def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
         attr = self._attr_name(name)
         shape = ", ".join(str(d) for d in array.shape) or "()"

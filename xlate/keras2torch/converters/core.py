@@ -232,3 +232,39 @@ def average(em, node, row):
     values, perm = elementwise_inputs(em, node, list(node.args[0]))
     em.assign(node, f"({' + '.join(values)}) / {len(values)}", perm)
 
+
+
+@converter("reversible_embedding")
+def reversible_embedding(em, node, row):
+    """keras.layers.ReversibleEmbedding: an nn.Embedding; called with reverse=True, the logits
+    x @ embeddings.T (tied) or x @ reverse_embeddings, soft-capped with tanh if asked."""
+    cfg, layer = node.config, node.op
+    if cfg.get("mask_zero"):
+        raise NotConvertible("mask_zero=True (its mask exists only at run time, not in the Keras graph)")
+    arrays = em.keras_weights(layer)
+    table = arrays["embeddings"]
+    attr = em.module(node, call("nn.Embedding", int(table.shape[0]), int(table.shape[1])))
+    em.port(row, attr, arrays)
+    x = em.input(node, 0, "keras")
+    if not node.kwargs.get("reverse"):
+        idx = x.var if "int" in x.dtype else f"{x.var}.long()"
+        em.assign(node, f"self.{attr}({idx})", module=attr)
+        return
+    if cfg.get("tie_weights", True):
+        kernel = f"self.{attr}.weight.T"
+    else:
+        weights = np.asarray(arrays["reverse_embeddings"], np.float32)
+        reverse = em.module(node, f"nn.Parameter(torch.zeros{tuple(int(d) for d in weights.shape)})",
+                            suffix="_reverse_embeddings")
+        em.state[reverse] = weights
+        kernel = f"self.{reverse}"
+    expr = f"{x.var} @ {kernel}"
+    if cfg.get("reverse_dtype"):
+        from ..emit import torch_dtype
+
+        dtype = torch_dtype(cfg["reverse_dtype"])
+        expr = f"{x.var}.to({dtype}) @ {kernel}.to({dtype})"
+    cap = cfg.get("logit_soft_cap")
+    if cap:
+        expr = f"torch.tanh(({expr}) / {literal(float(cap))}) * {literal(float(cap))}"
+    em.assign(node, expr, comment="ReversibleEmbedding(reverse=True): logits over the vocabulary")
