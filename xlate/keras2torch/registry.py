@@ -16,7 +16,7 @@ from ..errors import TableError
 CONVERTERS: dict[str, Callable] = {}
 
 _FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "conv_lstm", "attention", "dot_attention",
-             "resize", "regularization", "preprocessing", "merging", "audio",
+             "resize", "regularization", "preprocessing", "merging", "audio", "augmentation",
              "ops",
              "wrappers")
 
