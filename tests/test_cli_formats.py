@@ -32,18 +32,21 @@ def test_whole_pickle_loads_only_with_trust(work):
 def test_inspect_lists_each_layer_and_what_no_row_covers(work):
     import keras
 
-    inp = keras.Input((6,))
-    noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
-    noisy.save(work / "noisy.keras")
-    result = run_xlate("inspect", "noisy.keras", cwd=work)
+    inp = keras.Input((2,), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b", "c"], name="words")(inp)
+    words = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Embedding(4, 5)(ids)))
+    words.save(work / "words.keras")
+    result = run_xlate("inspect", "words.keras", cwd=work)
     assert result.returncode == 3, result.stderr  # what a conversion would exit with
-    assert "NOT COVERED" in result.stdout and "GaussianNoise" in result.stdout
+    assert "NOT COVERED" in result.stdout and "StringLookup" in result.stdout
+    assert "route" in result.stdout and "table row" in result.stdout and "unsupported" in result.stdout
     assert "1 of 3 not covered" in result.stdout
     covered = run_xlate("inspect", "twin.keras", "--json", cwd=work)
     assert covered.returncode == 0, covered.stderr
     report = json.loads(covered.stdout)
     assert report["covered"] == report["total"] == 2
     assert {i["row"] for i in report["items"]} == {"linear"}
+    assert {i["route"] for i in report["items"]} == {"table row"}
 
 
 def test_state_dict_to_savedmodel_and_back_to_torch(work):

@@ -240,9 +240,10 @@ def test_rnn_variants_state_backwards_and_initial_state():
     _parity(model)
 
 
-def test_gru_reset_before_is_refused_with_the_reason():
-    model = _seq((6, 5), keras.layers.GRU(3, reset_after=False, name="legacy_gru"))
-    with pytest.raises(UnsupportedOpError, match="reset_after=False.*legacy_gru"):
+def test_stateful_rnn_is_refused_with_the_reason():
+    inp = keras.Input(batch_shape=(2, 6, 5))
+    model = keras.Model(inp, keras.layers.LSTM(3, stateful=True, name="stateful_lstm")(inp))
+    with pytest.raises(UnsupportedOpError, match="stateful=True.*stateful_lstm"):
         keras_to_torch(model)
 
 
@@ -345,26 +346,28 @@ def test_subclassed_model_is_refused_with_a_clear_error():
 
 def test_every_unsupported_layer_is_listed_at_once():
     layers = keras.layers
-    inp = keras.Input((6, 5))
+    inp = keras.Input(batch_shape=(2, 6, 5))
+    ids = keras.Input(batch_shape=(2, 6), dtype="int32")
     x = layers.Lambda(lambda t: t * 2, name="my_lambda")(inp)
-    x = layers.GRU(3, reset_after=False, return_sequences=True, name="old_gru")(x)
-    x = layers.LayerNormalization(rms_scaling=True, name="rms_ln")(x)
-    model = keras.Model(inp, x)
+    x = layers.LSTM(3, stateful=True, return_sequences=True, name="stateful_lstm")(x)
+    y = layers.ReversibleEmbedding(5, 3, mask_zero=True, name="masked_vocab")(ids)
+    model = keras.Model([inp, ids], [x, y])
     with pytest.raises(UnsupportedOpError) as e:
         keras_to_torch(model)
-    where = [w for _, w in e.value.unsupported]
-    assert where == ["my_lambda", "old_gru", "rms_ln"], e.value.unsupported
+    where = sorted(w for _, w in e.value.unsupported)
+    assert where == ["masked_vocab", "my_lambda", "stateful_lstm"], e.value.unsupported
 
 
 def test_coverage_reports_rows_and_refusals():
     from xlate.keras2torch.inspect import coverage
 
-    inp = keras.Input((6, 5))
-    x = keras.layers.GRU(3, reset_after=False, name="old_gru")(inp)
+    inp = keras.Input(batch_shape=(2, 6, 5))
+    x = keras.layers.LSTM(3, stateful=True, name="stateful_lstm")(inp)
     x = keras.layers.Dense(2, name="fc")(x)
     items = {i.name: i for i in coverage(keras.Model(inp, x))}
-    assert items["fc"].row_id == "linear"
-    assert items["old_gru"].row_id is None and "reset_after" in items["old_gru"].reason
+    assert items["fc"].row_id == "linear" and items["fc"].route == "table row"
+    assert items["stateful_lstm"].row_id is None and "stateful" in items["stateful_lstm"].reason
+    assert items["stateful_lstm"].route == "unsupported"
 
 
 # --- the saved package ---------------------------------------------------------------------------

@@ -54,10 +54,13 @@ class CoverageItem:
     where: str  # the torch module path, or the path in nested Keras models
     row_id: str | None  # the row that converts it; None when the direct path cannot
     reason: str = ""
+    route: str = ""  # Keras -> torch: "table row" or "unsupported" (how the layer will be converted)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "op": self.op, "where": self.where, "row": self.row_id,
-                "reason": self.reason or ""}
+        out = {"name": self.name, "op": self.op, "where": self.where, "row": self.row_id, "reason": self.reason or ""}
+        if self.route:
+            out["route"] = self.route
+        return out
 
 
 @dataclass

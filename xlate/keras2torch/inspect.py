@@ -1,8 +1,9 @@
-"""Coverage of a Keras model before converting it: every layer/op and the table row that converts it.
+"""Coverage of a Keras model before converting it: every layer/op, its route and the table row.
 
 Used by ``xlate inspect``. The answer comes from a dry run of the real emitter, so a layer whose
-row exists but whose configuration has no torch equivalent (GRU reset_after=False...) is reported
-as not covered too, exactly as the conversion would refuse it.
+row exists but whose configuration has no torch equivalent (a stateful LSTM...) is reported as
+not covered too, exactly as the conversion would refuse it. Each item names its route:
+``ROUTE_TABLE`` (a row's converter writes it) or ``ROUTE_UNSUPPORTED`` (with the reason).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..record import CoverageItem
 from ..table import table
+
+ROUTE_TABLE = "table row"
+ROUTE_UNSUPPORTED = "unsupported"
 
 
 def coverage(model) -> list[CoverageItem]:
@@ -22,7 +26,8 @@ def coverage(model) -> list[CoverageItem]:
     try:
         graph = walk(model)
     except UnsupportedOpError as e:
-        return [CoverageItem(model.name, op, where, None, "no graph to walk") for op, where in e.unsupported]
+        return [CoverageItem(model.name, op, where, None, "no graph to walk", ROUTE_UNSUPPORTED)
+                for op, where in e.unsupported]
     refused: dict[str, str] = {}
     try:
         Emitter(graph).run()
@@ -35,6 +40,8 @@ def coverage(model) -> list[CoverageItem]:
         row = rows.get(node.kind)
         covered = row is not None and "keras2torch" in row.directions and get_converter(row.hook) is not None
         reason = refused.get(node.path, "")
-        items.append(CoverageItem(node.name, node.kind, node.path, row.id if covered and not reason else None,
-                                  reason if reason else ("" if covered else "no table row")))
+        ok = covered and not reason
+        items.append(CoverageItem(node.name, node.kind, node.path, row.id if ok else None,
+                                  reason if reason else ("" if covered else "no table row"),
+                                  ROUTE_TABLE if ok else ROUTE_UNSUPPORTED))
     return items

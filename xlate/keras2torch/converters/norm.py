@@ -71,14 +71,14 @@ def batch_norm(em, node, row):
 @converter("layer_norm")
 def layer_norm(em, node, row):
     cfg = node.config
-    if cfg.get("rms_scaling"):
-        raise NotConvertible("rms_scaling=True is not RMSNorm and has no torch layer")
     raw = em.value(node.inputs[0])
     axes = _axes(cfg["axis"], raw.rank)
     if axes != list(range(raw.rank - len(axes), raw.rank)):
         raise NotConvertible(f"normalization over non-trailing axes {axes}")
     x = em.input(node, 0, "keras")
     shape = tuple(int(x.shape[a]) for a in axes)
+    if cfg.get("rms_scaling"):
+        return _variance_scaling(em, node, row, x, axes, shape)
     center, scale = bool(cfg["center"]), bool(cfg["scale"])
     kwargs = {"eps": float(cfg["epsilon"])}
     if not center and not scale:
@@ -130,3 +130,16 @@ def rms_norm(em, node, row):
     attr = em.module(node, call("nn.RMSNorm", shape[0] if len(shape) == 1 else shape, eps=float(cfg["epsilon"])))
     em.port(row, attr, em.keras_weights(node.op))
     em.assign(node, f"self.{attr}({x.var})", plan.identity(x.rank), module=attr)
+
+
+def _variance_scaling(em, node, row, x, axes, shape):
+    """Keras' deprecated LayerNormalization(rms_scaling=True): x * rsqrt(var(x) + eps) * gamma
+    (the variance, not the mean square, and no beta): no torch layer, written out."""
+    arrays = em.keras_weights(node.op)
+    dims = tuple(range(x.rank - len(axes), x.rank))
+    var = call(f"{x.var}.var", dim=dims[0] if len(dims) == 1 else dims, unbiased=False, keepdim=True)
+    expr = f"{x.var} * torch.rsqrt({var} + {float(node.config['epsilon'])!r})"
+    if "gamma" in arrays:
+        gamma = em.parameter(f"{node.name}_gamma", np.asarray(arrays["gamma"]).reshape(shape))
+        expr = f"{expr} * self.{gamma}"
+    em.assign(node, expr, comment="Keras rms_scaling=True scales by the variance (deprecated in Keras)")
