@@ -102,12 +102,16 @@ def conv_lstm(em, node, row):
     if states is not None:
         h0, c0 = (em.in_layout(s, state_perm).var for s in states)
         src += f", ({h0}, {c0})"
-    out, h, c = em.temp(f"{node.name}_seq"), em.temp(f"{node.name}_h"), em.temp(f"{node.name}_c")
-    em.emit(f"{out}, ({h}, {c}) = self.{attr}({src})")
+    expr = f"self.{attr}({src})"
+    pattern = "{}, _"
+    if cfg.get("return_state"):
+        h, c = em.temp(f"{node.name}_h"), em.temp(f"{node.name}_c")
+        pattern = "{}, (" + f"{h}, {c})"
     if cfg["return_sequences"]:
-        em.assign(node, out, seq_perm)
+        em.assign(node, expr, seq_perm, pattern=pattern, module=attr)
     else:
-        em.assign(node, f"{out}[:, -1]", state_perm, comment="the last time step")
+        seq = em.pre(node, expr, pattern=pattern)
+        em.assign(node, f"{seq}[:, -1]", state_perm, comment="the last time step")
     if cfg.get("return_state"):
         em.assign(node, h, state_perm, index=1)
         em.assign(node, c, state_perm, index=2)

@@ -122,10 +122,11 @@ def _mask(em, node) -> str | None:
 
 
 def run_layer(em, node, layer, src: str, in_features: int, *, mask: str | None, states: list[str],
-              suffix: str = "", return_sequences: bool, zero_output: bool) -> tuple[str, list[str]]:
+              suffix: str = "", zero_output: bool, want_states: bool) -> tuple[str, str, list[str]]:
     """Emit one Keras recurrent layer over the batch-first sequence variable ``src`` (already
-    reversed for go_backwards, like ``mask``). Returns (its output expression: the sequence or the
-    last step, final-state variables)."""
+    reversed for go_backwards, like ``mask``), every cell but the last. Returns (the last cell's
+    call, the pattern of its assignment target with "{}" for the output sequence, the final-state
+    variables of every cell when ``want_states``)."""
     cells = cells_of(layer)
     final: list[str] = []
     seq = src
@@ -135,12 +136,14 @@ def run_layer(em, node, layer, src: str, in_features: int, *, mask: str | None, 
         em.port(row, attr, em.keras_weights(cell.layer))
         em.use_row(row)
         n_states = len(cell.state_names())
-        given, states = states[:n_states], states[n_states:]
-        given = [f"{s}[None]" for s in given]
+        given, states = [f"{s}[None]" for s in states[:n_states]], states[n_states:]
         last = i == len(cells) - 1
-        out = em.temp(f"{node.name}{tail}_seq")
-        names = [em.temp(f"{node.name}{tail}_{s}") for s in cell.state_names()]
-        target = f"{out}, ({names[0]}, {names[1]})" if cell.kind == "LSTM" else f"{out}, {names[0]}"
+        if want_states:
+            names = [em.temp(f"{node.name}{tail}_{s}") for s in cell.state_names()]
+            final += [f"{n}[0]" for n in names]
+            pattern = "{}, (" + ", ".join(names) + ")" if cell.kind == "LSTM" else "{}, " + names[0]
+        else:
+            pattern = "{}, _"
         if mask is not None:
             if not given:
                 zeros = em.temp(f"{node.name}{tail}_zeros")
@@ -149,16 +152,21 @@ def run_layer(em, node, layer, src: str, in_features: int, *, mask: str | None, 
             state_arg = f"({given[0]}, {given[1]})" if cell.kind == "LSTM" else given[0]
             extra = ", zero_output=True" if zero_output and last else ""
             em.helpers.add("masked_rnn")
-            em.emit(f"{target} = masked_rnn(self.{attr}, {seq}, {mask}, {state_arg}{extra})",
-                    "Keras skips masked steps: state and output carried over")
+            expr = f"masked_rnn(self.{attr}, {seq}, {mask}, {state_arg}{extra})"
         else:
             state_arg = ""
             if given:
                 state_arg = f", ({given[0]}, {given[1]})" if cell.kind == "LSTM" else f", {given[0]}"
-            em.emit(f"{target} = self.{attr}({seq}{state_arg})")
-        final += [f"{n}[0]" for n in names]
+            expr = f"self.{attr}({seq}{state_arg})"
+        if last:
+            return expr, pattern, final
+        out = em.temp(f"{node.name}{tail}_seq")
+        em.emit(f"{pattern.format(out)} = {expr}")
         seq, in_features = out, cell.units
-    return (seq if return_sequences else f"{seq}[:, -1]"), final
+    raise AssertionError("unreachable: a recurrent layer has at least one cell")
+
+
+_MASKED = "Keras skips masked steps: state and output carried over"
 
 
 @converter("lstm", "gru", "simple_rnn", "rnn_cells", "keras_lstm", "keras_gru", "keras_simple_rnn", masks=True)
@@ -174,13 +182,18 @@ def rnn(em, node, row):
     src = x.var
     if cfg.get("go_backwards"):
         src, mask = _reversed(em, node, x.var, mask)
-    out, final = run_layer(em, node, layer, src, int(x.shape[-1]), mask=mask, states=states,
-                           return_sequences=cfg["return_sequences"],
-                           zero_output=bool(getattr(layer, "zero_output_for_mask", False)))
-    em.assign(node, out)
-    if cfg.get("return_state"):
-        for i, s in enumerate(final, start=1):
-            em.assign(node, s, index=i)
+    want_states = bool(cfg.get("return_state"))
+    expr, pattern, final = run_layer(em, node, layer, src, int(x.shape[-1]), mask=mask, states=states,
+                                     zero_output=bool(getattr(layer, "zero_output_for_mask", False)),
+                                     want_states=want_states)
+    comment = _MASKED if mask is not None else ""
+    if cfg["return_sequences"]:
+        em.assign(node, expr, pattern=pattern, comment=comment)
+    else:
+        seq = em.pre(node, expr, comment, pattern=pattern)
+        em.assign(node, f"{seq}[:, -1]", comment="the last time step")
+    for i, s in enumerate(final, start=1):
+        em.assign(node, s, index=i)
 
 
 def _reversed(em, node, x: str, mask: str | None) -> tuple[str, str | None]:
@@ -259,8 +272,12 @@ def bidirectional(em, node, row):
                                              (bwd, bcfg, "_backward", states[half:])):
         back = bool(sub_cfg.get("go_backwards"))
         src, sub_mask = _reversed(em, node, x.var, mask) if back else (x.var, mask)
-        out, final = run_layer(em, node, sub, src, width, mask=sub_mask, states=sub_states, suffix=suffix,
-                               return_sequences=seqs, zero_output=seqs)
+        expr, pattern, final = run_layer(em, node, sub, src, width, mask=sub_mask, states=sub_states, suffix=suffix,
+                                         zero_output=seqs, want_states=bool(fcfg.get("return_state")))
+        out = em.temp(f"{node.name}{suffix}_seq")
+        em.emit(f"{pattern.format(out)} = {expr}", _MASKED if mask is not None else "")
+        if not seqs:
+            out = f"{out}[:, -1]"
         outs.append(f"{out}.flip(1)" if seqs and back else out)
         finals += final
     em.use_row(row)

@@ -20,7 +20,7 @@ def resize_weights(in_size, out_size, method, antialias, device):
     """(out_size, in_size) weights of TensorFlow's tf.image.resize along one axis (half-pixel
     centres): resized = weights @ x along that axis. Lanczos, antialiased kernels and Keys cubic
     follow scale_and_translate; 'bicubic' without antialias the legacy kernel; 'area' box overlaps."""
-    f32 = dict(dtype=torch.float32, device=device)
+    f32 = {"dtype": torch.float32, "device": device}
     inv = in_size / out_size
     out = torch.arange(out_size, **f32)
     src = torch.arange(in_size, **f32)
