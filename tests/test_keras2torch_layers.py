@@ -280,3 +280,14 @@ def test_application_converts_within_keras_own_float32_error(name):
     keras_floor = np.abs(theirs - reference).max()
     assert np.abs(ours - reference).max() <= 3 * keras_floor + 1e-6  # the torch side is float32-exact too
     assert np.abs(ours - theirs).max() <= max(1e-5, 3 * keras_floor), (np.abs(ours - theirs).max(), keras_floor)
+
+
+def test_hashing_matches_tensorflow_farmhash_on_negative_and_19_digit_values():
+    inp = keras.Input((None,), dtype="int64")
+    model = keras.Model(inp, layers.Hashing(num_bins=2 ** 31 - 1)(inp))
+    module = keras_to_torch(model)
+    values = np.concatenate([np.array([0, -1, 7, -999, 10 ** 15, -(10 ** 18), 2 ** 63 - 1, 10 ** 18], np.int64),
+                             _rng(14).integers(-(2 ** 62), 2 ** 62, 60), _rng(15).integers(-100, 100, 60)])
+    x = values.reshape(8, -1)
+    ours = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(ours, keras.ops.convert_to_numpy(model(x)))

@@ -1,11 +1,13 @@
-"""Numeric preprocessing layers: Discretization, CategoryEncoding, IntegerLookup.
+"""Numeric preprocessing layers: Discretization, CategoryEncoding, IntegerLookup, Hashing.
 
 They become tensor code over buffers holding the adapted state (bin boundaries, sorted
 vocabulary): ``torch.bucketize(x, boundaries, right=True)`` is TensorFlow's Bucketize, a
 vocabulary lookup is ``torch.searchsorted`` into the sorted keys, and the one-hot / multi-hot /
 count encodings compare the indices with ``torch.arange(depth)``, so out-of-range indices give
-zeros where TensorFlow's bincount drops them. Strings have no torch tensor: StringLookup,
-TextVectorization and string inputs stay unsupported.
+zeros where TensorFlow's bincount drops them. Hashing of numbers hashes their decimal strings
+with FarmHash Fingerprint64, as TensorFlow does: ``hash_bucket`` builds each value's ASCII digits
+and runs the 64-bit hash in int64 tensor code (wrapping multiplies, logical shifts emulated).
+Strings have no torch tensor: StringLookup, TextVectorization and string inputs stay unsupported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..emit import torch_dtype
+from ..helpers import register_helper
 from ..registry import NotConvertible, converter
 from ..source import literal
 
@@ -135,3 +138,98 @@ def _inverted(em, node, layer, cfg, vocab, src):
     inside = f"({src} >= 0) & ({src} < {size})"
     em.assign(node, f"torch.where({inside}, self.{buf}[{src}.clamp(0, {size - 1})], {literal(oov_token)})",
               comment="indices back to vocabulary integers")
+
+
+register_helper("hash_bucket", '''
+def _u64(c):
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_K0, _K1, _K2 = _u64(0xC3A5C85C97CB3127), _u64(0xB492B66FBE98F273), _u64(0x9AE16A3B2F90404F)
+
+
+def _shr(v, s):
+    """Logical right shift of int64 tensors holding uint64 bits."""
+    return (v >> s) & ((1 << (64 - s)) - 1)
+
+
+def _rot(v, s):
+    return _shr(v, s) | (v << (64 - s))
+
+
+def _hash16(u, v, mul):
+    a = (u ^ v) * mul
+    a = a ^ _shr(a, 47)
+    b = (v ^ a) * mul
+    b = b ^ _shr(b, 47)
+    return b * mul
+
+
+def farmhash64(values):
+    """FarmHash Fingerprint64 of each int64 value's decimal string (TensorFlow's
+    tf.strings.to_hash_bucket_fast(tf.as_string(values))), as int64 tensors holding the uint64 bits."""
+    neg = (values < 0).long()
+    n = values.abs()
+    powers = 10 ** torch.arange(18, -1, -1, device=values.device)
+    digits = n.unsqueeze(-1) // powers % 10
+    count = (n.unsqueeze(-1) >= powers).sum(-1).clamp(min=1)
+    length = count + neg
+    pos = torch.arange(28, device=values.device)
+    index = (19 - count - neg).unsqueeze(-1) + pos
+    chars = 48 + digits.gather(-1, index.clamp(0, 18))
+    chars = torch.where((neg.unsqueeze(-1) == 1) & (pos == 0), 45, chars)
+    chars = torch.where(pos < length.unsqueeze(-1), chars, 0)
+
+    def fetch(offset, size=8):
+        shifts = 8 * torch.arange(size, device=values.device)
+        window = chars.gather(-1, offset.clamp(min=0).unsqueeze(-1) + torch.arange(size, device=values.device))
+        return (window << shifts).sum(-1)
+
+    mul = _K2 + length * 2
+    zero = torch.zeros_like(length)
+    a = fetch(zero) + _K2
+    b = fetch(length - 8)
+    upto16 = _hash16(_rot(b, 37) * mul + a, (_rot(a, 25) + b) * mul, mul)
+    a4 = fetch(zero, 4)
+    upto7 = _hash16(length + (a4 << 3), fetch(length - 4, 4), mul)
+    c0 = chars[..., 0]
+    c1 = chars.gather(-1, (length >> 1).unsqueeze(-1)).squeeze(-1)
+    c2 = chars.gather(-1, (length - 1).unsqueeze(-1)).squeeze(-1)
+    y, z = c0 + (c1 << 8), length + (c2 << 2)
+    mixed = (y * _K2) ^ (z * _K0)
+    upto3 = (mixed ^ _shr(mixed, 47)) * _K2
+    a, b = fetch(zero) * _K1, fetch(zero + 8)
+    c, d = fetch(length - 8) * mul, fetch(length - 16) * _K2
+    upto32 = _hash16(_rot(a + b, 43) + _rot(c, 30) + d, a + _rot(b + _K2, 18) + c, mul)
+    out = torch.where(length <= 3, upto3, torch.where(length <= 7, upto7, upto16))
+    return torch.where(length > 16, upto32, out)
+
+
+def hash_bucket(values, buckets):
+    """The uint64 ``farmhash64(values)`` modulo ``buckets``, as int64."""
+    h = farmhash64(values)
+    return torch.remainder(torch.remainder(h, buckets) + (h < 0) * ((1 << 64) % buckets), buckets)
+''')
+
+
+@converter("hashing")
+def hashing(em, node, row):
+    cfg = node.config
+    if cfg.get("sparse"):
+        raise NotConvertible("sparse=True (a sparse output tensor)")
+    if cfg.get("salt") is not None:
+        raise NotConvertible("salt (SipHash, strong hashing) is not written in torch")
+    x = em.input(node, 0, "keras")
+    if x.dtype == "string":
+        raise NotConvertible("string inputs: torch has no string tensors")
+    bins = int(cfg["num_bins"])
+    mask_value = cfg.get("mask_value")
+    masked = mask_value is not None and bins > 1
+    ids = em.temp(f"{node.name}_ids")
+    src = x.var if x.dtype == "int64" else f"{x.var}.long()"
+    em.helpers.add("hash_bucket")
+    em.emit(f"{ids} = hash_bucket({src}, {bins - 1 if masked else bins})",
+            "FarmHash64 of each value's decimal string, as tf.strings.to_hash_bucket_fast")
+    if masked:
+        em.emit(f"{ids} = torch.where({x.var} == {literal(mask_value)}, 0, {ids} + 1)", "bin 0 is the mask value's")
+    em.assign(node, encode(em, node, ids, x.rank, cfg["output_mode"], bins))
