@@ -2,7 +2,7 @@
 
 Each model is built with weights=None (random weights, nothing downloaded), seeded, with
 non-trivial BatchNorm statistics (``fixtures.keras_models.randomize_statistics``), at a small
-input size, logits out (``classifier_activation=None``). Per model it prints the conversion time,
+input size (32 px, or the family's minimum; ``XLATE_SWEEP_SIZE=64`` for larger), logits out (``classifier_activation=None``). Per model it prints the conversion time,
 the max abs / max relative error of the torch module against Keras in float32 on two inputs, and
 the float64 reference figures: the same generated module run in float64 (``module.double()``)
 against Keras float32 (Keras' own float32 rounding, the floor no converter can beat) and against
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # the smallest input each family accepts with weights=None (default: 32x32)
 MIN_SIZE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetLarge": 32, "NASNetMobile": 32}
-SIZE = 64
+SIZE = int(os.environ.get("XLATE_SWEEP_SIZE", "32"))
 
 
 def constructors() -> list[str]:
