@@ -291,3 +291,12 @@ def test_hashing_matches_tensorflow_farmhash_on_negative_and_19_digit_values():
     x = values.reshape(8, -1)
     ours = module(torch.from_numpy(x)).numpy()
     np.testing.assert_array_equal(ours, keras.ops.convert_to_numpy(model(x)))
+
+
+def test_hashed_crossing_matches_tensorflow_on_negative_and_large_integers():
+    a, b = keras.Input((1,), dtype="int64"), keras.Input((1,), dtype="int64")
+    model = keras.Model([a, b], layers.HashedCrossing(num_bins=2 ** 31 - 1)((a, b)))
+    module = keras_to_torch(model)
+    x = (_rng(16).integers(-(2 ** 62), 2 ** 62, (40, 1)), _rng(17).integers(-1000, 1000, (40, 1)))
+    ours = module(*[torch.from_numpy(v) for v in x]).numpy()
+    np.testing.assert_array_equal(ours, keras.ops.convert_to_numpy(model(list(x))))

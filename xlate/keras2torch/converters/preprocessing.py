@@ -233,3 +233,35 @@ def hashing(em, node, row):
     if masked:
         em.emit(f"{ids} = torch.where({x.var} == {literal(mask_value)}, 0, {ids} + 1)", "bin 0 is the mask value's")
     em.assign(node, encode(em, node, ids, x.rank, cfg["output_mode"], bins))
+
+
+register_helper("hashed_crossing", '''
+def hashed_crossing(features, buckets):
+    """TensorFlow's tf.sparse.cross_hashed of integer features (one value per sample each):
+    FingerprintCat64 of their values' uint64 bits from the key 0xDECAFCAFFE, modulo ``buckets``."""
+    mul = _u64(0xC6A4A7935BD1E995)
+    h = torch.full_like(features[0], 0xDECAFCAFFE)
+    for feature in features:
+        m = feature * mul
+        h = (h ^ mul) ^ ((m ^ _shr(m, 47)) * mul)
+        h = h * mul
+        h = (h ^ _shr(h, 47)) * mul
+        h = h ^ _shr(h, 47)
+    return torch.remainder(torch.remainder(h, buckets) + (h < 0) * ((1 << 64) % buckets), buckets)
+''', requires=("hash_bucket",))
+
+
+@converter("hashed_crossing")
+def hashed_crossing(em, node, row):
+    cfg = node.config
+    if cfg.get("sparse"):
+        raise NotConvertible("sparse=True (a sparse output tensor)")
+    features = [em.in_layout(r, "keras") for r in node.args[0]]
+    if any("int" not in f.dtype for f in features):
+        raise NotConvertible("string features: torch has no string tensors")
+    srcs = [f.var if f.dtype == "int64" else f"{f.var}.long()" for f in features]
+    em.helpers.add("hashed_crossing")
+    ids = em.temp(f"{node.name}_ids")
+    em.emit(f"{ids} = hashed_crossing([{', '.join(srcs)}], {int(cfg['num_bins'])})",
+            "tf.sparse.cross_hashed of the integer features")
+    em.assign(node, encode(em, node, ids, features[0].rank, cfg["output_mode"], int(cfg["num_bins"])))
