@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..record import CoverageItem
-from ..table import table
+from ..table import known_unsupported, table
 
 ROUTE_TABLE = "table row"
 ROUTE_UNSUPPORTED = "unsupported"
@@ -35,13 +35,15 @@ def coverage(model) -> list[CoverageItem]:
         for op, where in e.unsupported:
             refused[where] = op
     rows = table().by_keras
+    listed = known_unsupported()["keras"]
     items = []
     for node in graph.nodes:
         row = rows.get(node.kind)
         covered = row is not None and "keras2torch" in row.directions and get_converter(row.hook) is not None
         reason = refused.get(node.path, "")
+        if reason == node.kind or not covered:  # no row: say why, when mappings/_unsupported.toml does
+            reason = listed.get(node.kind, "no table row")
         ok = covered and not reason
-        items.append(CoverageItem(node.name, node.kind, node.path, row.id if ok else None,
-                                  reason if reason else ("" if covered else "no table row"),
+        items.append(CoverageItem(node.name, node.kind, node.path, row.id if ok else None, reason,
                                   ROUTE_TABLE if ok else ROUTE_UNSUPPORTED))
     return items
