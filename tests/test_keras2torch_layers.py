@@ -84,6 +84,9 @@ def test_time_distributed_of_convertible_layers_any_length(tmp_path):
     x = layers.TimeDistributed(layers.MaxPooling2D(), name="td_pool")(x)
     x = layers.TimeDistributed(layers.Flatten(), name="td_flat")(x)
     x = layers.TimeDistributed(layers.Dense(6, activation="relu"), name="td_dense")(x)
+    encoder = keras.Sequential([keras.Input((6,)), layers.Dense(4, activation="tanh"), layers.Dropout(0.1),
+                                layers.Dense(5)], name="step_encoder")
+    x = layers.TimeDistributed(encoder, name="td_model")(x)  # a whole model per step
     model = keras.Model(inp, layers.LSTM(5, name="lstm")(x))
     module = _check(model, tmp_path, _rng(4).standard_normal((3, 7, 8, 8, 3)).astype("float32"))
     assert "unflatten(0, (batch, steps))" in module._xlate_source

@@ -108,39 +108,43 @@ class Emitter:
     def run(self) -> None:
         self._bind_inputs()
         for node in self.graph.nodes:
-            row = self.table.by_keras.get(node.kind)
-            fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
-            if fn is None:
-                self.unsupported.append((node.kind, node.path))
-                self._placeholder(node)
-                continue
-            self._node, self._node_tmp = node, None
-            try:
-                if keras_mask(node) and not fn.reads_masks:
-                    raise NotConvertible("a Keras mask reaches this layer, and xlate does not apply masks here")
-                fn(self, node, row)
-            except NotConvertible as e:
-                self.unsupported.append((f"{node.kind} ({e})", node.path))
-                self._placeholder(node)
-                continue
-            except Exception:
-                if not self.unsupported:
-                    raise
-                # most likely a consequence of an earlier placeholder: keep collecting the rest
-                self._placeholder(node)
-                continue
-            self.use_row(row)
-            for name in self._temps:
-                self._live[name] -= 1
-            self._temps = []
-            for tid in node.outputs:
-                if tid not in self.values and self._remaining[tid]:
-                    raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
-            for tid in set(node.inputs):
-                self._consume(tid)
+            self._convert(node)
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, direction="keras2torch",
                                      hint="via='onnx' may still convert it; run `xlate inspect MODEL` for coverage")
+
+    def _convert(self, node: Node) -> None:
+        """Dispatch one node to its row's converter; refusals are collected, not raised."""
+        row = self.table.by_keras.get(node.kind)
+        fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
+        if fn is None:
+            self.unsupported.append((node.kind, node.path))
+            self._placeholder(node)
+            return
+        self._node, self._node_tmp = node, None
+        try:
+            if keras_mask(node) and not fn.reads_masks:
+                raise NotConvertible("a Keras mask reaches this layer, and xlate does not apply masks here")
+            fn(self, node, row)
+        except NotConvertible as e:
+            self.unsupported.append((f"{node.kind} ({e})", node.path))
+            self._placeholder(node)
+            return
+        except Exception:
+            if not self.unsupported:
+                raise
+            # most likely a consequence of an earlier placeholder: keep collecting the rest
+            self._placeholder(node)
+            return
+        self.use_row(row)
+        for name in self._temps:
+            self._live[name] -= 1
+        self._temps = []
+        for tid in node.outputs:
+            if tid not in self.values and self._remaining[tid]:
+                raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
+        for tid in set(node.inputs):
+            self._consume(tid)
 
     def _placeholder(self, node: Node) -> None:
         for tid in node.outputs:
@@ -395,7 +399,13 @@ class Emitter:
         TimeDistributed, Pipeline...), through the inner layer's own row and converter.
         ``outputs`` are the (Keras shape, dtype) of its results; their values are returned, alive
         until ``outer`` is done."""
-        from .walk import Tensor, kind_of
+        from .walk import Tensor, functional_of, kind_of
+
+        if _is_model(layer):
+            fn = functional_of(layer)
+            if fn is None:
+                raise NotConvertible(f"subclassed model {type(layer).__name__} inside {type(outer.op).__name__}")
+            return self._run_graph(outer, fn, values)
 
         def tensor(shape, dtype) -> int:
             tid = max(self.graph.tensors) + 1
@@ -455,6 +465,36 @@ class Emitter:
             self._modules[key] = (attr, ctor)
         self.init_lines.append(f"self.{attr} = {ctor}")
         return attr
+
+    def _run_graph(self, outer: Node, fn, values: list[Value]) -> list[Value]:
+        """``run_inner`` for a functional model: walk its graph onto fresh tensors and convert each node."""
+        from .walk import Walker, readable_order
+
+        walker = Walker(first_id=max(self.graph.tensors) + 1)
+        env = {id(kt): walker.new_tensor(kt) for kt in fn.inputs}
+        walker.walk_function(fn, env, f"{outer.path}/")
+        outs = [env[id(t)] for t in fn.outputs]
+        nodes = readable_order(walker.nodes, outs)
+        self.graph.tensors.update(walker.tensors)
+        for op, count in walker.calls.items():
+            self.graph.calls[op] = self.graph.calls.get(op, 0) + count
+        for kt, v in zip(fn.inputs, values):
+            self._bind(env[id(kt)], v.var, v.perm, flat_chw=v.flat_chw)
+        for tid in [*(t for n in nodes for t in set(n.inputs)), *outs]:
+            self._remaining[tid] += 1
+        outer_temps, outer_node, self._temps = self._temps, (self._node, self._node_tmp), []
+        n_layers = len(self.layers)
+        for inner in nodes:
+            self._convert(inner)
+        self._temps = outer_temps
+        self._node, self._node_tmp = outer_node
+        del self.layers[n_layers:]
+        result = [self.values[tid] for tid in outs]
+        for tid, v in zip(outs, result):
+            self._live[v.var] += 1
+            self._temps.append(v.var)
+            self._consume(tid)
+        return result
 
     def attr_of(self, layer, suffix: str = "") -> str | None:
         """The ``self.<attr>`` already declared for Keras ``layer`` (None if none)."""
@@ -556,6 +596,12 @@ class Emitter:
             body = ", ".join(f"{k!r}: {e}" for k, e in zip(self.graph.output_keys, exprs))
             return f"return {{{body}}}", perms
         return f"return {', '.join(exprs)}", perms
+
+
+def _is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
 
 
 def _is_whole_call(expr: str, attr: str) -> bool:

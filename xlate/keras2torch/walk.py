@@ -111,7 +111,7 @@ def _is_functional(op) -> bool:
     return hasattr(op, "_nodes_by_depth") and hasattr(op, "_inputs_struct")
 
 
-def _functional_of(model):
+def functional_of(model):
     """The functional graph of a Functional or built Sequential model, or None (subclassed)."""
     import keras
 
@@ -153,12 +153,14 @@ def _flat_tensors(structure) -> list:
     return []
 
 
-class _Walker:
-    def __init__(self):
+class Walker:
+    """Walks functional graphs into ``Node``s over fresh tensor ids (from ``first_id``)."""
+
+    def __init__(self, first_id: int = 0):
         self.tensors: dict[int, Tensor] = {}
         self.nodes: list[Node] = []
         self.calls: dict[int, int] = {}
-        self.next_id = 0
+        self.next_id = first_id
 
     def new_tensor(self, kt) -> int:
         tid = self.next_id
@@ -177,7 +179,7 @@ class _Walker:
                     continue  # not connected to the inputs (Keras skips it too)
                 path = f"{prefix}{op.name}"
                 if _is_keras_model(op):
-                    inner = _functional_of(op)
+                    inner = functional_of(op)
                     if inner is None:  # a subclassed model used as a layer: no graph inside to walk
                         raise UnsupportedOpError([(f"subclassed model {type(op).__name__}", path)],
                                                  direction="keras2torch",
@@ -273,7 +275,7 @@ def _is_keras_model(op) -> bool:
     return isinstance(op, keras.Model)
 
 
-def _readable_order(nodes: list[Node], outputs: list[int]) -> list[Node]:
+def readable_order(nodes: list[Node], outputs: list[int]) -> list[Node]:
     """A topological order in which each value is computed right before it is needed
     (post-order depth-first from the outputs), so branches stay contiguous."""
     producer = {t: n for n in nodes for t in n.outputs}
@@ -299,12 +301,12 @@ def _readable_order(nodes: list[Node], outputs: list[int]) -> list[Node]:
 
 def walk(model) -> Graph:
     """Trace a Keras model into a ``Graph``. Raises UnsupportedOpError for subclassed models."""
-    fn = _functional_of(model)
+    fn = functional_of(model)
     if fn is None:
         raise UnsupportedOpError([(f"subclassed model {type(model).__name__}", model.name)], direction="keras2torch",
                                  hint="a subclassed Keras model has a Python call(), not a graph: the direct path "
                                       "cannot walk it; use via='onnx' (or via='auto' with the ONNX extra installed)")
-    w = _Walker()
+    w = Walker()
     env: dict[int, int] = {}
     inputs = []
     for t in fn.inputs:
@@ -323,6 +325,6 @@ def walk(model) -> Graph:
 
         output_keys = [k for k, _ in keras.tree.flatten_with_path(struct)]
         output_keys = [k[0] if isinstance(k, tuple) else k for k in output_keys]
-    nodes = _readable_order(w.nodes, outputs)
+    nodes = readable_order(w.nodes, outputs)
     input_names = [getattr(t, "name", f"x{i}") for i, t in enumerate(fn.inputs)]
     return Graph(model.name, w.tensors, nodes, inputs, outputs, input_names, output_keys, w.calls)
