@@ -394,51 +394,6 @@ class Emitter:
         row = self.table.by_keras.get(node.kind)
         self.layers.append(LayerRecord(source=node.name, target=attr, row=row.id if row else None, output_perm=perm))
 
-    def run_inner(self, outer: Node, layer, values: list[Value], outputs: list[tuple[tuple, str]]) -> list[Value]:
-        """Convert ``layer`` called on ``values`` from inside the converter of ``outer`` (a wrapper:
-        TimeDistributed, Pipeline...), through the inner layer's own row and converter.
-        ``outputs`` are the (Keras shape, dtype) of its results; their values are returned, alive
-        until ``outer`` is done."""
-        from .walk import Tensor, functional_of, kind_of
-
-        if _is_model(layer):
-            fn = functional_of(layer)
-            if fn is None:
-                raise NotConvertible(f"subclassed model {type(layer).__name__} inside {type(outer.op).__name__}")
-            return self._run_graph(outer, fn, values)
-
-        def tensor(shape, dtype) -> int:
-            tid = max(self.graph.tensors) + 1
-            self.graph.tensors[tid] = Tensor(tid, tuple(shape), str(dtype))
-            self._remaining[tid] = 1
-            return tid
-
-        ins = [tensor(v.shape, v.dtype) for v in values]
-        for tid, v in zip(ins, values):
-            self._bind(tid, v.var, v.perm, flat_chw=v.flat_chw)
-        outs = [tensor(shape, dtype) for shape, dtype in outputs]
-        inner = Node(layer.name, f"{outer.path}/{layer.name}", layer, kind_of(layer), tuple(Ref(t) for t in ins), {},
-                     ins, outs)
-        row = self.table.by_keras.get(inner.kind)
-        fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
-        if fn is None:
-            raise NotConvertible(f"{inner.kind} inside {type(outer.op).__name__} has no table row")
-        saved, n_layers = (self._node, self._node_tmp), len(self.layers)
-        self._node, self._node_tmp = inner, None
-        try:
-            fn(self, inner, row)
-        finally:
-            self._node, self._node_tmp = saved
-        del self.layers[n_layers:]  # the inner layer's output is no tensor of the Keras graph
-        self.use_row(row)
-        for tid in ins:
-            self._consume(tid)
-        result = [self.values[tid] for tid in outs]
-        for v in result:
-            self._live[v.var] += 1
-            self._temps.append(v.var)
-        return result
-
     # --- declaring submodules, parameters and weights --------------------------------------
 
     def _attr_name(self, base: str) -> str:
@@ -465,36 +420,6 @@ class Emitter:
             self._modules[key] = (attr, ctor)
         self.init_lines.append(f"self.{attr} = {ctor}")
         return attr
-
-    def _run_graph(self, outer: Node, fn, values: list[Value]) -> list[Value]:
-        """``run_inner`` for a functional model: walk its graph onto fresh tensors and convert each node."""
-        from .walk import Walker, readable_order
-
-        walker = Walker(first_id=max(self.graph.tensors) + 1)
-        env = {id(kt): walker.new_tensor(kt) for kt in fn.inputs}
-        walker.walk_function(fn, env, f"{outer.path}/")
-        outs = [env[id(t)] for t in fn.outputs]
-        nodes = readable_order(walker.nodes, outs)
-        self.graph.tensors.update(walker.tensors)
-        for op, count in walker.calls.items():
-            self.graph.calls[op] = self.graph.calls.get(op, 0) + count
-        for kt, v in zip(fn.inputs, values):
-            self._bind(env[id(kt)], v.var, v.perm, flat_chw=v.flat_chw)
-        for tid in [*(t for n in nodes for t in set(n.inputs)), *outs]:
-            self._remaining[tid] += 1
-        outer_temps, outer_node, self._temps = self._temps, (self._node, self._node_tmp), []
-        n_layers = len(self.layers)
-        for inner in nodes:
-            self._convert(inner)
-        self._temps = outer_temps
-        self._node, self._node_tmp = outer_node
-        del self.layers[n_layers:]
-        result = [self.values[tid] for tid in outs]
-        for tid, v in zip(outs, result):
-            self._live[v.var] += 1
-            self._temps.append(v.var)
-            self._consume(tid)
-        return result
 
     def attr_of(self, layer, suffix: str = "") -> str | None:
         """The ``self.<attr>`` already declared for Keras ``layer`` (None if none)."""
@@ -596,12 +521,6 @@ class Emitter:
             body = ", ".join(f"{k!r}: {e}" for k, e in zip(self.graph.output_keys, exprs))
             return f"return {{{body}}}", perms
         return f"return {', '.join(exprs)}", perms
-
-
-def _is_model(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)
 
 
 def _is_whole_call(expr: str, attr: str) -> bool:

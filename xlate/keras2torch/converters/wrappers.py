@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..emit import Value, torch_dtype
 from ..helpers import register_helper
+from ..nested import run_inner
 from ..registry import NotConvertible, converter
 
 
@@ -39,7 +40,7 @@ def time_distributed(em, node, row):
     flat = em.temp(f"{node.name}_steps")
     em.emit(f"{flat} = {x.var}.flatten(0, 1)", f"TimeDistributed({type(layer).__name__}): time folded into the batch")
     inner_in = Value(-1, flat, (0, *[p - 1 for p in x.perm[2:]]), (None, *x.shape[2:]), x.dtype)
-    (y,) = em.run_inner(node, layer, [inner_in], [((None, *out_t.shape[2:]), out_t.dtype)])
+    (y,) = run_inner(em, node, layer, [inner_in], [((None, *out_t.shape[2:]), out_t.dtype)])
     if y.flat_chw is not None:
         y = em.in_layout(y.tid, None)
     em.assign(node, f"{y.var}.unflatten(0, ({batch}, {steps}))", (0, 1, *[q + 1 for q in y.perm[1:]]))
@@ -51,7 +52,7 @@ def pipeline(em, node, row):
     for layer in node.op.layers:
         if node.kwargs.get("mask") is not None and getattr(layer, "_call_has_mask_arg", False):
             raise NotConvertible(f"a Keras mask reaching {type(layer).__name__} inside Pipeline")
-        (value,) = em.run_inner(node, layer, [value], [_output_spec(layer, value.shape, value.dtype)])
+        (value,) = run_inner(em, node, layer, [value], [_output_spec(layer, value.shape, value.dtype)])
     em.alias(node, value)
 
 
@@ -86,7 +87,7 @@ def spectral_normalization(em, node, row):
     x = em.input(node, 0)
     out_t = em.graph.tensors[node.outputs[0]]
     start = len(em.forward_lines)
-    (y,) = em.run_inner(node, layer, [x], [(out_t.shape, out_t.dtype)])
+    (y,) = run_inner(em, node, layer, [x], [(out_t.shape, out_t.dtype)])
     attr = em.attr_of(layer)
     u = em.buffer(f"{node.name}_vector_u", em.keras_weights(node.op)["vector_u"])
     em.helpers.add("spectral_normalize_")
