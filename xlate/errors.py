@@ -27,6 +27,14 @@ class BadInputError(XlateError):
     exit_code = 2
 
 
+class DamagedFileError(BadInputError):
+    """A model or data file whose bytes cannot be what its writer wrote: cut short, overwritten, sizes
+    that do not fit in the file, or a read that does not finish (exit code 2)."""
+
+    exit_code = 2
+    hint = "the file was damaged while copying, downloading or saving; write it again from the source model"
+
+
 class UnsupportedOpError(XlateError):
     """The model uses ops no table row covers. Lists every one of them at once (exit code 3)."""
 
@@ -42,6 +50,17 @@ class UnsupportedOpError(XlateError):
             f"{len(ops)} unsupported op(s) for {direction}: {', '.join(ops)} ({where})",
             hint=hint or "run `xlate inspect MODEL` for the coverage of every layer; via='onnx' may still convert it",
         )
+
+
+class ConverterFailure(UnsupportedOpError):
+    """A converter failed on one op of the model: an xlate bug, not a gap in the table. Reported
+    like an unsupported op (exit code 3), naming the op, its module path and the cause, so that
+    the failure is one line and the ONNX fallback can still be tried."""
+
+    def __init__(self, op: str, where: str, cause: BaseException, *, direction: str):
+        self.cause = f"{type(cause).__name__}: {one_line(cause, 160)}"
+        super().__init__([(f"{op} (converter failed: {self.cause})", where)], direction=direction,
+                         hint="this is a bug in xlate; please report it with the model; via='onnx' may still convert it")
 
 
 class ParityError(XlateError):

@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .bound import bounded_load
 from .errors import BadInputError, one_line
+from .validate import validate_inputs, validate_model
 
 TORCH_EXTENSIONS = (".pt2", ".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".ts", ".torchscript")
 KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5", ".tflite")
@@ -87,9 +89,10 @@ def _zip_names(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    # ValueError: a member name that is not UTF-8; NotImplementedError: a damaged "version needed" field
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, OverflowError, struct.error) as e:
         raise BadInputError(
-            f"{path} is a damaged or truncated zip archive ({e})",
+            f"{path} is a damaged or truncated zip archive ({one_line(e, 200)})",
             hint="the file was probably cut short while copying or saving; write it again from the source",
         ) from None
 
@@ -497,6 +500,7 @@ def _exported_example_inputs(ep) -> tuple | None:
                  for s, d in specs)
 
 
+@bounded_load
 def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_dtypes=(), trust: bool = False,
                fmt: str | None = None) -> LoadedModel:
     """Load a PyTorch model file or folder as an ``nn.Module`` in eval mode, with example inputs
@@ -506,6 +510,7 @@ def load_torch(path, *, model_class: str | None = None, input_shapes=(), input_d
     if framework_of_format(fmt) != "torch":
         raise BadInputError(f"{path} is a Keras/TensorFlow model ({fmt}), not a PyTorch one",
                             hint=f"to turn it into PyTorch run `xlate tf2torch {path} -o OUTDIR`")
+    validate_model(path, fmt)
     import torch
 
     notes: list[str] = []
@@ -620,6 +625,7 @@ def _import_keras():
     return keras
 
 
+@bounded_load
 def load_keras(path, *, trust: bool = False, fmt: str | None = None, architecture: bool = False) -> LoadedModel:
     """Load a Keras/TensorFlow model: ``.keras``, ``.h5``, a SavedModel folder or ``.tflite``.
 
@@ -633,6 +639,7 @@ def load_keras(path, *, trust: bool = False, fmt: str | None = None, architectur
     if framework_of_format(fmt) != "keras":
         raise BadInputError(f"{path} is a PyTorch model ({fmt}), not a Keras/TensorFlow one",
                             hint=f"to turn it into Keras run `xlate torch2tf {path} -o model.keras`")
+    validate_model(path, fmt)
     keras = _import_keras()
     notes: list[str] = []
     if fmt in ("keras", "keras.h5"):
@@ -742,7 +749,9 @@ def _tflite_interpreter(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(path))
+            # from the bytes, not the path: then TFLite verifies the flatbuffer (from a path it does
+            # not, and a damaged file segfaults the process)
+            interpreter = Interpreter(model_content=path.read_bytes())
         interpreter.allocate_tensors()
     except Exception as e:  # noqa: BLE001
         raise BadInputError(f"{path} is a damaged TFLite model ({type(e).__name__}: {one_line(e, 200)})",
@@ -794,6 +803,7 @@ def load_inputs(path) -> list[np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"--inputs {path} does not exist", hint="check the path")
+    validate_inputs(path)
     try:
         if path.suffix == ".npy":
             return [np.load(path, allow_pickle=False)]

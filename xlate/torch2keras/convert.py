@@ -6,7 +6,8 @@ import re
 
 import numpy as np
 
-from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
+from ..errors import ConverterFailure, XlateError
+from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow, without_kv_cache
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_fast_or_export
@@ -27,21 +28,34 @@ def _input_specs(graph, example_inputs) -> tuple[TensorSpec, ...]:
 
 def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     """Convert ``module`` into a Keras functional model with ported weights (no parity gate here:
-    ``xlate.convert`` runs it)."""
+    ``xlate.convert`` runs it). Every failure is an XlateError: a foreign exception outside the
+    emitter's per-op net (trace reading, weight port) becomes a ConverterFailure too."""
+    try:
+        return _torch_to_keras(module, example_inputs, io_layout=io_layout)
+    except XlateError:
+        raise
+    except Exception as e:
+        raise ConverterFailure("torch -> Keras conversion", "<model>", e, direction="torch2keras") from e
+
+
+def _torch_to_keras(module, example_inputs, *, io_layout: str):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
-    graph = trace_fast_or_export(module, example_inputs)
-    try:
-        emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
-        model = emitter.run()
-    except DynamicShapeError as e:
-        # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
-        graph = trace(module, example_inputs, dynamic=False)
-        batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
-        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
-        model = emitter.run()
-        emitter.notes.append(f"static batch size {batch}: {e}")
+    with without_kv_cache(module) as cache_off:
+        graph = trace_fast_or_export(module, example_inputs)
+        try:
+            emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
+            model = emitter.run()
+        except DynamicShapeError as e:
+            # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
+            graph = trace(module, example_inputs, dynamic=False)
+            batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
+            emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
+            model = emitter.run()
+            emitter.notes.append(f"static batch size {batch}: {e}")
+    if cache_off:
+        emitter.notes.append("traced with use_cache=False: a KV cache is inference state, not an output")
     weights = port_weights(emitter.assignments)
     record = ConversionRecord(
         direction="torch2keras", path="direct",
