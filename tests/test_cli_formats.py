@@ -36,9 +36,9 @@ def test_inspect_lists_each_layer_and_its_route(work):
     noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
     noisy.save(work / "noisy.keras")
     result = run_xlate("inspect", "noisy.keras", "--json", cwd=work)
-    assert result.returncode == 0, result.stderr  # no row, but the traced route captures it
+    assert result.returncode == 0, result.stderr
     routes = {i["op"]: i["route"] for i in json.loads(result.stdout)["items"]}
-    assert routes == {"keras.layers.Dense": "table", "keras.layers.GaussianNoise": "traced"}
+    assert routes == {"keras.layers.Dense": "table", "keras.layers.GaussianNoise": "table"}
     words = keras.Input((1,), dtype="string")
     ids = keras.layers.StringLookup(vocabulary=["a", "b"], name="lookup")(words)
     strings = keras.Model(words, keras.layers.Embedding(4, 2, name="embed")(ids))
@@ -52,6 +52,7 @@ def test_inspect_lists_each_layer_and_its_route(work):
     report = json.loads(covered.stdout)
     assert report["covered"] == report["total"] == 2
     assert {i["row"] for i in report["items"]} == {"linear"}
+    assert {i["route"] for i in report["items"]} == {"table"}
 
 
 def test_state_dict_to_savedmodel_and_back_to_torch(work):

@@ -104,8 +104,13 @@ def test_merges_are_plain_torch_calls():
     src = keras_to_torch(FIXTURES["unet"]())._xlate_source
     assert "torch.cat([" in src and "dim=1)" in src
     src = keras_to_torch(FIXTURES["transformer_block"]())._xlate_source
-    assert "nn.MultiheadAttention(32, 4, batch_first=True)" in src
     assert "F.scaled_dot_product_attention(" in src
+    # attention_mask can leave a query with nothing to attend to: Keras then averages the values
+    assert ".mean(-2, keepdim=True))  # Keras: a query with nothing to attend to averages every value" in src
+    x = keras.Input((5, 8))
+    model = keras.Model(x, keras.layers.MultiHeadAttention(2, key_dim=4, name="mha")(x, x, use_causal_mask=True))
+    module = _parity(model)
+    assert "nn.MultiheadAttention(8, 2, batch_first=True)" in module._xlate_source
 
 
 def test_record_io_rows_and_layers():
@@ -233,6 +238,13 @@ def test_rnn_variants_state_backwards_and_initial_state():
     last = layers.SimpleRNN(4, activation="relu", name="rnn")(back)
     model = keras.Model([x, h0, c0], [last, h, c])
     _parity(model)
+
+
+def test_stateful_rnn_is_refused_with_the_reason():
+    inp = keras.Input(batch_shape=(2, 6, 5))
+    model = keras.Model(inp, keras.layers.LSTM(3, stateful=True, name="stateful_lstm")(inp))
+    with pytest.raises(UnsupportedOpError, match="stateful=True.*stateful_lstm"):
+        keras_to_torch(model)
 
 
 def test_batch_norm_training_mode_and_running_statistics():
@@ -369,11 +381,10 @@ def test_coverage_reports_the_route_of_every_layer():
     x = keras.layers.Dense(2, name="fc")(x)
     items = {i.name: i for i in coverage(keras.Model(inp, x))}
     assert items["fc"].row_id == "linear" and items["fc"].route == "table"
-    # a row that refuses this configuration: the traced route captures the layer instead
-    assert items["old_gru"].route == "traced" and "reset_after" in items["old_gru"].reason
+    assert items["old_gru"].route == "table" and items["old_gru"].row_id == "gru"
     assert items["local"].route == "unsupported" and items["local"].row_id is None
     assert "not importable" in items["local"].reason
-    assert {i.to_dict()["route"] for i in items.values()} == {"table", "traced", "unsupported"}
+    assert {i.to_dict()["route"] for i in items.values()} == {"table", "unsupported"}
 
 
 # --- the saved package ---------------------------------------------------------------------------

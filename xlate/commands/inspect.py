@@ -66,7 +66,8 @@ def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_d
 
     console = stdout_console()
     table = Table(title=f"{model} ({loaded.format}, {direction})", header_style="bold")
-    for col in ("layer / op", "type", "where", "table row"):
+    routes = any(i.get("route") for i in items)
+    for col in ("layer / op", "type", "where", *(("route",) if routes else ()), "table row"):
         table.add_column(col, overflow="fold")
     for i in items:
         if only_missing and i["row"]:
@@ -76,7 +77,8 @@ def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_d
         else:
             row = f"[green]{i['row']}[/green]" if i["row"] else "[bold red]NOT COVERED[/bold red]" + (
                 f" ({i['reason']})" if i["reason"] else "")
-        table.add_row(str(i["name"]), str(i["op"]), str(i["where"] or ""), row)
+        route = (str(i.get("route", "")),) if routes else ()
+        table.add_row(str(i["name"]), str(i["op"]), str(i["where"] or ""), *route, row)
     console.print(table)
     _print_dims(console, dims)
     if missing:

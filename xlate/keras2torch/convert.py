@@ -25,7 +25,7 @@ from ..parity import embedding_bound, make_inputs
 from ..record import ConversionRecord, attach
 from . import plan
 from .emit import CLASS_NAME, Emitter, render
-from .walk import Graph, _functional_of, walk
+from .walk import Graph, functional_of, walk
 
 _counter = itertools.count()
 
@@ -55,7 +55,7 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source", bui
         raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
     if builder is not None and (not isinstance(builder, str) or not re.fullmatch(r"[\w.]+:\w+", builder)):
         raise BadInputError(f"builder must be 'module:function', got {builder!r}")
-    if _functional_of(model) is None:
+    if functional_of(model) is None:
         return _subclassed(model, example_inputs, io_layout, builder)
     graph = walk(model)
     emitter, resolve = _emit(model, graph, io_layout, example_inputs, builder)
@@ -206,7 +206,7 @@ def state_dict_tensors(state: dict[str, np.ndarray], expected: dict) -> dict:
     ``expected`` is the module's ``state_dict(keep_vars=True)`` (only its keys are read)."""
     import torch
 
-    tensors = {k: torch.from_numpy(np.asarray(v, order="C")) for k, v in state.items()}  # 0-d stays 0-d
+    tensors = {k: torch.from_numpy(np.require(v, requirements="C")) for k, v in state.items()}  # keeps 0-d arrays 0-d
     for key in expected:
         if key not in tensors and key.endswith("num_batches_tracked"):
             tensors[key] = torch.zeros((), dtype=torch.long)

@@ -10,7 +10,6 @@ current statement passes its name on, so a chain of layers reads ``x = self.a(x)
 
 from __future__ import annotations
 
-import keyword
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,9 @@ from ..record import LayerRecord
 from ..table import Row, table
 from ..transforms import get_transform
 from . import plan
-from .registry import NotConvertible, get_converter, load
+from .helpers import HELPERS, helper_sources
+from .registry import NotConvertible, get_converter, keras_mask, load, mask_refs
+from .source import Code, call, compact, identifier, literal, torch_dtype, torch_fn_name  # noqa: F401 (re-exported)
 from .walk import Graph, Node, Ref
 
 CLASS_NAME = "Net"
@@ -59,61 +60,6 @@ class Value:
         return plan.torch_dim(self.perm, axis)
 
 
-def identifier(name: str) -> str:
-    """A Python identifier from a Keras name ('conv1/conv' -> 'conv1_conv')."""
-    s = re.sub(r"\W", "_", str(name)).strip("_") or "layer"
-    if s[0].isdigit():
-        s = f"layer_{s}"
-    if keyword.iskeyword(s):
-        s += "_"
-    return s
-
-
-def literal(value) -> str:
-    """Python source for a plain value (tuples of equal ints collapse to one int)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (list, tuple)):
-        items = [literal(v) for v in value]
-        if isinstance(value, tuple):
-            return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
-        return f"[{', '.join(items)}]"
-    if isinstance(value, float):
-        if value == float("inf"):
-            return "float('inf')"
-        if value == float("-inf"):
-            return "float('-inf')"
-        return repr(value)
-    return repr(value)
-
-
-def compact(value):
-    """(3, 3) -> 3 for kernel/stride/padding arguments torch accepts either way."""
-    if isinstance(value, (list, tuple)) and value and all(v == value[0] for v in value):
-        return value[0]
-    return tuple(value) if isinstance(value, list) else value
-
-
-def call(fn: str, *args, **kwargs) -> str:
-    """Render ``fn(arg, ..., key=value)``; args are literals unless already strings of code (``Code``)."""
-    parts = [a if isinstance(a, Code) else literal(a) for a in args]
-    parts += [f"{k}={v if isinstance(v, Code) else literal(v)}" for k, v in kwargs.items()]
-    return f"{fn}({', '.join(parts)})"
-
-
-class Code(str):
-    """A string that is already Python source (not to be quoted by ``call``)."""
-
-
-def torch_fn_name(qualified: str) -> str:
-    """'torch.nn.functional.gelu' -> 'F.gelu', 'torch.nn.ReLU' -> 'nn.ReLU'."""
-    if qualified.startswith("torch.nn.functional."):
-        return "F." + qualified[len("torch.nn.functional."):]
-    if qualified.startswith("torch.nn."):
-        return "nn." + qualified[len("torch.nn."):]
-    return qualified
-
-
 class Emitter:
     """Generates ``__init__`` lines, ``forward`` statements and the state dict for one graph.
 
@@ -142,6 +88,7 @@ class Emitter:
         self._live: Counter = Counter()  # variable -> number of live values bound to it
         self._remaining: Counter = Counter()  # tensor id -> consumers still to emit (+1 if an output)
         self._outputs = set(graph.outputs)
+        self._masks = {r.id for n in graph.nodes for r in mask_refs(n)}  # tensors Keras passes as masks
         self._node: Node | None = None
         self._node_tmp: str | None = None
         self._temps: list[str] = []
@@ -163,38 +110,45 @@ class Emitter:
     def run(self) -> None:
         self._bind_inputs()
         for node in self.graph.nodes:
-            row = self.table.by_keras.get(node.kind)
-            fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
-            row, fn = self.traced.get(id(node), (row, fn))
-            if fn is None:
-                self.unsupported.append((node.kind, node.path))
-                self._placeholder(node)
-                continue
-            self._node, self._node_tmp = node, None
-            try:
-                fn(self, node, row)
-            except NotConvertible as e:
-                self.unsupported.append((f"{node.kind} ({e})", node.path))
-                self._placeholder(node)
-                continue
-            except Exception:
-                if not self.unsupported:
-                    raise
-                # most likely a consequence of an earlier placeholder: keep collecting the rest
-                self._placeholder(node)
-                continue
-            self.use_row(row)
-            for name in self._temps:
-                self._live[name] -= 1
-            self._temps = []
-            for tid in node.outputs:
-                if tid not in self.values and self._remaining[tid]:
-                    raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
-            for tid in set(node.inputs):
-                self._consume(tid)
+            self._convert(node)
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, direction="keras2torch",
                                      hint="via='onnx' may still convert it; run `xlate inspect MODEL` for coverage")
+
+    def _convert(self, node: Node) -> None:
+        """Dispatch one node to its row's converter; refusals are collected, not raised."""
+        row = self.table.by_keras.get(node.kind)
+        fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
+        row, fn = self.traced.get(id(node), (row, fn))  # no usable row: captured by the traced route
+        if fn is None:
+            self.unsupported.append((node.kind, node.path))
+            self._placeholder(node)
+            return
+        self._node, self._node_tmp = node, None
+        try:
+            # a traced layer is captured with its whole call, masks included
+            if keras_mask(node) and not getattr(fn, "reads_masks", id(node) in self.traced):
+                raise NotConvertible("a Keras mask reaches this layer, and xlate does not apply masks here")
+            fn(self, node, row)
+        except NotConvertible as e:
+            self.unsupported.append((f"{node.kind} ({e})", node.path))
+            self._placeholder(node)
+            return
+        except Exception:
+            if not self.unsupported:
+                raise
+            # most likely a consequence of an earlier placeholder: keep collecting the rest
+            self._placeholder(node)
+            return
+        self.use_row(row)
+        for name in self._temps:
+            self._live[name] -= 1
+        self._temps = []
+        for tid in node.outputs:
+            if tid not in self.values and self._remaining[tid]:
+                raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
+        for tid in set(node.inputs):
+            self._consume(tid)
 
     def _placeholder(self, node: Node) -> None:
         for tid in node.outputs:
@@ -205,7 +159,7 @@ class Emitter:
         names = ["x"] if len(self.graph.inputs) == 1 else [identifier(n) for n in self.graph.input_names]
         seen: set[str] = set()
         for tid, name in zip(self.graph.inputs, names):
-            if name in _RESERVED or name in seen:
+            if name in _RESERVED or name in HELPERS or name in seen:
                 name = f"{name}_input"
             seen.add(name)
             t = self.graph.tensors[tid]
@@ -345,7 +299,7 @@ class Emitter:
 
     def fresh(self, base: str) -> str:
         base = identifier(self.short(base))
-        if base in _RESERVED:
+        if base in _RESERVED or base in HELPERS:
             base += "_"
         name, i = base, 1
         while self._live[name] > 0:
@@ -357,6 +311,8 @@ class Emitter:
     def _output_name(self, node: Node) -> str:
         if self._node_tmp is not None:
             return self._node_tmp
+        if node.outputs and node.outputs[0] in self._masks:
+            return self.fresh("mask")
         # An input whose last use this is passes its name on: the main data path (the first
         # input), or for merges any operand, the longest-lived first (so a residual block ends
         # in ``x = shortcut + x`` and the trunk keeps its name). Auxiliary inputs (masks,
@@ -469,9 +425,14 @@ class Emitter:
         self.init_lines.append(f"self.{attr} = {ctor}")
         return attr
 
+    def attr_of(self, layer, suffix: str = "") -> str | None:
+        """The ``self.<attr>`` already declared for Keras ``layer`` (None if none)."""
+        known = self._modules.get((id(layer), suffix))
+        return known[0] if known else None
+
     def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
         attr = self._attr_name(name)
-        shape = ", ".join(str(d) for d in array.shape) or ""
+        shape = ", ".join(str(d) for d in array.shape) or "()"
         if trainable:
             self.init_lines.append(f"self.{attr} = nn.Parameter(torch.zeros({shape}))")
         else:
@@ -566,15 +527,6 @@ class Emitter:
         return f"return {', '.join(exprs)}", perms
 
 
-_TORCH_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "float16": "torch.float16",
-                 "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool", "uint8": "torch.uint8",
-                 "int8": "torch.int8", "int16": "torch.int16", "bfloat16": "torch.bfloat16"}
-
-
-def torch_dtype(dtype: str) -> str:
-    return _TORCH_DTYPES.get(str(dtype), "torch.float32")
-
-
 def _is_whole_call(expr: str, attr: str) -> bool:
     """True when ``expr`` is just ``self.<attr>(...)``: then a forward hook on the submodule sees
     exactly the Keras layer's output (per-layer diagnostics rely on it). A fused activation, a
@@ -601,21 +553,6 @@ def _lookup(arrays: dict, name: str):
 
 
 # --- the generated file --------------------------------------------------------------------------
-
-
-# Module-level functions a generated file may need, emitted only when used.
-HELPERS = {
-    "pad_same": '''
-def pad_same(x, kernel_size, stride, dilation, value=0.0):
-    """TensorFlow's 'same' padding for the spatial dims of an (N, C, *spatial) tensor, computed
-    from its size at run time: the extra pixel goes at the end."""
-    pads = []
-    for size, k, s, d in reversed(list(zip(x.shape[2:], kernel_size, stride, dilation))):
-        total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads, value=value)
-''',
-}
 
 
 def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[plan.Perm]]:
@@ -647,7 +584,7 @@ def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[pla
         *(f"        {line}" for line in em.forward_lines),
         f"        {ret}",
     ]
-    helpers = [HELPERS[name].strip("\n") for name in sorted(em.helpers)]
+    helpers = helper_sources(em.helpers)
     return assemble("\n\n\n".join([*helpers, *em.classes, "\n".join(body)]), model_name, version), out_perms
 
 

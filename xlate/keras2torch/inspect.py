@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..record import CoverageItem
-from ..table import table
+from ..table import known_unsupported, table
+
+ROUTE_TABLE, ROUTE_TRACED, ROUTE_UNSUPPORTED = "table", "traced", "unsupported"
 
 TRACED = "traced with torch.export, written as its own nn.Module class"
 
@@ -23,18 +25,22 @@ def coverage(model) -> list[CoverageItem]:
     from .registry import get_converter, load
     from .traced.bridge import untraceable
     from .traced.capture import importable
-    from .walk import _functional_of, kind_of, walk
+    from .walk import functional_of, kind_of, walk
 
     load()
-    if _functional_of(model) is None:
+    if functional_of(model) is None:
         cls = type(model)
         if importable(cls):
             return [CoverageItem(model.name, kind_of(model), model.name, "traced", f"subclassed model: {TRACED}",
-                                 route="traced")]
+                                 route=ROUTE_TRACED)]
         return [CoverageItem(model.name, kind_of(model), model.name, None,
                              f"subclassed model whose class is not importable (defined in {cls.__module__})",
-                             route="unsupported")]
-    graph = walk(model)
+                             route=ROUTE_UNSUPPORTED)]
+    try:
+        graph = walk(model)
+    except UnsupportedOpError as e:
+        return [CoverageItem(model.name, op, where, None, "no graph to walk", route=ROUTE_UNSUPPORTED)
+                for op, where in e.unsupported]
     refused: dict[str, str] = {}
     try:
         Emitter(graph).run()
@@ -42,19 +48,21 @@ def coverage(model) -> list[CoverageItem]:
         for op, where in e.unsupported:
             refused[where] = op
     rows = table().by_keras
+    listed = known_unsupported()["keras"]
     items = []
     for node in graph.nodes:
         row = rows.get(node.kind)
         covered = row is not None and "keras2torch" in row.directions and get_converter(row.hook) is not None
         if covered and node.path not in refused:
-            items.append(CoverageItem(node.name, node.kind, node.path, row.id, "", route="table"))
+            items.append(CoverageItem(node.name, node.kind, node.path, row.id, "", route=ROUTE_TABLE))
             continue
-        why_not_row = refused.get(node.path, "") if covered else "no table row"
+        # no row: say why, when mappings/_unsupported.toml does
+        why_not_row = refused.get(node.path, "") if covered else listed.get(node.kind, "no table row")
         why_not_traced = untraceable(node, graph)
         if why_not_traced is None:
             items.append(CoverageItem(node.name, node.kind, node.path, "traced", f"{why_not_row}: {TRACED}",
-                                      route="traced"))
+                                      route=ROUTE_TRACED))
         else:
             items.append(CoverageItem(node.name, node.kind, node.path, None, f"{why_not_row}; not traceable: "
-                                      f"{why_not_traced}", route="unsupported"))
+                                      f"{why_not_traced}", route=ROUTE_UNSUPPORTED))
     return items

@@ -252,7 +252,9 @@ def upsample(em, node, row):
     size = (size,) if isinstance(size, int) else tuple(size)
     mode = cfg.get("interpolation", "nearest")
     if mode not in ("nearest", "bilinear"):
-        raise NotConvertible(f"interpolation={mode!r} (only nearest and bilinear match exactly)")
+        from .resize import upsampling  # TensorFlow's other kernels, written out
+
+        return upsampling(em, node, row)
     kwargs = {"scale_factor": compact(size), "mode": mode}
     if mode == "bilinear":
         kwargs["align_corners"] = False

@@ -199,7 +199,7 @@ def _dims_source(dims: tuple[int, ...]):
 
 
 _REDUCE_METHODS = {"mean": "mean", "sum": "sum", "max": "amax", "min": "amin", "prod": "prod", "argmax": "argmax",
-                   "argmin": "argmin"}
+                   "argmin": "argmin", "any": "any", "all": "all"}
 
 
 @converter("reduce")

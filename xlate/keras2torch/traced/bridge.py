@@ -44,6 +44,8 @@ def untraceable(node, graph) -> str | None:
         return UNTRACEABLE[node.kind]
     if any(graph.tensors[t].dtype == "string" for t in node.inputs + node.outputs):
         return "string tensors"
+    if getattr(node.op, "stateful", False):  # state carried across calls: a capture would drop it
+        return "stateful=True (state carried from one batch to the next)"
     cls = type(node.op)
     if not cls.__module__.startswith("keras.") and not importable(cls):
         return f"class {cls.__qualname__} is not importable (defined in {cls.__module__})"
