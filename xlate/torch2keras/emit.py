@@ -223,8 +223,12 @@ class Emitter:
         return name
 
     def layer_name(self, suffix: str = "") -> str:
-        """A name for a layer made for the current node: its torch module path."""
-        path = self.node.module_path or self.node.name
+        """A name for a layer made for the current node: its torch module path.
+
+        A node called at the top level of the traced module (no module path) is named ``op_<fx node
+        name>``: a bare fx name ("matmul", "conv2d") is also the name Keras gives automatically to
+        its first op or layer of that kind, and two layers of one name break ``keras.Model``."""
+        path = self.node.module_path or f"op_{self.node.name}"
         return self.unique_name(f"{path}.{suffix}" if suffix else path)
 
     def assign(self, layer, values: dict, source: str = "", *, pairs=()) -> None:
