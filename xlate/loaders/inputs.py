@@ -1,0 +1,69 @@
+"""Example inputs from the command line (``--input-shape``, ``--input-dtype``) and ``--inputs`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, one_line
+
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``"2,3,32,32"`` -> ``(2, 3, 32, 32)``; BadInputError for anything else."""
+    parts = [p.strip() for p in str(text).replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise BadInputError(
+            f"--input-shape {text!r} is not a shape",
+            hint="write positive integers separated by commas, batch first, e.g. --input-shape 1,3,224,224",
+        )
+    return shape
+
+
+def example_inputs_from(shapes, dtypes=(), seed: int = 0) -> tuple:
+    """Seeded torch tensors for ``--input-shape``/``--input-dtype`` (one dtype for all, or one each)."""
+    import torch
+
+    shapes = [parse_input_shape(s) if isinstance(s, str) else tuple(s) for s in shapes]
+    dtypes = list(dtypes)
+    if dtypes and len(dtypes) not in (1, len(shapes)):
+        raise BadInputError(
+            f"{len(dtypes)} --input-dtype for {len(shapes)} --input-shape",
+            hint="give one --input-dtype for all inputs, or one per --input-shape in the same order",
+        )
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i, shape in enumerate(shapes):
+        name = dtypes[i if len(dtypes) > 1 else 0] if dtypes else "float32"
+        if name not in DTYPES:
+            raise BadInputError(f"--input-dtype {name!r} is not one xlate knows", hint=f"use one of {', '.join(DTYPES)}")
+        dtype = getattr(torch, name)
+        if dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=g).to(dtype))
+        elif dtype == torch.bool:
+            out.append(torch.randint(0, 2, shape, generator=g).bool())
+        else:
+            out.append(torch.randint(0, 2, shape, generator=g, dtype=dtype))
+    return tuple(out)
+
+
+def load_inputs(path) -> list[np.ndarray]:
+    """Arrays from an ``.npz`` (in the order saved: arr_0, arr_1... or the names given) or ``.npy``."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"--inputs {path} does not exist", hint="check the path")
+    try:
+        if path.suffix == ".npy":
+            return [np.load(path, allow_pickle=False)]
+        with np.load(path, allow_pickle=False) as data:
+            return [data[k] for k in data.files]
+    except Exception as e:  # noqa: BLE001
+        raise BadInputError(f"--inputs {path} is not a readable .npz/.npy file ({one_line(e, 160)})",
+                            hint="write it with numpy.savez('inputs.npz', x) (one array per model input, in order)") \
+            from None
