@@ -6,6 +6,7 @@ module if torch is already imported, and likewise for Keras.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
@@ -17,6 +18,30 @@ import numpy as np
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter before it is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Swallow what C++ code writes to file descriptor 2 inside the block (the TFLite converter's
+    "fully_quantize: ..." and the interpreter's "Created TensorFlow Lite XNNPACK delegate" lines).
+    Python exceptions still carry their messages."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stderr (pytest, notebooks): nothing to do
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 def is_torch_module(obj) -> bool:

@@ -123,7 +123,7 @@ def _native_io_spec(src, keras_model, torch_example):
 
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
                    dtype="float32", io_layout="source", model_class=None, input_shapes=(), input_dtypes=(),
-                   trust=False, per_layer=False):
+                   trust=False, per_layer=False, torch_options: dict | None = None):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
@@ -131,13 +131,15 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     converted with native layouts (channels-last on the Keras side, channels-first on the PyTorch
     side, for tensors of rank 3 and more). ``per_layer``: also find the first layer
     whose output departs (for files, the layer mapping comes from converting the source again).
+    ``torch_options``: more ``xlate.load.load_torch`` options (model_args, hf_class, output_key...).
     """
     from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
     from .load import load_inputs
     from .parity import check_parity, io_spec_of, make_inputs
 
-    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust}
+    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust,
+               **(torch_options or {})}
     src = _as_loaded(source, "source", **options)
     tgt = _as_loaded(target, "target", **options)
     if src.framework == tgt.framework:

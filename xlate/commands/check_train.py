@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..cli import handles_errors
-from ._common import model_options, print_report, write_json_report
+from ._common import model_options, print_report, torch_options, write_json_report
 
 _NAMESPACES = {
     ("torch", "optimizer"): ("torch.optim",),
@@ -178,7 +178,7 @@ def _file_batches(path, batch_size):
 @handles_errors
 def check_train(source, target, optimizer_spec, loss_spec, schedule_spec, data_path, steps, batch_size,
                 steps_per_epoch, stepping, loss_target, atol, seed, json_path, model_class, input_shapes,
-                input_dtypes, trust):
+                input_dtypes, trust, **options):
     """Train SOURCE and TARGET (one PyTorch, one Keras model) for the same steps and compare.
 
     The optimizer, loss and schedule are given for SOURCE and translated to TARGET's framework
@@ -189,8 +189,8 @@ def check_train(source, target, optimizer_spec, loss_spec, schedule_spec, data_p
     from ..load import load_model
     from ..training.parity import check_training_parity
 
-    loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust)
-              for p in (source, target)]
+    loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust,
+                         **torch_options(options)) for p in (source, target)]
     for lm in loaded:
         if not lm.convertible:
             raise BadInputError(f"{lm.path} is a {lm.format} artifact: it runs but cannot be trained",

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..cli import handles_errors
-from ._common import model_options, stdout_console
+from ._common import model_options, stdout_console, torch_options
 
 
 def coverage_items(loaded) -> list[dict]:
@@ -39,12 +39,12 @@ def coverage_items(loaded) -> list[dict]:
 @click.option("--only-missing", is_flag=True, help="List only what no table row covers.")
 @model_options
 @handles_errors
-def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_dtypes, trust):
+def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_dtypes, trust, **options):
     """List MODEL's layers/ops and the table row that covers each (or that none does)."""
     from ..load import load_model
 
     loaded = load_model(model, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes,
-                        trust=trust, architecture=True)
+                        trust=trust, architecture=True, **torch_options(options))
     items = coverage_items(loaded)
     missing = [i for i in items if not i["row"]]
     direction = "torch2keras" if loaded.framework == "torch" else "keras2torch"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import progress
 from ..errors import BadInputError, UnsupportedOpError
 from ..table import Row, table
 from . import plan
@@ -273,6 +274,8 @@ class Emitter:
         for i, name in enumerate(g.inputs):
             self._make_input(i, g.node(name))
         self.anchor = self.inputs[0]
+        total = sum(n.op not in ("input", "param") and n.name in self.live for n in g.nodes)
+        done = 0
         for node in g.nodes:
             self.node = node
             if node.op == "input" or node.name not in self.live:
@@ -282,6 +285,8 @@ class Emitter:
                 self.env[node.name] = Const(array, path, trainable)
                 continue
             self._run_node(node)
+            done += 1
+            progress.report(done, total, "layers")
         outputs = []
         for out in g.outputs:
             v = self.value(out)
