@@ -287,6 +287,7 @@ def load_torch(path=None, *, model_class: str | None = None, input_shapes=(), in
                             hint=f"to turn it into PyTorch run `xlate tf2torch {path} -o OUTDIR`")
     _refuse_unused(path, fmt, {"model_args": model_args, "hf_class": hf_class, "output_key": output_key,
                                "seq_len": seq_len, "model_class": model_class})
+    parse_model_args(model_args)  # malformed JSON is told before torch is even imported
     notes: list[str] = []
     example = example_inputs_from(input_shapes, input_dtypes) if input_shapes else None
     if fmt == "torch.export":

@@ -74,20 +74,18 @@ def quantization_from_options(mode, calibration, int8_io: bool, min_cosine: floa
                         min_cosine, min_top1)
 
 
-def check_calibration_fits(q: Quantization, model) -> None:
-    """The calibration arrays must fit the converted Keras model's inputs (count, dtype kind, shape)."""
-    if q.calibration is None:
+def check_calibration_fits(q: Quantization, example_inputs) -> None:
+    """The calibration arrays must fit the source model's inputs: one per input, the same sizes
+    after the samples axis (checked right after loading, before any conversion)."""
+    if q.calibration is None or example_inputs is None:
         return
-    from .parity import io_spec_of
-
-    spec = io_spec_of(model)
-    declared = [s.shape for s in spec.inputs] if spec is not None else [tuple(t.shape) for t in model.inputs]
+    declared = [tuple(t.shape) for t in example_inputs]
     if len(q.calibration) != len(declared):
         raise BadInputError(f"--calibration {q.calibration_path} holds {len(q.calibration)} array(s) but the model "
                             f"takes {len(declared)} input(s)",
                             hint="save one array per model input, in order: numpy.savez('data.npz', x0, x1, ...)")
     for i, (a, want) in enumerate(zip(q.calibration, declared)):
-        if len(a.shape) != len(want) or any(w is not None and int(w) != d for d, w in zip(a.shape[1:], want[1:])):
+        if tuple(a.shape[1:]) != tuple(want[1:]):
             shown = "(samples, " + ", ".join(str(w) for w in want[1:]) + ")"
             raise BadInputError(f"--calibration array {i} has shape {tuple(a.shape)} but the model takes {shown}",
                                 hint="samples on the first axis, then the input's shape in the source model's "

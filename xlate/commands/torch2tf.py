@@ -63,11 +63,9 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 def _save_quantized(loaded, keras_model, output: Path, quantization, *, force, check, atol, rtol, steps):
     """The float gate on the converted model, then the quantized file judged by ``quant_parity``."""
     from ..quant_parity import check_quantized
-    from ..quantize import check_calibration_fits
     from ..record import record_of
     from ..save import save_keras
 
-    check_calibration_fits(quantization, keras_model)
     record = record_of(keras_model)
     path_used = record.path if record else None
     float_gate = None
@@ -124,7 +122,7 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     """
     from ..errors import BadInputError
     from ..load import load_torch
-    from ..quantize import quantization_from_options
+    from ..quantize import check_calibration_fits, quantization_from_options
     from ..save import check_destination, keras_output_kind
 
     start = time.perf_counter()
@@ -142,6 +140,8 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     if loaded.example_inputs is None:
         raise BadInputError(f"{model or model_class} does not say what inputs the model takes ({loaded.format})",
                             hint="add --input-shape, batch first, once per input, e.g. --input-shape 1,3,224,224")
+    if quantization is not None:
+        check_calibration_fits(quantization, loaded.example_inputs)
     steps.for_model(loaded.model)
     via_note = convert_reporting(convert_and_save, loaded, output, model=model or model_class, label=kind,
                                  json_path=json_path, report_path=report_path, quiet=quiet, force=force,

@@ -89,7 +89,7 @@ def _model_class(folder: Path, config: dict, hf_class: str | None):
     return cls
 
 
-def _from_pretrained(cls, folder: Path, safetensors: bool):
+def _from_pretrained(cls, folder: Path, safetensors: bool, notes: list):
     from transformers.utils import logging as hf_logging
 
     offline()
@@ -106,25 +106,29 @@ def _from_pretrained(cls, folder: Path, safetensors: bool):
     finally:
         hf_logging.set_verbosity(level)
         hf_logging.enable_progress_bar()
-    _check_loading_info(folder, cls, info)
+    _check_loading_info(folder, cls, info, notes)
     return model
 
 
-def _check_loading_info(folder: Path, cls, info: dict) -> None:
+def _check_loading_info(folder: Path, cls, info: dict, notes: list) -> None:
+    """Missing or mis-shaped weights are bad input; weights the class does not use (a checkpoint's
+    head, under --hf-class AutoModel) are left out, and the notes say how many."""
     from .state_dict import _listed
 
-    parts = []
-    for key, word in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
-                      ("mismatched_keys", "shapes differ for")):
-        keys = [k if isinstance(k, str) else str(k[0]) for k in info.get(key) or ()]
-        if keys:
-            parts.append(f"{word} {_listed(sorted(keys))}")
+    def keys(name):
+        return sorted(k if isinstance(k, str) else str(k[0]) for k in info.get(name) or ())
+
+    parts = [f"{word} {_listed(keys(name))}" for name, word in (("missing_keys", "missing"),
+                                                                 ("mismatched_keys", "shapes differ for"))
+             if keys(name)]
     if info.get("error_msgs"):
         parts.append(one_line(Exception(" ".join(map(str, info["error_msgs"]))), 160))
     if parts:
         raise BadInputError(f"the weights in {folder} do not fit {cls.__name__}: {'; '.join(parts)}",
                             hint="build the class the folder was saved from (config.architectures), or pick it "
                                  "with --hf-class")
+    if keys("unexpected_keys"):
+        notes.append(f"left out {_listed(keys('unexpected_keys'))}: weights {cls.__name__} does not use")
 
 
 @functools.cache
@@ -190,7 +194,8 @@ def load_hf_folder(folder, *, hf_class=None, output_key=None, seq_len=None, trus
     config = _config(folder)
     safetensors = _weights(folder, trust)
     cls = _model_class(folder, config, hf_class)
-    model = _from_pretrained(cls, folder, safetensors).eval()
+    notes = [] if notes is None else notes
+    model = _from_pretrained(cls, folder, safetensors, notes).eval()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # no past_key_values among the outputs
     name, ids = _example(model, model.config, seq_len) if example is None else (
@@ -208,9 +213,10 @@ def load_hf_folder(folder, *, hf_class=None, output_key=None, seq_len=None, trus
     tensors = [k for k, v in out.items() if isinstance(v, torch.Tensor)]
     key = output_key or (tensors[0] if tensors else None)
     if key not in tensors:
-        raise BadInputError(f"--output-key {output_key}: {type(model).__name__} returns no tensor of that name",
-                            hint=f"choose one of {', '.join(tensors)}")
-    if notes is not None:
-        notes.append(f"{type(model).__name__} from {folder} ({'safetensors' if safetensors else 'pickled .bin'}); "
-                     f"input {name} {tuple(ids.shape)}, output {key!r}")
+        raise BadInputError(f"--output-key {output_key}: {type(model).__name__} returns no tensor of that name "
+                            f"(its outputs: {', '.join(tensors)})",
+                            hint="choose one of its outputs, or leave --output-key out for the first (the head's "
+                                 "main output)")
+    notes.append(f"{type(model).__name__} from {folder} ({'safetensors' if safetensors else 'pickled .bin'}); "
+                 f"input {name} {tuple(ids.shape)}, output {key!r}")
     return _output_module_cls()(model, [name], key).eval(), (ids,)
