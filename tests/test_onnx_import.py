@@ -10,9 +10,9 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from xlate.errors import BadInputError  # noqa: E402
+from xlate.errors import BadInputError
 
 
 def _save(tmp_path, name, nodes, inputs, outputs, initializers):

@@ -404,9 +404,11 @@ def load_model(path, *, model_class=None, input_shapes=(), input_dtypes=(), trus
                           trust=trust, **torch_options)
     fmt = detect_format(path)
     if fmt == "onnx":
-        from .loaders.onnx import load_onnx_runtime
+        from .loaders.onnx import load_onnx, runtime_module
 
-        return load_onnx_runtime(path, input_shapes=input_shapes, input_dtypes=input_dtypes)
+        onnx_model = load_onnx(path, input_shapes=input_shapes, input_dtypes=input_dtypes, supported=False)
+        return LoadedModel("torch", runtime_module(onnx_model), "onnx", Path(path), onnx_model.example,
+                           ["run by onnxruntime"])
     if framework_of_format(fmt) == "torch":
         return load_torch(path, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes,
                           trust=trust, fmt=fmt, **torch_options)

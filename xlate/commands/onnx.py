@@ -44,10 +44,17 @@ class OnnxSource:
 
 def load_source(path, input_shapes, steps, *, atol, rtol, check: bool) -> OnnxSource:
     """Read the file, refuse what the interpreter cannot run, and check the interpreter against onnxruntime."""
+    from ..errors import BadInputError
     from ..frameworks import flatten_outputs, to_numpy
+    from ..load import detect_format
     from ..loaders.onnx import load_onnx, runtime_module, static_graph_module
     from ..parity import check_torch_against_reference, torch_tensors
 
+    fmt = detect_format(path)  # a missing, empty or mislabelled file, a folder: the usual one-line causes
+    if fmt != "onnx":
+        raise BadInputError(f"{path} is not an ONNX file but {fmt}",
+                            hint="give a .onnx file (torch.onnx.export, tf2onnx); other models convert with "
+                                 "torch2tf / tf2torch")
     with steps.step("loading"):
         onnx_model = load_onnx(path, input_shapes=input_shapes)
         module = static_graph_module(onnx_model)

@@ -140,15 +140,9 @@ def _example(specs, seed: int = 0) -> tuple:
 
 
 def load_onnx(path, *, input_shapes=(), input_dtypes=(), supported: bool = True) -> OnnxModel:
-    """Read an ONNX file; with ``supported``, refuse it (exit 3) when xlate's interpreter cannot run it."""
-    from ..load import detect_format
-
+    """Read an ONNX file (``xlate.load.detect_format`` has said it is one); with ``supported``, refuse
+    it (exit 3) when xlate's interpreter cannot run it."""
     path = Path(path)
-    fmt = detect_format(path)  # a missing, empty or mislabelled file, a folder: the usual one-line causes
-    if fmt != "onnx":
-        raise BadInputError(f"{path} is not an ONNX file but {fmt}",
-                            hint="give a .onnx file (torch.onnx.export, tf2onnx); other models convert with "
-                                 "torch2tf / tf2torch")
     model = read_onnx(path)
     if supported:
         check_supported(model, path)
@@ -230,10 +224,3 @@ def runtime_module(onnx_model: OnnxModel):
                                  [s.dtype for s in onnx_model.specs]).eval()
 
 
-def load_onnx_runtime(path, *, input_shapes=(), input_dtypes=()):
-    """An ONNX file as ``xlate check`` compares it: a LoadedModel running onnxruntime."""
-    from ..load import LoadedModel
-
-    onnx_model = load_onnx(path, input_shapes=input_shapes, input_dtypes=input_dtypes, supported=False)
-    return LoadedModel("torch", runtime_module(onnx_model), "onnx", Path(path), onnx_model.example,
-                       ["run by onnxruntime"])

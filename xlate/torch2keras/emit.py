@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import progress
 from ..errors import BadInputError, UnsupportedOpError
+from ..progress import report as report_progress
 from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
@@ -286,7 +286,7 @@ class Emitter:
                 continue
             self._run_node(node)
             done += 1
-            progress.report(done, total, "layers")
+            report_progress(done, total, "layers")
         outputs = []
         for out in g.outputs:
             v = self.value(out)
