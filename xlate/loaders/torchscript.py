@@ -29,7 +29,7 @@ def traceable_module(loaded):
     """
     if loaded.format != "torch.script":
         return loaded.model
-    from .errors import UnsupportedOpError
+    from ..errors import UnsupportedOpError
 
     try:
         from torch._export.converter import TS2EPConverter
