@@ -89,6 +89,7 @@ class Emitter:
         self.notes: list[str] = []
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
+        self._cached_consts: list = []  # what const_tensor's id() keys point to, kept alive (see there)
         # torch module path -> one (value, keras tensor) per call of the module, in call order
         self.module_outputs: dict[str, list] = {}
         self._previous_stack: tuple = ()
@@ -157,6 +158,9 @@ class Emitter:
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
         self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
         self.layer_cache[key] = out
+        # a Const made for one call (a broadcast or cast copy) is freed right after it, and the next
+        # one may get its id(): kept alive, no other Const can hit this entry
+        self._cached_consts.append(c)
         return out
 
     def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
