@@ -75,24 +75,41 @@ def _from_output(a: np.ndarray, detail) -> np.ndarray:
     return ((a.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
-def tflite_interpreter(path: Path):
-    import warnings
-
+def _interpreter_classes():
+    """(Interpreter, OpResolverType) from ai_edge_litert when installed, else from TensorFlow."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter
-    try:
+        return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    return Interpreter, OpResolverType
+
+
+def tflite_interpreter(path: Path):
+    """An allocated interpreter for ``path``. Where the default XNNPACK delegate cannot prepare a
+    node (some int8 graphs with float fallbacks), TFLite's own kernels run it instead."""
+    import warnings
+
+    Interpreter, OpResolverType = _interpreter_classes()
+
+    def make(**options):
         with warnings.catch_warnings(), native_stderr_silenced():
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(path))
+            interpreter = Interpreter(model_path=str(path), **options)
             interpreter.allocate_tensors()
+        return interpreter
+
+    try:
+        try:
+            return make()
+        except RuntimeError as e:
+            if "delegate" not in str(e).lower() and "xnnpack" not in str(e).lower():
+                raise
+            return make(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     except Exception as e:  # noqa: BLE001
         raise BadInputError(f"{path} is a damaged TFLite model ({type(e).__name__}: {one_line(e, 200)})",
                             hint="convert it again; a copy may have cut it short") from None
-    return interpreter
 
 
 def run_tflite(interpreter, arrays) -> list[np.ndarray]:
