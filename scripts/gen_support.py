@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT))
 from xlate.table import FAMILIES, known_unsupported, table
 
 TITLES = {"layer": "Layers", "activation": "Activations", "op": "Tensor ops", "optimizer": "Optimizers",
-          "loss": "Losses", "schedule": "Learning-rate schedules", "callback": "Callbacks"}
+          "loss": "Losses", "schedule": "Learning-rate schedules", "callback": "Callbacks",
+          "training": "Training loop: clipping, EMA, accumulation, loss scaling"}
 
 
 def _cell(text) -> str:
@@ -54,13 +55,21 @@ def render() -> str:
         rows = t.family(family)
         if not rows:
             continue
-        lines += [f"## {TITLES[family]} ({len(rows)})", "",
-                  "| id | PyTorch | Keras | directions | default differences | weights | limitations |",
-                  "|---|---|---|---|---|---|---|"]
+        if family == "training":  # loop features: no arguments or weights; the formulas are the point
+            lines += [f"## {TITLES[family]} ({len(rows)})", "", "| id | PyTorch | Keras | formulas | limitations |",
+                      "|---|---|---|---|---|"]
+        else:
+            lines += [f"## {TITLES[family]} ({len(rows)})", "",
+                      "| id | PyTorch | Keras | directions | default differences | weights | limitations |",
+                      "|---|---|---|---|---|---|---|"]
         for r in rows:
             torch_names = ", ".join(f"`{n}`" for n in (r.torch, *r.torch_aliases))
             keras_names = ", ".join(f"`{n}`" for n in (r.keras, *r.keras_aliases))
             limits = "; ".join(f"{lim.text} ({lim.handling})" for lim in r.limitations)
+            if family == "training":
+                lines.append(f"| {r.id} | {_cell(torch_names)} | {_cell(keras_names)} | {_cell(' '.join(r.notes))} | "
+                             f"{_cell(limits)} |")
+                continue
             lines.append(f"| {r.id} | {_cell(torch_names)} | {_cell(keras_names)} | {_directions(r)} | "
                          f"{_cell(_defaults(r))} | {_cell(_weights(r))} | {_cell(limits)} |")
         lines.append("")

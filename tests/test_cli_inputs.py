@@ -90,7 +90,8 @@ def work(tmp_path_factory) -> Path:
     (folder / "timm" / "__init__.py").write_text(TIMM_STUB)
     for kind in ("bert", "llama", "vit"):
         _save_hf(folder / kind, kind)
-    _save_hf(folder / "bert_sharded", "bert", max_shard_size="20KB")
+    _save_hf(folder / "bert_sharded", "bert", max_shard_size=5000)  # bytes: 4 shards and an index
+    assert (folder / "bert_sharded" / "model.safetensors.index.json").exists()
     rng = np.random.default_rng(0)
     np.save(folder / "calib.npy", rng.standard_normal((32, 3, 8, 8)).astype("float32"))
     np.save(folder / "calib_wrong.npy", rng.standard_normal((32, 3, 9, 9)).astype("float32"))
@@ -123,6 +124,16 @@ def _bad_files(folder: Path) -> None:
     shutil.copytree(folder / "bert", folder / "bert_truncated")
     weights = folder / "bert_truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:2000])
+    # a sharded folder with one shard cut short, one with a shard missing; pickled weights cut short
+    shards = sorted(p.name for p in (folder / "bert_sharded").glob("model-*.safetensors"))
+    for name in ("bert_shard_truncated", "bert_shard_missing"):
+        shutil.copytree(folder / "bert_sharded", folder / name)
+    shard = folder / "bert_shard_truncated" / shards[1]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    (folder / "bert_shard_missing" / shards[-1]).unlink()
+    shutil.copytree(folder / "bert_bin", folder / "bert_bin_truncated")
+    pickled = folder / "bert_bin_truncated" / "pytorch_model.bin"
+    pickled.write_bytes(pickled.read_bytes()[:-5000])
     # a folder whose config does not match its weights (hidden size 16 vs 24)
     shutil.copytree(folder / "bert", folder / "bert_mismatch")
     config = json.loads((folder / "bert_mismatch" / "config.json").read_text())
@@ -297,7 +308,12 @@ def test_quantized_tflite_int8_and_fp16_report_their_metrics(work):
 
 
 BAD_CASES = [
-    ("hf-truncated-weights", ["torch2tf", "bert_truncated", "-o", "out.keras"], "cannot build"),
+    ("hf-truncated-weights", ["torch2tf", "bert_truncated", "-o", "out.keras"],
+     "model.safetensors is damaged or cut short"),
+    ("hf-truncated-shard", ["torch2tf", "bert_shard_truncated", "-o", "out.keras"], "is damaged"),
+    ("hf-missing-shard", ["torch2tf", "bert_shard_missing", "-o", "out.keras"], "1 shard(s) not in the folder"),
+    ("hf-truncated-pickled-weights", ["torch2tf", "bert_bin_truncated", "--trust", "-o", "out.keras"],
+     "pytorch_model.bin"),
     ("hf-config-does-not-match-weights", ["torch2tf", "bert_mismatch", "-o", "out.keras"], "bert_mismatch"),
     ("hf-config-without-model-type", ["torch2tf", "bert_no_model_type", "-o", "out.keras"], "no model_type"),
     ("hf-config-without-architectures", ["torch2tf", "bert_no_architectures", "-o", "out.keras"],
@@ -321,7 +337,7 @@ BAD_CASES = [
     ("no-model-at-all", ["torch2tf", "-o", "out.keras"], "no model given"),
     ("hf-option-on-a-state-dict", ["torch2tf", "convnet10.safetensors", "--model-class", "nets:make_convnet",
                                    "--hf-class", "AutoModel", "-o", "out.keras"], "--hf-class does not apply"),
-    ("onnx-corrupt", ["onnx2keras", "corrupt.onnx", "-o", "out.keras"], "not a valid ONNX model"),
+    ("onnx-corrupt", ["onnx2keras", "corrupt.onnx", "-o", "out.keras"], "is damaged: it is not a readable ONNX"),
     ("onnx-not-onnx", ["onnx2torch", "calib.npy", "-o", "outdir"], "unknown model file type"),
     ("int8-without-calibration", ["torch2tf", "bert", "-o", "out.tflite", "--quantize", "int8"],
      "representative dataset"),

@@ -69,3 +69,35 @@ def test_bad_specs_exit_2(files, args, message):
 def test_two_models_of_one_framework_exit_2(files):
     result = _run(files / "mlp.keras", files / "tampered.keras", "--optimizer", "Adam()", "--loss", "MeanSquaredError()")
     assert result.exit_code == 2 and "compares PyTorch with Keras" in result.output
+
+
+@pytest.mark.slow  # two recipes x two directions: ~12 s alone, ~40 s on a loaded machine
+@pytest.mark.parametrize("recipe", ["hf", "timm"])
+def test_recipes_pass_both_directions_with_clipping(recipe, tmp_path):
+    report = tmp_path / f"{recipe}.json"
+    result = _run("--recipe", recipe, "--steps", "8", "--json", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] and [r["direction"] for r in data["runs"]] == ["torch2keras", "keras2torch"]
+    for run in data["runs"]:
+        assert run["clipped_steps"], f"{recipe} {run['direction']}: clipping never active"
+        assert {"source_lr", "target_lr", "source_loss", "max_abs_weight_err"} <= set(run["steps"][1])
+        if recipe == "timm":
+            assert run["max_abs_ema_err"] is not None and run["max_abs_ema_err"] <= 1e-4
+    assert "clipping active on step(s)" in result.output
+
+
+def test_recipe_on_given_models(files):
+    result = _run(files / "mlp.pth", files / "mlp.keras", "--trust", "--recipe", "hf", "--steps", "6")
+    assert result.exit_code == 0, result.output
+    assert "torch2keras" in result.output and "keras2torch" not in result.output
+
+
+def test_torch_loop_options(files):
+    result = _run(files / "mlp.pth", files / "mlp.keras", "--trust", "--optimizer", "SGD(lr=0.1, momentum=0.9)",
+                  "--loss", "CrossEntropyLoss()", "--clip-grad-norm", "0.1", "--ema", "0.9", "--grad-accum-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert "torch_clip_grad_norm" in result.output or "clip" in result.output
+    bad = _run(files / "mlp.keras", files / "mlp.pth", "--trust", "--optimizer", "SGD()", "--loss", "MeanSquaredError()",
+               "--ema", "0.9")
+    assert bad.exit_code == 2 and "torch loop" in bad.output

@@ -17,7 +17,7 @@ import xlate
 from xlate.errors import BadInputError
 from xlate.table import table
 from xlate.training import translation_of
-from xlate.training.samples import keras_schedule, torch_scheduler
+from xlate.training.samples import keras_schedule, sample_stepping, torch_scheduler
 from xlate.training.torch_schedules import EarlyStopping
 
 EPOCHS, SPE = 4, 4
@@ -91,17 +91,18 @@ def _assert_same(a, b, what):
 def test_schedule_torch_to_keras(row, sample):
     param, opt = _torch_setup("Adam" if sample.id == "adam" else "SGD")
     scheduler = torch_scheduler(row, sample, opt)
-    stepping = "batch" if row.id == "one_cycle_lr" else "epoch"
+    stepping, horizon = sample_stepping(row, sample)
     kopt = xlate.translate_optimizer(opt, [keras.Variable(np.zeros(3, "float32"))], emulate="always")
-    translated = xlate.translate_schedule(scheduler, steps_per_epoch=SPE, optimizer=kopt)
+    translated = xlate.translate_schedule(scheduler, steps_per_epoch=SPE, optimizer=kopt, stepping=stepping,
+                                          total_steps=EPOCHS * SPE if horizon else None)
     t = translation_of(translated)
-    assert t.row == row.id and t.stepping == stepping
+    assert t.row in (row.id, "transformers_warmup", "lambda_lr_sampled") and t.stepping == stepping
     t_lrs, t_mom = torch_trace(opt, param, scheduler, stepping)
     callbacks = [translated] if isinstance(translated, keras.callbacks.Callback) else []
     k_lrs, k_mom = keras_trace(kopt, callbacks)
     assert len(set(np.round(t_lrs, 12))) > 1, "the sample must change the lr"
     _assert_same(t_lrs, k_lrs, f"lr per step, {t.describe()}")
-    if row.id == "one_cycle_lr":
+    if row.id in ("one_cycle_lr", "cyclic_lr"):
         _assert_same(t_mom, k_mom, "momentum per step")
 
 
@@ -109,7 +110,8 @@ def test_schedule_torch_to_keras(row, sample):
 def test_schedule_keras_to_torch(row, sample):
     schedule = keras_schedule(row, sample)
     param, opt = _torch_setup()
-    translated = xlate.translate_schedule(schedule, opt)
+    _, horizon = sample_stepping(row, sample)
+    translated = xlate.translate_schedule(schedule, opt, total_steps=EPOCHS * SPE if horizon else None)
     t = translation_of(translated)
     assert t.row in (row.id, "exponential_lr")
     if isinstance(schedule, keras.callbacks.Callback):

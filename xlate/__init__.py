@@ -24,6 +24,7 @@ __all__ = [
     "translate_loss",
     "translate_optimizer",
     "translate_schedule",
+    "translate_training",
 ]
 
 
@@ -84,7 +85,10 @@ def check_training_parity(*args, **kwargs):
 
 
 def translate_optimizer(optimizer, target_params_or_model, **kwargs):
-    """Translate a torch.optim optimizer to Keras or back, with an exact emulation where formulas differ."""
+    """Translate a torch.optim optimizer to Keras or back, with an exact emulation where formulas differ.
+
+    torch -> Keras also takes the torch loop's ``clip_grad_norm`` / ``clip_grad_value`` / ``ema`` /
+    ``grad_accum_steps`` (and ``source_model=net`` to pair parameters)."""
     from .training.optimizers import translate_optimizer as _impl
 
     return _impl(optimizer, target_params_or_model, **kwargs)
@@ -102,6 +106,14 @@ def translate_schedule(schedule_or_callback, *args, **kwargs):
     from .training.schedules import translate_schedule as _impl
 
     return _impl(schedule_or_callback, *args, **kwargs)
+
+
+def translate_training(model, optimizer, loss=None, schedule=None, **kwargs):
+    """Translate a whole training setup (optimizer, loss, schedule, clipping, EMA, accumulation, loss
+    scaling) to the other framework; returns a ``TrainingSetup`` that check_training_parity accepts."""
+    from .training.setup import translate_training as _impl
+
+    return _impl(model, optimizer, loss, schedule, **kwargs)
 
 
 def __getattr__(name):

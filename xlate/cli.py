@@ -59,12 +59,16 @@ def handles_errors(fn):
 def main(debug: bool) -> None:
     """Translate models and their training setup between PyTorch and Keras 3 / TensorFlow,
     and prove the result computes the same numbers."""
+    from .bound import allow_hard_exit
+
+    allow_hard_exit()  # a load stuck past its deadline ends the process with exit 2 (see xlate.bound)
 
 
 @main.command("table")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list, one object per row.")
 @click.option("--family", type=click.Choice(
-    ["layer", "activation", "op", "optimizer", "loss", "schedule", "callback"]), help="Only rows of this family.")
+    ["layer", "activation", "op", "optimizer", "loss", "schedule", "callback", "training"]),
+    help="Only rows of this family.")
 @handles_errors
 def table_cmd(as_json: bool, family: str | None) -> None:
     """Print the mapping table (every PyTorch <-> Keras equivalence xlate knows)."""

@@ -27,6 +27,14 @@ class BadInputError(XlateError):
     exit_code = 2
 
 
+class DamagedFileError(BadInputError):
+    """A model or data file whose bytes cannot be what its writer wrote: cut short, overwritten, sizes
+    that do not fit in the file, or a read that does not finish (exit code 2)."""
+
+    exit_code = 2
+    hint = "the file was damaged while copying, downloading or saving; write it again from the source model"
+
+
 class UnsupportedOpError(XlateError):
     """The model uses ops no table row covers. Lists every one of them at once (exit code 3)."""
 

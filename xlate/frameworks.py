@@ -83,10 +83,33 @@ def accepted_kwargs(fn, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in names}
 
 
+def is_kv_cache(obj) -> bool:
+    """A Hugging Face KV cache (DynamicCache, StaticCache...): inference-time state a decoder
+    returns beside its outputs, not an output a converted model computes."""
+    cls = type(obj)
+    return cls.__module__.startswith("transformers.") and cls.__name__.endswith("Cache")
+
+
+@contextlib.contextmanager
+def without_kv_cache(module):
+    """Run a Hugging Face model with ``config.use_cache`` off (restored afterwards): traced with
+    it on, a decoder returns a DynamicCache, which no graph format can carry."""
+    config = getattr(module, "config", None)
+    if not getattr(config, "use_cache", False):
+        yield False
+        return
+    config.use_cache = False
+    try:
+        yield True
+    finally:
+        config.use_cache = True
+
+
 def flatten_outputs(out) -> list:
     """Flatten a model's output (tensor, tuple, list, dict, Hugging Face ModelOutput) into a list of
-    leaves in a stable order: sequences in order, mappings in insertion order, None dropped."""
-    if out is None:
+    leaves in a stable order: sequences in order, mappings in insertion order, None and KV caches
+    dropped."""
+    if out is None or is_kv_cache(out):
         return []
     if isinstance(out, dict) or (hasattr(out, "keys") and hasattr(out, "values") and hasattr(out, "to_tuple")):
         leaves = []

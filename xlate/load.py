@@ -32,7 +32,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadInputError
+from .bound import bounded_load
+from .errors import BadInputError, one_line
 from .loaders.factory import import_model_class, parse_model_args  # noqa: F401 - public names of this module
 from .loaders.inputs import DTYPES, example_inputs_from, load_inputs, parse_input_shape  # noqa: F401
 from .loaders.keras_file import import_keras, load_keras_file, savedmodel_as_keras
@@ -40,6 +41,7 @@ from .loaders.pt2 import exported_program_module  # noqa: F401
 from .loaders.tflite import run_tflite, tflite_as_keras  # noqa: F401
 from .loaders.torch_package import TORCH_PACKAGE_CODE, load_torch_package
 from .loaders.torchscript import traceable_module  # noqa: F401
+from .validate import validate_model
 
 TORCH_EXTENSIONS = (".pt2", ".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".ts", ".torchscript")
 KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5", ".tflite")
@@ -91,9 +93,10 @@ def _zip_names(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    # ValueError: a member name that is not UTF-8; NotImplementedError: a damaged "version needed" field
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, OverflowError, struct.error) as e:
         raise BadInputError(
-            f"{path} is a damaged or truncated zip archive ({e})",
+            f"{path} is a damaged or truncated zip archive ({one_line(e, 200)})",
             hint="the file was probably cut short while copying or saving; write it again from the source",
         ) from None
 
@@ -276,7 +279,16 @@ def load_torch(path=None, *, model_class: str | None = None, input_shapes=(), in
         if model_class is None:
             raise BadInputError("no model given", hint="name a model file or folder, or --model-class MODULE:CALLABLE")
         path, fmt = (Path(weights), fmt) if weights is not None else (None, "torch.factory")
-    path = Path(path) if path is not None else None
+    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust,
+               "fmt": fmt, "model_args": model_args, "hf_class": hf_class, "output_key": output_key, "seq_len": seq_len}
+    if path is None:  # a factory: no file to validate or bound
+        return _load_torch(None, **options)
+    return _load_torch_file(Path(path), **options)
+
+
+def _load_torch(path, *, model_class, input_shapes, input_dtypes, trust, fmt, model_args, hf_class, output_key,
+                seq_len) -> LoadedModel:
+    """``load_torch`` once the file (or none, for a factory) is known."""
     fmt = fmt or detect_format(path)
     if framework_of_format(fmt) != "torch":
         if fmt == "onnx":
@@ -288,6 +300,8 @@ def load_torch(path=None, *, model_class: str | None = None, input_shapes=(), in
     _refuse_unused(path, fmt, {"model_args": model_args, "hf_class": hf_class, "output_key": output_key,
                                "seq_len": seq_len, "model_class": model_class})
     parse_model_args(model_args)  # malformed JSON is told before torch is even imported
+    if path is not None:
+        validate_model(path, fmt)  # a Hugging Face folder's loader checks each of its weights files
     notes: list[str] = []
     example = example_inputs_from(input_shapes, input_dtypes) if input_shapes else None
     if fmt == "torch.export":
@@ -311,6 +325,9 @@ def load_torch(path=None, *, model_class: str | None = None, input_shapes=(), in
         module, fmt, own = _build_torch(path, fmt, model_class, model_args, trust, notes)
         example = example or own
     return LoadedModel("torch", module, fmt, path if path is not None else Path(model_class), example, notes)
+
+
+_load_torch_file = bounded_load(_load_torch)  # a file's load, bounded in time (see xlate.bound)
 
 
 def _build_torch(path, fmt, model_class, model_args, trust, notes):
@@ -347,6 +364,7 @@ def _build_torch(path, fmt, model_class, model_args, trust, notes):
 # --- keras -------------------------------------------------------------------------------------
 
 
+@bounded_load
 def load_keras(path, *, trust: bool = False, fmt: str | None = None, architecture: bool = False) -> LoadedModel:
     """Load a Keras/TensorFlow model: ``.keras``, ``.h5``, a SavedModel folder or ``.tflite``.
 
@@ -364,6 +382,7 @@ def load_keras(path, *, trust: bool = False, fmt: str | None = None, architectur
     if framework_of_format(fmt) != "keras":
         raise BadInputError(f"{path} is a PyTorch model ({fmt}), not a Keras/TensorFlow one",
                             hint=f"to turn it into Keras run `xlate torch2tf {path} -o model.keras`")
+    validate_model(path, fmt)
     keras = import_keras()
     notes: list[str] = []
     if fmt in ("keras", "keras.h5"):

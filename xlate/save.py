@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .bound import removed_on_hard_exit
 from .errors import BadInputError, one_line
 
 KERAS_OUTPUTS = {".keras": "keras", ".tflite": "tflite", "": "savedmodel"}
@@ -61,10 +62,11 @@ def atomic_path(path, *, force: bool = False, directory: bool = False) -> Iterat
     if directory:
         tmp.mkdir()
     try:
-        yield tmp
-        if not tmp.exists():
-            raise BadInputError(f"nothing was written to {path}")
-        _replace(tmp, path, force=force)
+        with removed_on_hard_exit(tmp_root, empty_folders=reversed(created)):
+            yield tmp
+            if not tmp.exists():
+                raise BadInputError(f"nothing was written to {path}")
+            _replace(tmp, path, force=force)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
         for folder in reversed(created):  # parents made for a run that failed

@@ -22,7 +22,7 @@ import tomllib
 from .errors import TableError
 from .transforms import get_transform
 
-FAMILIES = ("layer", "activation", "op", "optimizer", "loss", "schedule", "callback")
+FAMILIES = ("layer", "activation", "op", "optimizer", "loss", "schedule", "callback", "training")
 DIRECTIONS = ("torch2keras", "keras2torch")
 # How a limitation is dealt with: matched exactly by an emulation, approximated with a stated bound,
 # refused with an error, or not applicable to inference (e.g. training-only dynamics).
@@ -86,6 +86,8 @@ class Sample:
     call: str = ""  # how the torch test model calls the module, e.g. "m(x0, x0, x0)"; default m(*inputs)
     tol: float | None = None
     train: bool = False
+    model: str = ""  # training rows: the test model when not the default MLP (e.g. "mlp-nobias")
+    keras_cls: str = ""  # construct this Keras class instead of the row's own (an alias, e.g. xlate.TorchX)
     id: str = ""
 
 

@@ -138,6 +138,8 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     from .load import load_inputs
     from .parity import check_parity, io_spec_of, make_inputs
 
+    if isinstance(inputs, (str, Path)):  # read first: a damaged inputs file is named before the models load
+        inputs = load_inputs(inputs)
     options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust,
                **(torch_options or {})}
     src = _as_loaded(source, "source", **options)
@@ -157,8 +159,6 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         object.__setattr__(tgt.model, "_xlate_io", spec)
         if inputs is None:
             inputs = make_inputs(spec.inputs, samples=samples, seed=seed)
-    if isinstance(inputs, (str, Path)):
-        inputs = load_inputs(inputs)
     if inputs is not None:
         arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if arrays and not isinstance(arrays[0], (list, tuple)) and io_layout == "source":

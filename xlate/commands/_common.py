@@ -240,6 +240,8 @@ class _RichStage:
 
 def print_report(report, title: str | None = None) -> None:
     console = stdout_console()
+    if getattr(report, "cli_width", None) and not console.is_terminal:  # wide per-step tables stay readable in logs
+        console.width = max(console.width, report.cli_width)
     if title:
         console.print(f"[bold]{title}[/bold]")
     report.render(console)

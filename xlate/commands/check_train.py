@@ -2,9 +2,13 @@
 
 Loads SOURCE and TARGET (one PyTorch, one Keras model, e.g. a model and its conversion), builds the
 source's optimizer, loss and schedule from the given specs (in the source framework's own names),
-translates them with xlate and runs k identical training steps on both sides
-(``xlate.check_training_parity``). Prints the per-step table; exit 0 when the weights and the
-predictions agree within --atol after every step, 1 when not, 2 on bad input.
+translates them with xlate (``translate_training``: the torch loop's --clip-grad-norm /
+--clip-grad-value / --ema / --grad-accum-steps travel with the optimizer) and runs k identical
+training steps on both sides (``xlate.check_training_parity``). ``--recipe hf|timm`` runs one
+of the recipes of ``xlate.training.recipes`` instead (both directions by default, on the built-in
+models or on SOURCE and TARGET), with gradient clipping required to be active on some step.
+Prints the per-step table; exit 0 when the weights, EMA weights and predictions agree within
+--atol after every step, 1 when not, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -148,13 +152,98 @@ def _file_batches(path, batch_size):
             for i in range(0, len(x) - batch_size + 1, batch_size)] or [(x, y)]
 
 
+def _run_recipes(recipe, direction, loaded, steps, seed, atol, json_path) -> bool:
+    """Run ``recipe`` in the chosen direction(s); print each report; True when all pass."""
+    from ..training.recipes import build_recipe
+
+    directions = ("torch2keras", "keras2torch") if direction == "both" else (direction,)
+    models, batches = {}, None
+    if loaded:
+        src, dst = loaded
+        torch_lm, keras_lm = (src, dst) if src.framework == "torch" else (dst, src)
+        models = {"torch_model": torch_lm.model, "keras_model": keras_lm.model}
+        batches = _recipe_batches(torch_lm, keras_lm, steps, seed)
+        if direction == "both":
+            directions = ("torch2keras" if src.framework == "torch" else "keras2torch",)
+    reports = []
+    for d in directions:
+        report = build_recipe(recipe, d, steps=steps, seed=seed, batches=batches, **models).run(atol=atol)
+        print_report(report, f"recipe {recipe} ({d}): {steps} training step(s)")
+        reports.append(report)
+    if json_path:
+        import json
+        import os
+
+        text = json.dumps({"recipe": recipe, "passed": all(r.passed for r in reports),
+                           "runs": [json.loads(r.to_json()) for r in reports]}, indent=2)
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(json_path).with_name(f".{Path(json_path).name}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, json_path)
+        click.echo(f"report written to {json_path}")
+    return all(r.passed for r in reports)
+
+
+def _recipe_batches(torch_loaded, keras_loaded, steps, seed):
+    """Seeded inputs for a given pair and class-index labels for its (N, classes) logits."""
+    import numpy as np
+    import torch
+
+    from ..errors import BadInputError
+    from ..load import input_signature
+
+    signature = input_signature(torch_loaded) or input_signature(keras_loaded)
+    if not signature or len(signature) != 1:
+        raise BadInputError("the recipe needs a model with one input of known shape", hint="pass --input-shape")
+    rng = np.random.default_rng(seed)
+    shape = tuple(8 if d is None else d for d in signature[0])
+    xs = [(rng.standard_normal(shape) * 3.0).astype(np.float32) for _ in range(steps)]
+    with torch.no_grad():
+        out = torch_loaded.model(torch.from_numpy(xs[0]))
+    if out.ndim != 2:
+        raise BadInputError(f"the recipes train a classifier: the model returns {tuple(out.shape)}, not (N, classes)")
+    return [(x, rng.integers(0, out.shape[1], size=shape[0]).astype(np.int64)) for x in xs]
+
+
+def _loop_settings(framework, model, clip_grad_norm, clip_grad_value, ema_decay, grad_accum_steps) -> dict:
+    """The torch loop's settings from the command line (a Keras source carries them in its optimizer)."""
+    from ..errors import BadInputError
+
+    given = {k: v for k, v in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value),
+                               ("ema", ema_decay), ("grad_accum_steps", grad_accum_steps)) if v is not None}
+    if given and framework != "torch":
+        raise BadInputError(f"--{', --'.join(k.replace('_', '-') for k in given)} describe a torch loop: for a Keras "
+                            "source put them in the optimizer spec (clipnorm=, global_clipnorm=, clipvalue=, use_ema=, "
+                            "gradient_accumulation_steps=)")
+    if "ema" in given:
+        import torch
+
+        given["ema"] = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay))
+    return given
+
+
 @click.command("check-train")
-@click.argument("source", type=click.Path(path_type=Path))
-@click.argument("target", type=click.Path(path_type=Path))
-@click.option("--optimizer", "optimizer_spec", required=True, metavar="SPEC",
+@click.argument("source", type=click.Path(path_type=Path), required=False)
+@click.argument("target", type=click.Path(path_type=Path), required=False)
+@click.option("--recipe", type=click.Choice(["hf", "timm"]),
+              help="Run a recipe instead of --optimizer/--loss/--schedule: hf (AdamW with no-decay groups, linear "
+                   "warm-up then cosine, clip 1.0, label smoothing) or timm (SGD Nesterov, cosine warm restarts, EMA, "
+                   "accumulation, clipping). Without SOURCE/TARGET on built-in models.")
+@click.option("--direction", type=click.Choice(["torch2keras", "keras2torch", "both"]), default="both",
+              show_default=True, help="With --recipe: which framework is the source.")
+@click.option("--clip-grad-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
+              help="The torch loop calls clip_grad_norm_(params, C) before each step.")
+@click.option("--clip-grad-value", type=click.FloatRange(min=0, min_open=True), metavar="V",
+              help="The torch loop calls clip_grad_value_(params, V) before each step.")
+@click.option("--ema", "ema_decay", type=click.FloatRange(0, 1), metavar="DECAY",
+              help="The torch loop keeps AveragedModel(multi_avg_fn=get_ema_multi_avg_fn(DECAY)).")
+@click.option("--grad-accum-steps", type=click.IntRange(2), metavar="K",
+              help="The torch loop accumulates K batches per optimizer step.")
+@click.option("--optimizer", "optimizer_spec", metavar="SPEC",
               help="The source's optimizer in its framework's names, e.g. 'Adam(lr=0.01)' (torch) or "
                    "'Adam(learning_rate=0.01)' (Keras).")
-@click.option("--loss", "loss_spec", required=True, metavar="SPEC",
+@click.option("--loss", "loss_spec", metavar="SPEC",
               help="The source's loss, e.g. 'CrossEntropyLoss(label_smoothing=0.1)' or "
                    "'SparseCategoricalCrossentropy(from_logits=True)'.")
 @click.option("--schedule", "schedule_spec", metavar="SPEC",
@@ -162,7 +251,7 @@ def _file_batches(path, batch_size):
 @click.option("--data", "data_path", type=click.Path(path_type=Path), metavar="DATA.npz",
               help="x and y arrays (source layout) cut into --batch-size batches. Default: seeded synthetic data "
                    "with targets of the kind the loss expects.")
-@click.option("--steps", type=click.IntRange(1), default=8, show_default=True, help="Training steps on each side.")
+@click.option("--steps", type=click.IntRange(1), help="Training steps on each side (default 8; 12 for --recipe).")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(1), help="Epoch length for per-epoch schedules.")
 @click.option("--stepping", type=click.Choice(["epoch", "batch"]),
@@ -176,35 +265,44 @@ def _file_batches(path, batch_size):
               help="Write the report (per-step figures, translations, rows used) as JSON.")
 @model_options
 @handles_errors
-def check_train(source, target, optimizer_spec, loss_spec, schedule_spec, data_path, steps, batch_size,
-                steps_per_epoch, stepping, loss_target, atol, seed, json_path, model_class, input_shapes,
-                input_dtypes, trust, **options):
+def check_train(source, target, recipe, direction, clip_grad_norm, clip_grad_value, ema_decay, grad_accum_steps,
+                optimizer_spec, loss_spec, schedule_spec, data_path, steps, batch_size, steps_per_epoch, stepping,
+                loss_target, atol, seed, json_path, model_class, input_shapes, input_dtypes, trust, **options):
     """Train SOURCE and TARGET (one PyTorch, one Keras model) for the same steps and compare.
 
     The optimizer, loss and schedule are given for SOURCE and translated to TARGET's framework
-    (exact emulations where the formulas differ). Exit 0 when weights and predictions agree within
-    --atol after every step, 1 when they do not, 2 on bad input.
+    (exact emulations where the formulas differ), or --recipe runs a whole recipe. Exit 0 when
+    weights and predictions agree within --atol after every step, 1 when they do not, 2 on bad
+    input.
     """
     from ..errors import BadInputError
     from ..load import load_model
     from ..training.parity import check_training_parity
 
+    if (source is None) != (target is None):
+        raise BadInputError("pass both SOURCE and TARGET, or neither (with --recipe)")
+    if recipe is None and (source is None or not optimizer_spec or not loss_spec):
+        raise BadInputError("check-train needs SOURCE TARGET --optimizer SPEC --loss SPEC, or --recipe hf|timm")
     loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust,
-                         **torch_options(options)) for p in (source, target)]
+                         **torch_options(options)) for p in (source, target)] if source is not None else []
     for lm in loaded:
         if not lm.convertible:
             raise BadInputError(f"{lm.path} is a {lm.format} artifact: it runs but cannot be trained",
                                 hint="check-train needs a .keras/.h5 model or a trainable torch module")
+    if loaded and loaded[0].framework == loaded[1].framework:
+        raise BadInputError(f"both models are {loaded[0].framework} models: check-train compares PyTorch with Keras")
+    if recipe is not None:
+        sys.exit(0 if _run_recipes(recipe, direction, loaded, steps or 12, seed, atol, json_path) else 1)
     src, dst = loaded
-    if src.framework == dst.framework:
-        raise BadInputError(f"both models are {src.framework} models: check-train compares PyTorch with Keras")
+    steps = steps or 8
+    loop = _loop_settings(src.framework, src.model, clip_grad_norm, clip_grad_value, ema_decay, grad_accum_steps)
     optimizer, loss, schedule = _build_source_setup(src.model, src.framework, optimizer_spec, loss_spec, schedule_spec)
     # synthetic targets need the loss's translation: made once, and reused by the parity run
     batches, target_loss = (_file_batches(data_path, batch_size), None) if data_path else \
         _synthetic_batches(src, dst, loss, loss_target, steps, batch_size, seed)
     report = check_training_parity(src.model, dst.model, optimizer, loss, batches, steps=steps, schedule=schedule,
                                    steps_per_epoch=steps_per_epoch, stepping=stepping, target_loss=target_loss,
-                                   loss_target=loss_target, atol=atol)
+                                   loss_target=loss_target, atol=atol, **loop)
     print_report(report, f"{source} vs {target}: {steps} training step(s)")
     write_json_report(report, json_path, source=source, target=target)
     if json_path:

@@ -3,8 +3,9 @@ safetensors with an index, or (only with trust: unpickling) ``pytorch_model.bin`
 
 The model class comes from ``config.architectures`` or ``--hf-class`` (an Auto class such as
 ``AutoModelForSequenceClassification``, or a concrete one); transformers builds it and loads the
-weights (safetensors memory-mapped), entirely offline. Every weight must fit: a missing,
-unexpected or mis-shaped tensor is bad input, not a silently random layer.
+weights (safetensors memory-mapped), entirely offline, after each weights file (every shard an
+index names) has passed ``xlate.validate``'s checks. Every weight must fit: a missing or
+mis-shaped tensor is bad input, not a silently random layer.
 
 The module handed on returns one tensor: ``--output-key`` (``logits``, ``last_hidden_state``...),
 by default the head's main output (the first one the model returns). Example inputs come from
@@ -57,6 +58,33 @@ def _weights(folder: Path, trust: bool) -> bool:
     raise BadInputError(f"{folder} has config.json but no weights (model.safetensors, a sharded index, or "
                         "pytorch_model.bin)",
                         hint="copy the whole folder save_pretrained wrote, weights included")
+
+
+def _check_weight_files(folder: Path, safetensors: bool) -> None:
+    """Run ``xlate.validate``'s checks on each weights file transformers will read: the single file,
+    or every shard an index names (each must be in the folder), before any of them is opened."""
+    from ..validate import check_file
+
+    single, index = SAFE_WEIGHTS if safetensors else PICKLED_WEIGHTS
+    if (folder / single).exists():
+        check_file(folder / single)
+        return
+    try:
+        weight_map = json.loads((folder / index).read_text()).get("weight_map")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise BadInputError(f"{folder}/{index} is not a readable shard index ({one_line(e, 160)})",
+                            hint="write the folder again with model.save_pretrained(folder)") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise BadInputError(f"{folder}/{index} has no weight_map naming the shards",
+                            hint="write the folder again with model.save_pretrained(folder)")
+    shards = sorted({str(v) for v in weight_map.values()})
+    absent = [name for name in shards if Path(name).name != name or not (folder / name).is_file()]
+    if absent:
+        raise BadInputError(f"{folder}/{index} names {len(absent)} shard(s) not in the folder: "
+                            f"{', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''}",
+                            hint="copy every shard file save_pretrained wrote into the folder")
+    for name in shards:
+        check_file(folder / name)
 
 
 def _model_class(folder: Path, config: dict, hf_class: str | None):
@@ -193,6 +221,7 @@ def load_hf_folder(folder, *, hf_class=None, output_key=None, seq_len=None, trus
     folder = Path(folder)
     config = _config(folder)
     safetensors = _weights(folder, trust)
+    _check_weight_files(folder, safetensors)
     cls = _model_class(folder, config, hf_class)
     notes = [] if notes is None else notes
     model = _from_pretrained(cls, folder, safetensors, notes).eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError, one_line
+from ..validate import validate_inputs
 
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 
@@ -58,6 +59,7 @@ def load_inputs(path) -> list[np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"--inputs {path} does not exist", hint="check the path")
+    validate_inputs(path)
     try:
         if path.suffix == ".npy":
             return [np.load(path, allow_pickle=False)]

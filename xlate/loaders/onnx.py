@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bound import bounded_load
 from ..errors import BadInputError, UnsupportedOpError, one_line
 from ..frameworks import TensorSpec
 
@@ -45,20 +46,20 @@ class OnnxModel:
 
 
 def read_onnx(path) -> object:
-    """``onnx.load`` plus the checker; BadInputError for a damaged or foreign file."""
+    """The ONNX model, after ``xlate.validate``'s checks (protobuf, checker, initializer sizes and
+    external data): DamagedFileError (exit 2) for a damaged or foreign file."""
     import onnx
 
+    from ..validate import validate_model
+
     path = Path(path)
+    validate_model(path, "onnx")
     try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as e:  # noqa: BLE001 - protobuf and the checker raise many kinds
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - what the checks above let through (external data read errors)
         raise BadInputError(f"{path} is not a valid ONNX model ({type(e).__name__}: {one_line(e, 200)})",
                             hint="the file is damaged or is not ONNX; export it again (torch.onnx.export, "
                                  "tf2onnx)") from None
-    if not model.graph.node:
-        raise BadInputError(f"{path} holds an ONNX graph with no nodes", hint="export the model again")
-    return model
 
 
 def check_supported(model, path) -> None:
@@ -139,9 +140,10 @@ def _example(specs, seed: int = 0) -> tuple:
     return tuple(out)
 
 
+@bounded_load
 def load_onnx(path, *, input_shapes=(), input_dtypes=(), supported: bool = True) -> OnnxModel:
     """Read an ONNX file (``xlate.load.detect_format`` has said it is one); with ``supported``, refuse
-    it (exit 3) when xlate's interpreter cannot run it."""
+    it (exit 3) when xlate's interpreter cannot run it. The read is bounded in time (``xlate.bound``)."""
     path = Path(path)
     model = read_onnx(path)
     if supported:

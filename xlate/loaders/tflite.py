@@ -92,11 +92,14 @@ def tflite_interpreter(path: Path):
     import warnings
 
     Interpreter, OpResolverType = _interpreter_classes()
+    content = Path(path).read_bytes()
 
     def make(**options):
         with warnings.catch_warnings(), native_stderr_silenced():
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(path), **options)
+            # from the bytes, not the path: then TFLite verifies the flatbuffer (from a path it does
+            # not, and a damaged file segfaults the process)
+            interpreter = Interpreter(model_content=content, **options)
             interpreter.allocate_tensors()
         return interpreter
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow
+from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow, without_kv_cache
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_fast_or_export
@@ -31,17 +31,20 @@ def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 
-    graph = trace_fast_or_export(module, example_inputs)
-    try:
-        emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
-        model = emitter.run()
-    except DynamicShapeError as e:
-        # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
-        graph = trace(module, example_inputs, dynamic=False)
-        batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
-        emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
-        model = emitter.run()
-        emitter.notes.append(f"static batch size {batch}: {e}")
+    with without_kv_cache(module) as cache_off:
+        graph = trace_fast_or_export(module, example_inputs)
+        try:
+            emitter = Emitter(graph, io_layout=io_layout, model_name=_model_name(module))
+            model = emitter.run()
+        except DynamicShapeError as e:
+            # a size depends on the batch in a way the Keras graph cannot express: fix the batch size
+            graph = trace(module, example_inputs, dynamic=False)
+            batch = graph.input_metas[0].shape[0] if isinstance(graph.input_metas[0], TensorMeta) else None
+            emitter = Emitter(graph, io_layout=io_layout, batch_size=batch, model_name=_model_name(module))
+            model = emitter.run()
+            emitter.notes.append(f"static batch size {batch}: {e}")
+    if cache_off:
+        emitter.notes.append("traced with use_cache=False: a KV cache is inference state, not an output")
     weights = port_weights(emitter.assignments)
     record = ConversionRecord(
         direction="torch2keras", path="direct",

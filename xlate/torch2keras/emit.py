@@ -8,6 +8,7 @@ port stage; the layout plan (``plan.py``) decides where a transpose is really ne
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from ..table import Row, table
 from . import plan
 from .registry import INTERNAL, get_converter, load
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
+
+# creation ops whose tensor operand gives only a dtype/device (and, for *_like, a shape)
+SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like", "full_like",
+                           "empty_like"}
 
 
 class DynamicShapeError(Exception):
@@ -34,6 +39,10 @@ class Const:
     array: np.ndarray
     path: str = ""  # torch parameter/buffer path when it is one
     trainable: bool = False
+    # its Constant/Parameter layer's output per layout, made once. Kept on the object, not in a
+    # cache keyed by id(): a freed temporary's id is soon reused, and a hit on it would silently
+    # return another constant's layer.
+    tensors: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def shape(self):
@@ -89,7 +98,7 @@ class Emitter:
         self.notes: list[str] = []
         self.layer_names: set[str] = set()
         self.layer_cache: dict = {}
-        self._cached_consts: list = []  # what const_tensor's id() keys point to, kept alive (see there)
+        self._pinned: list = []  # objects whose id() is part of a layer_cache key (weight_key)
         # torch module path -> one (value, keras tensor) per call of the module, in call order
         self.module_outputs: dict[str, list] = {}
         self._previous_stack: tuple = ()
@@ -143,10 +152,10 @@ class Emitter:
     def const_tensor(self, c: Const, perm=None, *, name_hint: str = ""):
         from ..keras_layers import Constant, Parameter
 
+        key = tuple(perm) if perm else None
+        if key in c.tensors:
+            return c.tensors[key]
         array = plan.permute_array(c.array, perm)
-        key = ("const", id(c), tuple(perm) if perm else None)
-        if key in self.layer_cache:
-            return self.layer_cache[key]
         dtype = str(array.dtype)
         hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
         if c.trainable:
@@ -157,11 +166,19 @@ class Emitter:
         unchanged = perm is None or plan.is_identity(perm)
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
         self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
-        self.layer_cache[key] = out
-        # a Const made for one call (a broadcast or cast copy) is freed right after it, and the next
-        # one may get its id(): kept alive, no other Const can hit this entry
-        self._cached_consts.append(c)
+        c.tensors[key] = out
         return out
+
+    def weight_key(self, v):
+        """The key naming one weight when layers are shared (a module called twice shares its
+        Keras layer): its torch path, else the object's identity, the object kept alive here so
+        that no later object can get its id; None for no weight."""
+        if v is None:
+            return None
+        if getattr(v, "path", None):
+            return v.path
+        self._pinned.append(v)
+        return ("object", id(v))
 
     def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
         """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):
@@ -313,14 +330,38 @@ class Emitter:
             self.set(node, self._fold(node))
             return
         row = self.table.by_aten[node.target]
-        result = get_converter(row.hook)(self, node, row)
+        with self._parameters_as_values(node):
+            result = get_converter(row.hook)(self, node, row)
         self.used(row)
         self.set(node, result)
 
+    @contextlib.contextmanager
+    def _parameters_as_values(self, node: SourceNode):
+        """An op on parameters and constants only (BEiT's ``cat((q_bias, zeros, v_bias))``) is not
+        folded, so that the parameters stay trainable; converters expect a graph value among the
+        operands, so for this op the constants become Parameter/Constant layer outputs."""
+        if any(isinstance(self.env.get(r.name), Value) for r in refs_in((node.args,))):
+            yield
+            return
+        # only the data operand: a weight stays a constant, as the layer converters want it
+        data = node.args.get("input", node.args.get("tensors"))
+        values = {r.name: self.env.get(r.name) for r in refs_in((data,))}
+        if not values or any(not isinstance(v, Const) for v in values.values()):
+            yield
+            return
+        try:
+            for n, v in values.items():
+                self.env[n] = self.materialize(v)
+            yield
+        finally:
+            self.env.update(values)
+
     def _unsupported_ops(self) -> list[tuple[str, str]]:
+        """Live ops no row converts; an op on constants only needs none (torch computes it now)."""
         missing = []
+        constant = self._constant_nodes()
         for node in self.graph.nodes:
-            if node.name not in self.live:
+            if node.name not in self.live or node.name in constant:
                 continue
             if node.op == "call" and node.target not in INTERNAL and node.target not in self.table.by_aten:
                 missing.append((node.target, node.module_path or "<root>"))
@@ -329,6 +370,26 @@ class Emitter:
         return missing
 
     # --- constant folding --------------------------------------------------------------------
+
+    def _constant_nodes(self) -> set:
+        """Nodes whose value is known before any input arrives: buffers, and ops on them only with
+        static sizes (the ones ``_foldable`` computes with torch). Decided ahead of emission from
+        the graph alone, so that an op without a row that only builds a constant (timm's meshgrid
+        of position indices) is not reported as unsupported."""
+        constant = set()
+        for node in self.graph.nodes:
+            if node.op == "param":
+                if not self.graph.params[node.name][2]:
+                    constant.add(node.name)
+            elif node.op == "call" and node.target == "getitem":
+                if all(r.name in constant for r in refs_in(node.args)):
+                    constant.add(node.name)
+            elif node.op == "call" and node.fn is not None and not node.target.startswith(self._NEVER_FOLD):
+                refs = [r.name for r in refs_in((node.call_args, node.call_kwargs))]
+                template_only = node.target.split(".")[1] in SHAPE_TEMPLATE_CREATION
+                if (template_only or all(r in constant for r in refs)) and not has_sym(node.meta):
+                    constant.add(node.name)
+        return constant
 
     _NEVER_FOLD = ("aten.dropout", "aten.native_dropout", "aten.rand", "aten.bernoulli", "aten.feature_dropout")
 

@@ -65,7 +65,9 @@ def trace_fast_or_export(module, example_inputs) -> SourceGraph:
         return fx_trace(module, example_inputs)
     except FastTraceUnsupported as e:
         log.info("fast trace not applicable, using torch.export: %s", e)
-        return trace(module, example_inputs)
+        graph = trace(module, example_inputs)
+        graph.traced_by = f"{graph.traced_by} (the fx fast path does not apply: {one_line(e, 160)})"
+        return graph
 
 
 def fx_trace(module, example_inputs) -> SourceGraph:

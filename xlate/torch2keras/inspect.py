@@ -5,6 +5,7 @@ emitter, so a row whose configuration is refused (BatchNorm momentum=None...) sh
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
+from ..frameworks import without_kv_cache
 from ..record import CoverageItem
 from ..table import table
 
@@ -17,7 +18,8 @@ def coverage(module, example_inputs) -> list[CoverageItem]:
 
     load()
     try:
-        graph = trace_fast_or_export(module, example_inputs)
+        with without_kv_cache(module):
+            graph = trace_fast_or_export(module, example_inputs)
     except UnsupportedOpError as e:
         return [CoverageItem(type(module).__name__, op, where, None, "torch.export could not trace the module")
                 for op, where in e.unsupported]

@@ -228,6 +228,20 @@ def _export(module, args, kwargs, *, dynamic: bool, preserve: tuple):
                                preserve_module_call_signature=preserve)
 
 
+def _mutates(node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return node.op == "call_function" and schema is not None and schema.is_mutable
+
+
+def _functional(ep):
+    """The program without in-place writes: torch.export keeps ``mask[a:b, c:d] = k`` (torchvision
+    swin's shifted-window mask) as fill_ on slice views, which a graph of values cannot express;
+    functionalization rewrites them as slice_scatter. Only run when needed (it re-traces)."""
+    if not any(_mutates(n) for n in ep.graph.nodes):
+        return ep
+    return ep.run_decompositions({})
+
+
 def export_module(module, example_inputs, *, dynamic: bool = True):
     """torch.export the module in eval mode: dynamic batch first, static shapes if that fails."""
     import torch
@@ -243,7 +257,7 @@ def export_module(module, example_inputs, *, dynamic: bool = True):
         for dyn in ((True, False) if dynamic else (False,)):
             for keep in ((preserve, ()) if preserve else ((),)):
                 try:
-                    return _export(module, args, kwargs, dynamic=dyn, preserve=keep)
+                    return _functional(_export(module, args, kwargs, dynamic=dyn, preserve=keep))
                 except Exception as e:  # noqa: BLE001 - collected and reported below
                     errors.append(e)
     finally:
@@ -279,7 +293,7 @@ def graph_from_exported(ep, module=None) -> SourceGraph:
     outputs: list = []
     input_metas: list[TensorMeta] = []
     user_inputs = set(sig.user_inputs)
-    for n in ep.graph.nodes:
+    for n in _inline_wrappers(ep).nodes:
         stack = tuple((path, _stack_type(tp)) for path, tp in (n.meta.get("nn_module_stack") or {}).values())
         for path, tp in stack:
             module_types.setdefault(path, tp)
@@ -317,6 +331,52 @@ def graph_from_exported(ep, module=None) -> SourceGraph:
     if module is not None:
         graph = _collapse_module_calls(graph, ep, module)
     return graph
+
+
+# Higher-order ops torch.export wraps around a region whose only effect is a mode switch that
+# does not change float32 inference numbers: @torch.no_grad() (HF rotary embeddings) and
+# torch.autocast(enabled=False). Their regions are inlined.
+TRANSPARENT_WRAPPERS = {"wrap_with_set_grad_enabled": 1, "wrap_with_autocast": 4}  # name -> index of the submodule
+
+
+def _inline_wrappers(ep):
+    """The exported graph with mode-switch wrappers inlined (get_attr submodules gone)."""
+    import operator
+
+    import torch.fx
+
+    graph = ep.graph
+    if not any(n.op == "call_function" and getattr(n.target, "__name__", "") in TRANSPARENT_WRAPPERS
+               for n in graph.nodes):
+        return graph
+    out = torch.fx.Graph()
+    env: dict = {}
+    for n in graph.nodes:
+        name = getattr(n.target, "__name__", "") if n.op == "call_function" else ""
+        if n.op == "get_attr" and all(u.op == "call_function" and getattr(u.target, "__name__", "") in
+                                      TRANSPARENT_WRAPPERS for u in n.users):
+            continue  # the wrapped region, inlined where it is called
+        if name in TRANSPARENT_WRAPPERS:
+            at = TRANSPARENT_WRAPPERS[name]
+            sub = getattr(ep.graph_module, n.args[at].target).graph
+            operands = iter(n.args[at + 1:])
+            sub_env = {}
+            for s in sub.nodes:
+                if s.op == "placeholder":
+                    sub_env[s] = env[next(operands)]
+                elif s.op == "output":
+                    results = torch.fx.node.map_arg(s.args[0], sub_env.__getitem__)
+                    env[n] = tuple(results) if isinstance(results, (list, tuple)) else (results,)
+                else:
+                    if not s.meta.get("nn_module_stack"):
+                        s.meta["nn_module_stack"] = n.meta.get("nn_module_stack", {})
+                    sub_env[s] = out.node_copy(s, sub_env.__getitem__)
+            continue
+        if n.op == "call_function" and n.target is operator.getitem and isinstance(env.get(n.args[0]), tuple):
+            env[n] = env[n.args[0]][n.args[1]]
+            continue
+        env[n] = out.node_copy(n, lambda a: env[a])
+    return out
 
 
 def _stack_type(tp) -> str:

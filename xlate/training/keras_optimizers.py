@@ -8,6 +8,10 @@ names (``exp_avg``, ``momentum_buffer``, ``sum``...), so a torch optimizer state
 
 Hyperparameters that torch's OneCycleLR cycles (``beta_1``, ``momentum``) may be a Keras
 ``LearningRateSchedule``; it is evaluated at ``optimizer.iterations`` like the learning rate.
+A torch loop's ``clip_grad_norm_`` is ``torch_clip_grad_norm`` (``clipping.TorchClipping``), and
+its once-per-step EMA under gradient accumulation ``torch_ema=True`` (``ema.TorchLoopEMA``). The
+emulations of RAdam, Rprop, ASGD, Adafactor and Muon live in ``keras_optimizers_extra`` and
+``keras_factored_optimizers``.
 
 The classes are registered as ``xlate>TorchX`` so models compiled with them save and load
 (``import xlate.training.keras_optimizers`` before ``keras.saving.load_model``).
@@ -18,6 +22,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 from keras.optimizers.schedules import LearningRateSchedule
+
+from .clipping import TorchClipping
+from .ema import TorchLoopEMA
 
 _register = keras.saving.register_keras_serializable(package="xlate")
 
@@ -34,8 +41,10 @@ def _deserialize(value):
     return value
 
 
-class _TorchFormula(keras.optimizers.Optimizer):
-    """Shared by every torch emulation: coupled L2 decay, maximize, schedulable hyperparameters."""
+class _TorchFormula(TorchClipping, TorchLoopEMA, keras.optimizers.Optimizer):
+    """Shared by every torch emulation: coupled L2 decay, maximize, schedulable hyperparameters,
+    torch's clip_grad_norm_ (``torch_clip_grad_norm``) and a torch loop's EMA order under
+    accumulation (``torch_ema``)."""
 
     #: the torch.optim class this optimizer emulates
     torch_class = ""
@@ -44,10 +53,13 @@ class _TorchFormula(keras.optimizers.Optimizer):
     #: hyperparameters that may be schedules (serialized as such)
     _schedulable: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, *, l2_weight_decay=0.0, maximize=False, name=None, **kwargs):
+    def __init__(self, learning_rate, *, l2_weight_decay=0.0, maximize=False, torch_clip_grad_norm=None,
+                 torch_ema=False, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.l2_weight_decay = float(l2_weight_decay or 0.0)
         self.maximize = bool(maximize)
+        self._set_torch_clipping(torch_clip_grad_norm)
+        self.torch_ema = bool(torch_ema)
 
     def _value(self, hyper, dtype):
         """A hyperparameter's value at this step (a schedule is evaluated at ``iterations``)."""
@@ -73,7 +85,8 @@ class _TorchFormula(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"l2_weight_decay": self.l2_weight_decay, "maximize": self.maximize})
+        config.update({"l2_weight_decay": self.l2_weight_decay, "maximize": self.maximize,
+                       "torch_clip_grad_norm": self.torch_clip_grad_norm, "torch_ema": self.torch_ema})
         config.update({key: _serialize(getattr(self, key)) for key in self._hyperparameters})
         return config
 

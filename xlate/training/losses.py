@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import BadInputError, UnsupportedOpError, XlateError
 from ..frameworks import accepted_kwargs
 from ..table import Row, table
+from . import loss_hooks_extra
 from .record import Translation, attach_translation
 from .state import check_emulate, keras_class_name, row_named, torch_class_name
 
@@ -38,7 +39,8 @@ def _torch_args(loss) -> dict:
     for key in ("weight", "pos_weight"):
         value = getattr(loss, key, None)
         args[key] = None if value is None else [float(v) for v in value.detach().reshape(-1)]
-    for key in ("ignore_index", "label_smoothing", "beta", "delta", "log_target", "margin"):
+    for key in ("ignore_index", "label_smoothing", "beta", "delta", "log_target", "margin", "log_input", "full", "eps",
+                "p", "swap", "blank", "zero_infinity"):
         if hasattr(loss, key):
             args[key] = getattr(loss, key)
     return args
@@ -141,6 +143,7 @@ HOOKS: dict[str, LossHook] = {
     "kl_div": LossHook(_never("torch takes log-probability inputs, Keras probabilities (both clipped)"),
                        _never("Keras takes probabilities and clips both to [1e-7, 1]; torch takes log-probabilities")),
     "cosine_similarity_loss": LossHook(None, _never("torch has no cosine-similarity loss on (y_true, y_pred)")),
+    **{hook: LossHook(*fns) for hook, fns in loss_hooks_extra.HOOKS.items()},
 }
 
 # Emulation constructor arguments: the emulation keeps torch's names, plus torch_reduction.
@@ -151,6 +154,7 @@ _TORCH_EMULATION_ARGS = {
     "bce": ("weight",),
     "bce_with_logits": ("pos_weight", "weight"),
     "mse": (), "l1": (), "huber": ("delta",), "smooth_l1": ("beta",), "kl_div": ("log_target",),
+    **loss_hooks_extra.EMULATION_ARGS,
 }
 
 
@@ -161,8 +165,10 @@ def _row_for(name: str, index: dict) -> Row:
 def _torch_to_keras(loss, *, target, class_axis, emulate):
     import keras
 
-    from . import keras_losses
+    from .emulations import keras_loss_for
 
+    if type(loss).__name__ == "PackedInputs":  # the torch side's stacking of a multi-input loss
+        loss = loss.loss
     name = torch_class_name(loss)
     row = _row_for(name, table().by_torch)
     if name.startswith("xlate."):  # an xlate.KerasX module: back to the native Keras loss it emulates
@@ -181,26 +187,28 @@ def _torch_to_keras(loss, *, target, class_axis, emulate):
         result = getattr(keras.losses, native)(**detail)
         translation = Translation(row.id, "torch2keras", name, f"keras.losses.{native}", False)
     else:
-        cls = keras_losses.BY_TORCH_CLASS["torch.nn.CrossEntropyLoss" if row.id.startswith("cross_entropy")
-                                          else row.torch]
+        cls = keras_loss_for("torch.nn.CrossEntropyLoss" if row.id.startswith("cross_entropy") else row.torch)
         kwargs = {k: args[k] for k in _TORCH_EMULATION_ARGS[row.id] if k in args}
         if row.id.startswith("cross_entropy"):
             kwargs.update(target=target, class_axis=-1 if class_axis is None else class_axis)
         result = cls(**kwargs, torch_reduction=args["reduction"])
-        translation = Translation(row.id, "torch2keras", name, f"xlate.{cls.__name__}", True,
-                                  notes=[f"exact emulation xlate.{cls.__name__}: {detail or 'forced by emulate'}"])
+        notes = [f"exact emulation xlate.{cls.__name__}: {detail or 'forced by emulate'}"]
+        if row.torch in loss_hooks_extra.PACKED:
+            notes.append("y_pred holds the torch loss's inputs stacked on axis 1")
+        translation = Translation(row.id, "torch2keras", name, f"xlate.{cls.__name__}", True, notes=notes)
     return attach_translation(result, translation)
 
 
 def _emulation_back_to_keras(module, row: Row):
+    import inspect
+
     import keras
 
     name = row.keras.rsplit(".", 1)[-1]
-    kwargs = {k: getattr(module, k) for k in ("from_logits", "label_smoothing", "ignore_class", "axis", "delta")
-              if hasattr(module, k)}
-    kwargs["reduction"] = module.reduction
     cls = getattr(keras.losses, name)
-    result = cls(**accepted_kwargs(cls.__init__, kwargs))
+    kwargs = {k: getattr(module, k) for k in inspect.signature(cls.__init__).parameters
+              if k not in ("self", "name", "dtype") and hasattr(module, k)}
+    result = cls(**kwargs)
     translation = Translation(row.id, "torch2keras", f"xlate.{type(module).__name__}", f"keras.losses.{name}", False)
     return attach_translation(result, translation)
 
@@ -224,7 +232,7 @@ def _keras_config(loss) -> tuple[str, dict]:
 def _keras_to_torch(loss, *, class_axis, emulate):
     import torch
 
-    from . import torch_losses
+    from .emulations import torch_loss_for
 
     name, config = _keras_config(loss)
     row = _row_for(name, table().by_keras)
@@ -243,7 +251,7 @@ def _keras_to_torch(loss, *, class_axis, emulate):
         translation = Translation(row.id, "keras2torch", name, f"torch.nn.{native}", False)
     else:
         keras_name = "keras.losses.BinaryCrossentropy" if row.id == "bce_with_logits" else row.keras
-        cls = torch_losses.BY_KERAS_CLASS[keras_name]
+        cls = torch_loss_for(keras_name)
         result = cls(**accepted_kwargs(cls.__init__, config if class_axis is None else {**config, "axis": class_axis}))
         translation = Translation(row.id, "keras2torch", name, f"xlate.{cls.__name__}", True,
                                   notes=[f"exact emulation xlate.{cls.__name__}: {detail or 'forced by emulate'}"])
@@ -255,17 +263,19 @@ def _emulation_back_to_torch(loss, row: Row):
 
     cls = getattr(torch.nn, loss.torch_class.rsplit(".", 1)[-1])
     config = loss.get_config()
-    kwargs = {"reduction": config["torch_reduction"]}
+    kwargs = {k: v for k, v in config.items() if k not in ("name", "dtype", "reduction", "torch_reduction")}
+    kwargs["reduction"] = config["torch_reduction"]
     for key in ("weight", "pos_weight"):
-        if config.get(key) is not None:
-            kwargs[key] = torch.tensor(config[key])
-    for key in ("ignore_index", "label_smoothing", "delta", "beta", "log_target"):
-        if key in config:
-            kwargs[key] = config[key]
-    if config.get("class_axis", -1) != -1:
-        raise XlateError("a TorchCrossEntropyLoss with class_axis != -1 has no torch CrossEntropyLoss counterpart")
+        kwargs[key] = None if config.get(key) is None else torch.tensor(config[key])
+    if config.get("class_axis", -1) != -1 or not config.get("time_major", True):
+        raise XlateError(f"{type(loss).__name__} with its class / time axis moved has no {cls.__name__} counterpart")
     result = cls(**accepted_kwargs(cls.__init__, kwargs))
-    translation = Translation(row.id, "keras2torch", f"xlate.{type(loss).__name__}", f"torch.nn.{cls.__name__}", False)
+    target = f"torch.nn.{cls.__name__}"
+    if loss.torch_class in loss_hooks_extra.PACKED:
+        from .torch_losses_extra import PackedInputs
+
+        result, target = PackedInputs(result), f"xlate.PackedInputs(torch.nn.{cls.__name__})"
+    translation = Translation(row.id, "keras2torch", f"xlate.{type(loss).__name__}", target, False)
     return attach_translation(result, translation)
 
 

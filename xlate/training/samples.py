@@ -30,6 +30,10 @@ def class_and_defaults(name: str):
 def _resolve(path: str):
     import importlib
 
+    if path.startswith("xlate."):
+        from .emulations import resolve
+
+        return resolve(path)
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
@@ -50,32 +54,64 @@ def _torch_kwargs(kwargs: dict) -> dict:
 
 
 def torch_optimizer(row: Row, sample: Sample, params):
-    return _resolve(row.torch)(params, **_torch_kwargs(sample.torch))
+    return _resolve(sample.torch_cls or row.torch)(params, **_torch_kwargs(sample.torch))
 
 
 def keras_optimizer(row: Row, sample: Sample):
-    return _resolve(row.keras)(**sample.keras)
+    return _resolve(sample.keras_cls or row.keras)(**sample.keras)
 
 
 def torch_loss(row: Row, sample: Sample):
-    path, _ = class_and_defaults(row.torch)  # "(target=probabilities)" describes the data, not an argument
-    return _resolve(path)(**_torch_kwargs(sample.torch))
+    """The sample's torch loss, called as loss(prediction, target): a loss over several inputs is
+    wrapped in xlate's PackedInputs (inputs stacked on axis 1 of the prediction)."""
+    from .loss_hooks_extra import PACKED
+
+    path, _ = class_and_defaults(sample.torch_cls or row.torch)  # "(target=probabilities)" describes the data
+    loss = _resolve(path)(**_torch_kwargs(sample.torch))
+    if path in PACKED:
+        from .torch_losses_extra import PackedInputs
+
+        loss = PackedInputs(loss)
+    return loss
 
 
 def keras_loss(row: Row, sample: Sample):
-    path, defaults = class_and_defaults(row.keras)
-    return _resolve(path)(**{**defaults, **sample.keras})
+    path, defaults = class_and_defaults(sample.keras_cls or row.keras)
+    return _resolve(path)(**{**({} if sample.keras_cls else defaults), **sample.keras})
 
 
 def torch_scheduler(row: Row, sample: Sample, optimizer):
-    return _resolve(row.torch)(optimizer, **_torch_kwargs(sample.torch))
+    """A schedule sample: kwargs; ``schedulers = [[class, kwargs], ...]`` for composed schedulers;
+    ``transformers = "get_..._schedule_with_warmup"`` for Hugging Face's schedule functions."""
+    kwargs = _torch_kwargs(sample.torch)
+    if "transformers" in kwargs:
+        import transformers
+
+        return getattr(transformers, kwargs.pop("transformers"))(optimizer, **kwargs)
+    if "schedulers" in kwargs:
+        kwargs["schedulers"] = [_resolve(f"torch.optim.lr_scheduler.{name}")(optimizer, **_torch_kwargs(kw))
+                                for name, kw in kwargs["schedulers"]]
+    cls = _resolve(class_and_defaults(sample.torch_cls or row.torch)[0])
+    if cls.__name__ == "ChainedScheduler":
+        return cls(kwargs.pop("schedulers"), optimizer=optimizer, **kwargs)
+    return cls(optimizer, **kwargs)
 
 
 def keras_schedule(row: Row, sample: Sample):
     kwargs = dict(sample.keras)
     if "schedule" in kwargs and isinstance(kwargs["schedule"], str):
         kwargs["schedule"] = eval(kwargs["schedule"], {})
-    return _resolve(row.keras)(**kwargs)
+    if "schedules" in kwargs:
+        kwargs["schedules"] = [_resolve(name)(**kw) for name, kw in kwargs["schedules"]]
+    return _resolve(sample.keras_cls or row.keras)(**kwargs)
+
+
+def sample_stepping(row: Row, sample: Sample) -> tuple[str, bool]:
+    """(how the torch scheduler of a schedule sample is stepped, whether the run's length is given):
+    the sample's ``call`` ("batch", "epoch", "+horizon"), else the row's usual stepping."""
+    stepping, _, horizon = (sample.call or "").partition("+")
+    return stepping or ("batch" if row.id in ("one_cycle_lr", "cyclic_lr", "transformers_warmup") else "epoch"), \
+        horizon == "horizon"
 
 
 def loss_data(sample: Sample, seed: int = 0):
@@ -105,12 +141,29 @@ def _make(kind, shape, rng, sample):
         return (rng.random(shape) > 0.5).astype(np.float32)
     if kind == "indices":
         return rng.integers(0, sample.int_high, size=shape).astype(np.int64)
+    if kind == "pm1":
+        return np.where(rng.random(shape) > 0.5, 1.0, -1.0).astype(np.float32)
+    if kind == "counts":
+        return rng.poisson(2.0, size=shape).astype(np.float32)
+    if kind == "positive":
+        return (np.exp(x) * 0.5 + 0.05).astype(np.float32)
+    if kind == "zeros":
+        return np.zeros(shape, np.float32)
+    if kind == "mean_var":  # (N, 2, ...): an input and a positive variance stacked on axis 1
+        x[:, 1] = np.exp(x[:, 1]) * 0.5 + 0.05
+        return x
+    if kind == "ctc_labels":  # (N, S) labels in 1..C-1 padded at the end with 0 (the blank)
+        labels = rng.integers(1, sample.int_high, size=shape)
+        lengths = rng.integers(1, shape[1] + 1, size=shape[0])
+        return np.where(np.arange(shape[1])[None, :] < lengths[:, None], labels, 0).astype(np.int64)
     raise ValueError(f"unknown sample data kind {kind!r}")
 
 
-def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh"):
+def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh",
+               bias: bool = True):
     """A torch MLP and the same Keras Dense model with the torch weights copied through the
-    table's weight transforms (``xlate.training.state.copy_weights``)."""
+    table's weight transforms (``xlate.training.state.copy_weights``). ``bias=False``: 2-D weights
+    only (torch's Muon)."""
     import keras
     import torch
 
@@ -118,9 +171,17 @@ def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int 
 
     torch.manual_seed(seed)
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
-    tm = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), act(), torch.nn.Linear(hidden, out_features))
+    tm = torch.nn.Sequential(torch.nn.Linear(in_features, hidden, bias=bias), act(),
+                             torch.nn.Linear(hidden, out_features, bias=bias))
     keras.utils.set_random_seed(seed)
-    km = keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(hidden, activation=activation),
-                           keras.layers.Dense(out_features)])
+    km = keras.Sequential([keras.Input((in_features,)), keras.layers.Dense(hidden, activation=activation, use_bias=bias),
+                           keras.layers.Dense(out_features, use_bias=bias)])
     copy_weights(tm, km)
     return tm, km
+
+
+def sample_mlp(sample: Sample, in_features: int, out_features: int, seed: int = 0):
+    """The paired MLP a training sample runs on: ``model = "mlp-nobias"`` drops the biases."""
+    if sample.model not in ("", "mlp-nobias"):
+        raise ValueError(f"unknown sample model {sample.model!r}")
+    return paired_mlp(in_features, out_features, seed=seed, bias=sample.model != "mlp-nobias")

@@ -18,96 +18,50 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import BadInputError, XlateError
 from ..table import Row, table
-from .record import Translation, attach_translation
-from .state import check_emulate, keras_class_name, row_named, sub_optimizers, torch_class_name
-
-STEPPINGS = ("epoch", "batch")
-
-
-@dataclass
-class _Context:
-    steps_per_epoch: int | None
-    stepping: str | None
-    optimizer: object  # Keras optimizer to install into (torch->Keras) / torch optimizer (Keras->torch)
-    monitor: str
-    emulate: str
-
-    def spe(self, default_stepping: str, what: str) -> tuple[str, int]:
-        stepping = self.stepping or default_stepping
-        if stepping not in STEPPINGS:
-            raise BadInputError(f"stepping must be 'epoch' or 'batch', got {stepping!r}")
-        if stepping == "batch":
-            return stepping, 1
-        if not self.steps_per_epoch or int(self.steps_per_epoch) < 1:
-            raise BadInputError(f"{what} is stepped once per epoch: pass steps_per_epoch=<batches per epoch> "
-                                "(Keras schedules count optimizer steps)", hint="or stepping='batch' if you step it "
-                                "after every optimizer.step()")
-        return stepping, int(self.steps_per_epoch)
-
-
-def _row(name: str, index: dict) -> Row:
-    return row_named(name, index, ("schedule", "callback"), "schedule or callback",
-                     "`xlate table --family schedule` / `--family callback` list what xlate translates")
-
-
-def _done(result, row: Row, direction: str, source: str, emulated: bool, stepping: str | None, notes=()):
-    target = keras_class_name(result) if direction == "torch2keras" else torch_class_name(result)
-    translation = Translation(row.id, direction, source, target, emulated, list(notes), stepping=stepping)
-    if direction == "keras2torch" and stepping is not None:
-        try:
-            result.xlate_stepping = stepping
-        except AttributeError:
-            pass
-    return attach_translation(result, translation)
-
+from . import composed_hooks
+from .schedule_common import (
+    Context,
+    base_lr,
+    done,
+    install_lr,
+    install_momentum,
+    require_torch_optimizer,
+    row_for,
+    set_base_lr,
+)
+from .state import check_emulate, keras_class_name, row_named, torch_class_name
 
 # --- torch -> Keras -------------------------------------------------------------------------
-
-
-def _base_lr(scheduler) -> float:
-    base = getattr(scheduler, "base_lrs", None) or [g.get("initial_lr", g["lr"]) for g in scheduler.optimizer.param_groups]
-    if len(set(base)) > 1:
-        raise BadInputError(f"the param groups start from different learning rates ({sorted(set(base))}): "
-                            "translate each group's optimizer and schedule separately")
-    return float(base[0])
-
-
-def _install_lr(schedule, optimizer) -> None:
-    if optimizer is None:
-        return
-    for opt in sub_optimizers(optimizer):
-        opt.learning_rate = schedule
 
 
 def _t2k_step_lr(s, row, ctx):
     import keras
 
     stepping, spe = ctx.spe("epoch", "StepLR")
-    result = keras.optimizers.schedules.ExponentialDecay(_base_lr(s), decay_steps=s.step_size * spe,
+    result = keras.optimizers.schedules.ExponentialDecay(base_lr(s), decay_steps=s.step_size * spe,
                                                          decay_rate=s.gamma, staircase=True)
-    _install_lr(result, ctx.optimizer)
-    return _done(result, row, "torch2keras", torch_class_name(s), False, stepping)
+    install_lr(result, ctx.optimizer)
+    return done(result, row, "torch2keras", torch_class_name(s), False, stepping)
 
 
 def _t2k_exponential_lr(s, row, ctx):
     import keras
 
     stepping, spe = ctx.spe("epoch", "ExponentialLR")
-    result = keras.optimizers.schedules.ExponentialDecay(_base_lr(s), decay_steps=spe, decay_rate=s.gamma,
+    result = keras.optimizers.schedules.ExponentialDecay(base_lr(s), decay_steps=spe, decay_rate=s.gamma,
                                                          staircase=True)
-    _install_lr(result, ctx.optimizer)
-    return _done(result, row, "torch2keras", torch_class_name(s), False, stepping)
+    install_lr(result, ctx.optimizer)
+    return done(result, row, "torch2keras", torch_class_name(s), False, stepping)
 
 
 def _t2k_multi_step_lr(s, row, ctx):
     import keras
 
     stepping, spe = ctx.spe("epoch", "MultiStepLR")
-    base = _base_lr(s)
+    base = base_lr(s)
     counts = sorted(Counter(s.milestones).items())
     boundaries, values, decays = [], [base], 0
     for milestone, count in counts:
@@ -115,24 +69,23 @@ def _t2k_multi_step_lr(s, row, ctx):
         boundaries.append(milestone * spe - 1)
         values.append(base * s.gamma**decays)
     result = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    _install_lr(result, ctx.optimizer)
-    return _done(result, row, "torch2keras", torch_class_name(s), False, stepping,
-                 ["boundaries = milestone * steps_per_epoch - 1: Keras's bound is inclusive"])
+    install_lr(result, ctx.optimizer)
+    return done(result, row, "torch2keras", torch_class_name(s), False, stepping,
+                ["boundaries = milestone * steps_per_epoch - 1: Keras's bound is inclusive"])
 
 
 def _t2k_cosine(s, row, ctx):
     from .keras_schedules import TorchCosineAnnealingLR
 
     stepping, spe = ctx.spe("epoch", "CosineAnnealingLR")
-    result = TorchCosineAnnealingLR(_base_lr(s), s.T_max, s.eta_min, spe)
-    _install_lr(result, ctx.optimizer)
-    return _done(result, row, "torch2keras", torch_class_name(s), True, stepping,
-                 [("exact emulation xlate.TorchCosineAnnealingLR: Keras's CosineDecay clamps at decay_steps and "
+    result = TorchCosineAnnealingLR(base_lr(s), s.T_max, s.eta_min, spe)
+    install_lr(result, ctx.optimizer)
+    return done(result, row, "torch2keras", torch_class_name(s), True, stepping,
+                [("exact emulation xlate.TorchCosineAnnealingLR: Keras's CosineDecay clamps at decay_steps and "
                    "interpolates inside epochs")])
 
 
 def _t2k_one_cycle(s, row, ctx):
-    from .keras_optimizers import TorchAdam, TorchAdamax, TorchRMSprop, TorchSGD
     from .keras_schedules import TorchOneCycleLR
 
     stepping, spe = ctx.spe("batch", "OneCycleLR")
@@ -150,48 +103,13 @@ def _t2k_one_cycle(s, row, ctx):
     result = TorchOneCycleLR(**common)
     notes = ["exact emulation xlate.TorchOneCycleLR (Keras has no 1cycle schedule)"]
     if s.cycle_momentum:
-        if ctx.optimizer is None:
-            raise BadInputError("OneCycleLR(cycle_momentum=True) also cycles Adam's beta1 / SGD's momentum: pass "
-                                "optimizer=<the translated Keras optimizer> so xlate installs it too",
-                                hint="or build the torch OneCycleLR with cycle_momentum=False")
-        momentum = TorchOneCycleLR(**common, quantity="momentum", base_momentum=groups[0]["base_momentum"],
-                                   max_momentum=groups[0]["max_momentum"])
-        for opt in sub_optimizers(ctx.optimizer):
-            if isinstance(opt, (TorchAdam, TorchAdamax)):
-                opt.beta_1 = momentum
-            elif isinstance(opt, (TorchSGD, TorchRMSprop)):
-                if opt.built and not opt._uses_momentum:
-                    raise XlateError("the Keras optimizer was built without momentum slots: install the OneCycleLR "
-                                     "translation before the first step")
-                opt.momentum = momentum
-            else:
-                raise XlateError(f"{keras_class_name(opt)} takes a constant beta_1/momentum: OneCycleLR's momentum "
-                                 "cycling needs xlate's emulation optimizer (translate_optimizer(..., emulate='always'))")
+        install_momentum(ctx, TorchOneCycleLR(**common, quantity="momentum", base_momentum=groups[0]["base_momentum"],
+                                              max_momentum=groups[0]["max_momentum"]), "OneCycleLR")
         notes.append("momentum cycled: the optimizer's beta_1/momentum is xlate.TorchOneCycleLR(quantity='momentum')")
     else:
         notes.append("cycle_momentum=False: momentum stays constant on both sides")
-    _install_lr(result, ctx.optimizer)
-    return _done(result, row, "torch2keras", torch_class_name(s), True, stepping, notes)
-
-
-def _t2k_lambda(s, row, ctx):
-    import keras
-
-    from .keras_schedules import TorchLambdaLR
-
-    if len({id(f) for f in s.lr_lambdas}) > 1:
-        raise BadInputError("LambdaLR with one lambda per param group: Keras has one learning rate per optimizer")
-    fn, base = s.lr_lambdas[0], _base_lr(s)
-    if not callable(fn) or hasattr(fn, "state_dict"):
-        raise BadInputError("LambdaLR's lr_lambda must be a plain Python function of the epoch")
-    stepping, spe = ctx.spe("epoch", "LambdaLR")
-    if stepping == "epoch":
-        result = keras.callbacks.LearningRateScheduler(lambda epoch, lr: base * float(fn(epoch)))
-        return _done(result, row, "torch2keras", torch_class_name(s), False, stepping,
-                     ["Keras's LearningRateScheduler sets base_lr * f(epoch) at each epoch begin"])
-    result = TorchLambdaLR(fn, base, spe)
-    return _done(result, row, "torch2keras", torch_class_name(s), True, stepping,
-                 ["exact emulation xlate.TorchLambdaLR: sets base_lr * f(step) before every batch"])
+    install_lr(result, ctx.optimizer)
+    return done(result, row, "torch2keras", torch_class_name(s), True, stepping, notes)
 
 
 def _t2k_plateau(s, row, ctx):
@@ -218,15 +136,15 @@ def _t2k_plateau(s, row, ctx):
         result = keras.callbacks.ReduceLROnPlateau(monitor=ctx.monitor, factor=s.factor, patience=s.patience + 1,
                                                    mode=s.mode, min_delta=s.threshold, cooldown=0,
                                                    min_lr=min_lrs[0])
-        return _done(result, row, "torch2keras", torch_class_name(s), False, "epoch",
-                     [f"patience {s.patience} -> {s.patience + 1} (torch: bad epochs > patience; Keras: >=)",
+        return done(result, row, "torch2keras", torch_class_name(s), False, "epoch",
+                    [f"patience {s.patience} -> {s.patience + 1} (torch: bad epochs > patience; Keras: >=)",
                       f"torch skips reductions smaller than eps={s.eps}: the lrs differ only within eps of min_lr"])
     result = TorchReduceLROnPlateau(monitor=ctx.monitor, mode=s.mode, factor=s.factor, patience=s.patience,
                                     threshold=s.threshold, threshold_mode=s.threshold_mode, cooldown=s.cooldown,
                                     min_lr=min_lrs if len(set(min_lrs)) > 1 else min_lrs[0], eps=s.eps,
                                     resume_state=resume)
-    return _done(result, row, "torch2keras", torch_class_name(s), True, "epoch",
-                 [f"exact emulation xlate.TorchReduceLROnPlateau: {native_reason or 'forced by emulate'}"])
+    return done(result, row, "torch2keras", torch_class_name(s), True, "epoch",
+                [f"exact emulation xlate.TorchReduceLROnPlateau: {native_reason or 'forced by emulate'}"])
 
 
 def _t2k_early_stopping(s, row, ctx):
@@ -237,32 +155,17 @@ def _t2k_early_stopping(s, row, ctx):
     kwargs = {a.keras: getattr(s, a.torch) for a in row.args if a.torch not in (None, "-")}
     if s.epoch < 0:
         result = keras.callbacks.EarlyStopping(**kwargs)
-        return _done(result, row, "torch2keras", "xlate.EarlyStopping", False, "epoch")
+        return done(result, row, "torch2keras", "xlate.EarlyStopping", False, "epoch")
     result = ResumedEarlyStopping(resume_state={"wait": s.wait, "best": s.best, "best_epoch": s.best_epoch},
                                   **kwargs)
     notes = [(f"{s.epoch + 1} epoch(s) in: xlate.ResumedEarlyStopping carries wait/best (Keras's resets when fit() "
               f"begins); pass fit(initial_epoch={s.epoch + 1})")]
     if s.restore_best_weights and s.best_weights is not None:
         notes.append("the best torch weights stay behind: the Keras side restores the best weights it sees itself")
-    return _done(result, row, "torch2keras", "xlate.EarlyStopping", True, "epoch", notes)
+    return done(result, row, "torch2keras", "xlate.EarlyStopping", True, "epoch", notes)
 
 
 # --- Keras -> torch -------------------------------------------------------------------------
-
-
-def _set_base_lr(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-        group.pop("initial_lr", None)
-
-
-def _require_torch_optimizer(ctx, what):
-    import torch
-
-    if not isinstance(ctx.optimizer, torch.optim.Optimizer):
-        raise BadInputError(f"translating {what} to torch needs the torch optimizer: "
-                            "translate_schedule(schedule, torch_optimizer)")
-    return ctx.optimizer
 
 
 def _k2t_schedule(s, row, ctx):
@@ -270,47 +173,47 @@ def _k2t_schedule(s, row, ctx):
 
     from .torch_schedules import KerasScheduleLR
 
-    opt = _require_torch_optimizer(ctx, type(s).__name__)
+    opt = require_torch_optimizer(ctx, type(s).__name__)
     name = type(s).__name__
     c = s.get_config()
     lr_sched = torch.optim.lr_scheduler
     if name == "ExponentialDecay" and c["staircase"]:
-        _set_base_lr(opt, c["initial_learning_rate"])
+        set_base_lr(opt, c["initial_learning_rate"])
         result = lr_sched.StepLR(opt, step_size=int(c["decay_steps"]), gamma=c["decay_rate"])
-        return _done(result, row, "keras2torch", keras_class_name(s), False, "batch")
+        return done(result, row, "keras2torch", keras_class_name(s), False, "batch")
     if name == "ExponentialDecay":
-        _set_base_lr(opt, c["initial_learning_rate"])
+        set_base_lr(opt, c["initial_learning_rate"])
         result = lr_sched.ExponentialLR(opt, gamma=c["decay_rate"] ** (1.0 / c["decay_steps"]))
-        return _done(result, table().row("exponential_lr"), "keras2torch", keras_class_name(s), False, "batch",
-                     ["staircase=False decays every step: ExponentialLR(gamma=decay_rate**(1/decay_steps)) per batch"])
+        return done(result, table().row("exponential_lr"), "keras2torch", keras_class_name(s), False, "batch",
+                    ["staircase=False decays every step: ExponentialLR(gamma=decay_rate**(1/decay_steps)) per batch"])
     if name == "PiecewiseConstantDecay":
         values = [float(v) for v in c["values"]]
         ratios = {round(b / a, 12) for a, b in itertools.pairwise(values)} if all(values) else set()
         if len(ratios) == 1:
-            _set_base_lr(opt, values[0])
+            set_base_lr(opt, values[0])
             result = lr_sched.MultiStepLR(opt, milestones=[int(b) + 1 for b in c["boundaries"]], gamma=ratios.pop())
-            return _done(result, row, "keras2torch", keras_class_name(s), False, "batch",
-                         ["milestones = boundary + 1 (Keras's bound is inclusive), stepped per batch"])
+            return done(result, row, "keras2torch", keras_class_name(s), False, "batch",
+                        ["milestones = boundary + 1 (Keras's bound is inclusive), stepped per batch"])
     if name == "TorchCosineAnnealingLR":
-        _set_base_lr(opt, s.base_lr)
+        set_base_lr(opt, s.base_lr)
         result = lr_sched.CosineAnnealingLR(opt, T_max=s.T_max, eta_min=s.eta_min)
         stepping = "batch" if s.steps_per_epoch == 1 else "epoch"
-        return _done(result, row, "keras2torch", "xlate.TorchCosineAnnealingLR", False, stepping,
-                     [] if stepping == "batch" else [f"step it once per epoch ({s.steps_per_epoch} batches)"])
+        return done(result, row, "keras2torch", "xlate.TorchCosineAnnealingLR", False, stepping,
+                    [] if stepping == "batch" else [f"step it once per epoch ({s.steps_per_epoch} batches)"])
     if name == "TorchOneCycleLR":
         if s.quantity != "lr":
             raise BadInputError("a TorchOneCycleLR(quantity='momentum') is part of an optimizer, not a schedule")
-        _set_base_lr(opt, s.max_lr / s.div_factor)
+        set_base_lr(opt, s.max_lr / s.div_factor)
         result = lr_sched.OneCycleLR(opt, max_lr=s.max_lr, total_steps=s.total_steps, pct_start=s.pct_start,
                                      anneal_strategy=s.anneal_strategy, div_factor=s.div_factor,
                                      final_div_factor=s.final_div_factor, three_phase=s.three_phase,
                                      cycle_momentum=False)
-        return _done(result, row, "keras2torch", "xlate.TorchOneCycleLR", False,
-                     "batch" if s.steps_per_epoch == 1 else "epoch",
-                     ["cycle_momentum=False: the Keras optimizer's beta_1/momentum schedule ports with the optimizer"])
+        return done(result, row, "keras2torch", "xlate.TorchOneCycleLR", False,
+                    "batch" if s.steps_per_epoch == 1 else "epoch",
+                    ["cycle_momentum=False: the Keras optimizer's beta_1/momentum schedule ports with the optimizer"])
     result = KerasScheduleLR(opt, s)
-    return _done(result, row, "keras2torch", keras_class_name(s), True, "batch",
-                 [f"exact emulation xlate.KerasScheduleLR: Keras's {name} formula, stepped once per batch"])
+    return done(result, row, "keras2torch", keras_class_name(s), True, "batch",
+                [f"exact emulation xlate.KerasScheduleLR: Keras's {name} formula, stepped once per batch"])
 
 
 def _k2t_lambda(cb, row, ctx):
@@ -318,15 +221,15 @@ def _k2t_lambda(cb, row, ctx):
 
     from .torch_schedules import KerasLearningRateScheduler
 
-    opt = _require_torch_optimizer(ctx, type(cb).__name__)
+    opt = require_torch_optimizer(ctx, type(cb).__name__)
     if type(cb).__name__ == "TorchLambdaLR":
-        _set_base_lr(opt, cb.base_lr)
+        set_base_lr(opt, cb.base_lr)
         result = torch.optim.lr_scheduler.LambdaLR(opt, cb.lr_lambda)
-        return _done(result, row, "keras2torch", "xlate.TorchLambdaLR", False,
-                     "batch" if cb.steps_per_epoch == 1 else "epoch")
+        return done(result, row, "keras2torch", "xlate.TorchLambdaLR", False,
+                    "batch" if cb.steps_per_epoch == 1 else "epoch")
     result = KerasLearningRateScheduler(opt, cb.schedule)
-    return _done(result, row, "keras2torch", keras_class_name(cb), True, "epoch",
-                 ["exact emulation xlate.KerasLearningRateScheduler: lr = fn(epoch, lr) once per epoch"])
+    return done(result, row, "keras2torch", keras_class_name(cb), True, "epoch",
+                ["exact emulation xlate.KerasLearningRateScheduler: lr = fn(epoch, lr) once per epoch"])
 
 
 def _keras_mode(mode: str, monitor: str) -> str:
@@ -346,12 +249,12 @@ def _k2t_plateau(cb, row, ctx):
 
     from .torch_schedules import KerasReduceLROnPlateau
 
-    opt = _require_torch_optimizer(ctx, "ReduceLROnPlateau")
+    opt = require_torch_optimizer(ctx, "ReduceLROnPlateau")
     if type(cb).__name__ == "TorchReduceLROnPlateau":
         result = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=cb.mode, factor=cb.factor, patience=cb.patience, threshold=cb.threshold,
             threshold_mode=cb.threshold_mode, cooldown=cb.cooldown, min_lr=cb.min_lr, eps=cb.eps)
-        return _done(result, row, "keras2torch", "xlate.TorchReduceLROnPlateau", False, "epoch")
+        return done(result, row, "keras2torch", "xlate.TorchReduceLROnPlateau", False, "epoch")
     mode = _keras_mode(cb.mode, cb.monitor)
     if cb.cooldown == 0 and ctx.emulate != "always":
         result = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -359,8 +262,8 @@ def _k2t_plateau(cb, row, ctx):
             threshold_mode="abs", cooldown=0, min_lr=cb.min_lr, eps=0.0)
         if cb.best is not None:  # mid-training: carry the bookkeeping
             result.best, result.num_bad_epochs = float(cb.best), int(cb.wait)
-        return _done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
-                     [(f"patience {cb.patience} -> {max(cb.patience - 1, 0)}, threshold_mode='abs', eps=0 "
+        return done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
+                    [(f"patience {cb.patience} -> {max(cb.patience - 1, 0)}, threshold_mode='abs', eps=0 "
                        f"(Keras reduces whenever lr > min_lr); step it with logs[{cb.monitor!r}]")])
     if ctx.emulate == "never":
         raise XlateError("torch's ReduceLROnPlateau cannot reproduce Keras's cooldown bookkeeping")
@@ -368,8 +271,8 @@ def _k2t_plateau(cb, row, ctx):
                                     min_delta=cb.min_delta, cooldown=cb.cooldown, min_lr=cb.min_lr)
     if cb.best is not None:  # mid-training: carry the bookkeeping
         result.best, result.wait, result.cooldown_counter = float(cb.best), int(cb.wait), int(cb.cooldown_counter)
-    return _done(result, row, "keras2torch", keras_class_name(cb), True, "epoch",
-                 ["exact emulation xlate.KerasReduceLROnPlateau: Keras counts the last cooldown epoch as bad"])
+    return done(result, row, "keras2torch", keras_class_name(cb), True, "epoch",
+                ["exact emulation xlate.KerasReduceLROnPlateau: Keras counts the last cooldown epoch as bad"])
 
 
 def _k2t_early_stopping(cb, row, ctx):
@@ -382,24 +285,25 @@ def _k2t_early_stopping(cb, row, ctx):
     if getattr(cb, "best", None) is not None:  # mid-training: carry the bookkeeping
         result.best, result.wait, result.best_epoch = float(cb.best), int(cb.wait), int(cb.best_epoch)
         result.epoch = result.best_epoch + result.wait
-    return _done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
-                 ["call step(metric, model) once per epoch; it returns True when training should stop"])
+    return done(result, row, "keras2torch", keras_class_name(cb), False, "epoch",
+                ["call step(metric, model) once per epoch; it returns True when training should stop"])
 
 
 _T2K: dict[str, Callable] = {
     "step_lr": _t2k_step_lr, "exponential_lr": _t2k_exponential_lr, "multi_step_lr": _t2k_multi_step_lr,
-    "cosine_annealing_lr": _t2k_cosine, "one_cycle_lr": _t2k_one_cycle, "lambda_lr": _t2k_lambda,
-    "reduce_lr_on_plateau": _t2k_plateau, "early_stopping": _t2k_early_stopping,
+    "cosine_annealing_lr": _t2k_cosine, "one_cycle_lr": _t2k_one_cycle,
+    "reduce_lr_on_plateau": _t2k_plateau, "early_stopping": _t2k_early_stopping, **composed_hooks.T2K,
 }
 _K2T: dict[str, Callable] = {
     "step_lr": _k2t_schedule, "exponential_lr": _k2t_schedule, "multi_step_lr": _k2t_schedule,
     "cosine_annealing_lr": _k2t_schedule, "one_cycle_lr": _k2t_schedule, "keras_schedule": _k2t_schedule,
     "lambda_lr": _k2t_lambda, "reduce_lr_on_plateau": _k2t_plateau, "early_stopping": _k2t_early_stopping,
+    **composed_hooks.K2T,
 }
 
 
 def translate_schedule(schedule_or_callback, *args, steps_per_epoch=None, stepping=None, optimizer=None,
-                       monitor="val_loss", emulate="auto"):
+                       monitor="val_loss", emulate="auto", total_steps=None):
     """Translate an LR scheduler, Keras schedule or training callback to the other framework.
 
     torch -> Keras: ``translate_schedule(scheduler, steps_per_epoch=N)`` (``stepping="batch"``
@@ -407,7 +311,9 @@ def translate_schedule(schedule_or_callback, *args, steps_per_epoch=None, steppi
     ``optimizer=<Keras optimizer>`` to install the schedule (and OneCycleLR's momentum).
     ``monitor``: the Keras log key a ReduceLROnPlateau callback watches.
     Keras -> torch: ``translate_schedule(keras_schedule_or_callback, torch_optimizer)``.
-    ``emulate``: "auto" (native where exact), "always" or "never".
+    ``emulate``: "auto" (native where exact), "always" or "never". ``total_steps``: the run's
+    length in optimizer steps, where known: lets a clamped native schedule (CosineDecay with
+    warm-up) stand in where it is exact for the whole run, and samples a plain LambdaLR function.
     """
     check_emulate(emulate)
     import sys
@@ -422,17 +328,17 @@ def translate_schedule(schedule_or_callback, *args, steps_per_epoch=None, steppi
     if is_torch:
         if args:
             optimizer = optimizer or args[0]
-        ctx = _Context(steps_per_epoch, stepping, optimizer, monitor, emulate)
+        ctx = Context(steps_per_epoch, stepping, optimizer, monitor, emulate, total_steps, _T2K, _K2T)
         back = _emulation_back_to_keras(obj, ctx)
         if back is not None:
             return back
         name = "xlate.EarlyStopping" if isinstance(obj, EarlyStopping) else torch_class_name(obj)
-        row = _row(name, table().by_torch)
+        row = row_for(name, table().by_torch)
         if "torch2keras" not in row.directions:
             raise BadInputError(f"{name} translates only Keras -> torch")
         return _T2K[row.hook](obj, row, ctx)
-    ctx = _Context(steps_per_epoch, stepping, args[0] if args else optimizer, monitor, emulate)
-    row = _row(keras_class_name(obj), table().by_keras)
+    ctx = Context(steps_per_epoch, stepping, args[0] if args else optimizer, monitor, emulate, total_steps, _T2K, _K2T)
+    row = row_for(keras_class_name(obj), table().by_keras)
     return _K2T[row.hook](obj, row, ctx)
 
 
@@ -447,18 +353,18 @@ def _emulation_back_to_keras(obj, ctx):
         if schedule is None:
             raise BadInputError("this KerasScheduleLR wraps a plain function, not a Keras schedule")
         row = _row_by_keras_schedule(schedule)
-        _install_lr(schedule, ctx.optimizer)
-        return _done(schedule, row, "torch2keras", "xlate.KerasScheduleLR", False, "batch")
+        install_lr(schedule, ctx.optimizer)
+        return done(schedule, row, "torch2keras", "xlate.KerasScheduleLR", False, "batch")
     if isinstance(obj, KerasLearningRateScheduler):
         result = keras.callbacks.LearningRateScheduler(obj.schedule)
-        return _done(result, table().row("lambda_lr"), "torch2keras", "xlate.KerasLearningRateScheduler", False,
-                     "epoch")
+        return done(result, table().row("lambda_lr"), "torch2keras", "xlate.KerasLearningRateScheduler", False,
+                    "epoch")
     if isinstance(obj, KerasReduceLROnPlateau):
         result = keras.callbacks.ReduceLROnPlateau(monitor=ctx.monitor, factor=obj.factor, patience=obj.patience,
                                                    mode=obj.mode, min_delta=obj.min_delta, cooldown=obj.cooldown,
                                                    min_lr=obj.min_lr)
-        return _done(result, table().row("reduce_lr_on_plateau"), "torch2keras", "xlate.KerasReduceLROnPlateau",
-                     False, "epoch")
+        return done(result, table().row("reduce_lr_on_plateau"), "torch2keras", "xlate.KerasReduceLROnPlateau",
+                    False, "epoch")
     return None
 
 

@@ -392,8 +392,9 @@ def port_optimizer_state(source_optimizer, target_optimizer, source_model, targe
     check_pairing(torch_model, keras_model, pairs)
     src_row, src_side = optimizer_row(source_optimizer)
     dst_row, dst_side = optimizer_row(target_optimizer)
-    if src_row.id != dst_row.id and {src_row.id, dst_row.id} != {"adam", "adamw"}:
-        raise BadInputError(f"cannot port {src_row.id} state into a {dst_row.id} optimizer")
+    if (src_row.id != dst_row.id and {src_row.id, dst_row.id} != {"adam", "adamw"}) or src_row.id == "adafactor":
+        raise BadInputError(f"cannot port {src_row.id} state into a {dst_row.id} optimizer (Adafactor's factored "
+                            "moments are laid out per framework)")
     if _is_torch_optimizer(source_optimizer):
         return _torch_to_keras_state(source_optimizer, target_optimizer, source_model, target_model, pairs,
                                      src_row, src_side, dst_side, steps)
@@ -437,11 +438,10 @@ def _torch_to_keras_state(opt, kopt, torch_model, keras_model, pairs, row, src_s
     if len(step_counts) > 1:
         raise BadInputError(f"torch parameters were stepped different numbers of times ({sorted(step_counts)}): "
                             "Keras keeps one iteration counter")
-    count = step_counts.pop() if step_counts else (steps or 0)
-    if steps is not None:
-        count = steps
+    count = steps if steps is not None else (step_counts.pop() if step_counts else 0)
+    micro = opt.param_groups[0].get("iterations")  # an xlate.KerasX counts micro-batches (accumulation)
     for sub in [kopt, *(sub_optimizers(kopt) if hasattr(kopt, "optimizers") else [])]:
-        sub.iterations.assign(count)
+        sub._iterations.assign(micro if micro is not None else count * (sub.gradient_accumulation_steps or 1))
     if any_buffer:
         flag = _keras_slot(kopt, "", "momentum_buffer_started")
         if flag is not None:
@@ -490,7 +490,7 @@ def _keras_to_torch_state(kopt, opt, keras_model, torch_model, pairs, row, src_s
                 opt.state[p]["step"] = torch.tensor(float(count))
     for group in opt.param_groups:
         if "iterations" in group:
-            group["iterations"] = count
+            group["iterations"] = int(to_numpy(kopt._iterations)) if steps is None else steps
     return count
 
 
@@ -523,11 +523,11 @@ def _keras_slot_keys(kopt) -> list[str]:
 
 
 def _keras_scalar_keys(kopt) -> list[str]:
-    """Optimizer-level state that torch keeps per parameter (NAdam's mu_product / u_product)."""
+    """Optimizer-level state that torch keeps per parameter (NAdam's mu_product / u_product, ASGD's eta/mu)."""
     keys = []
     for sub in sub_optimizers(kopt):
-        if _keras_slot(sub, "", "mu_product") is not None and "mu_product" not in keys:
-            keys.append("mu_product")
+        keys += [k for k in ("mu_product", *getattr(sub, "scalar_state", ())) if _keras_slot(sub, "", k) is not None
+                 and k not in keys]
         if getattr(sub, "_u_product", None) is not None and "u_product" not in keys:
             keys.append("u_product")
     return keys

@@ -6,7 +6,12 @@ Keras's decoupled ``weight_decay`` (p -= lr*wd*p before the update, skipped for 
 with weight_decay 0: Keras's exclude_from_weight_decay), gradient clipping (``clipnorm`` per
 tensor, ``global_clipnorm`` over every parameter, ``clipvalue``) in Keras's order, and a Keras
 learning-rate schedule owned by the optimizer (``lr_schedule``: a callable of the 0-based step,
-evaluated before each step as Keras evaluates it at ``optimizer.iterations``).
+evaluated before each step as Keras evaluates it at ``optimizer.iterations``), Keras's EMA
+(``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``; averages in ``state["average"]``,
+``finalize_variable_values()`` loads them) and gradient accumulation
+(``gradient_accumulation_steps=k``: ``step()`` after every batch accumulates, every k-th call
+applies the mean; the loop calls ``zero_grad()`` before every backward and does not divide the
+loss by k). So a plain ``zero_grad(); loss.backward(); opt.step()`` loop reproduces ``model.fit``.
 
 State keys keep Keras's slot names (``momentum``, ``velocity``, ``accumulator``...), plus torch's
 per-parameter ``step`` (t after the update), so a Keras optimizer state ports by name.
@@ -18,75 +23,110 @@ import math
 
 import torch
 
+from .clipping import keras_clip
+from .ema import finalize_torch, keras_ema_update
+
 
 class _KerasFormula(torch.optim.Optimizer):
-    """Shared by every Keras emulation: clipping, decoupled decay, schedule, step counting."""
+    """Shared by every Keras emulation: clipping, decoupled decay, schedule, EMA, accumulation."""
 
     #: the keras.optimizers class this optimizer emulates
     keras_class = ""
     #: (state key, initial value) pairs every parameter gets
     _slots: tuple[tuple[str, float], ...] = ()
 
-    def __init__(self, params, defaults, *, clipnorm=None, clipvalue=None, global_clipnorm=None, lr_schedule=None):
+    def __init__(self, params, defaults, *, clipnorm=None, clipvalue=None, global_clipnorm=None, lr_schedule=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, gradient_accumulation_steps=None):
         if sum(x is not None for x in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras)")
+        if gradient_accumulation_steps is not None and gradient_accumulation_steps < 2:
+            raise ValueError("gradient_accumulation_steps must be an integer >= 2 (as in Keras)")
         defaults = {"weight_decay": 0.0, **defaults, "iterations": 0}
         super().__init__(params, defaults)
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
         self.lr_schedule = lr_schedule
+        self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.last_grad_norm, self.last_clipped = None, False
 
     # --- per-class pieces -------------------------------------------------------------------
     def _slots_for(self, group) -> tuple[tuple[str, float], ...]:
         return self._slots
+
+    def _init_state(self, p, state, group) -> None:
+        for key, init in self._slots_for(group):
+            state[key] = torch.full_like(p, init, memory_format=torch.preserve_format)
 
     def _update(self, p, g, state, group, lr):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # --- Keras's apply() ----------------------------------------------------------------------
     def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.clipnorm is not None:
-            return [_clip_by_norm(g, self.clipnorm) for g in grads]
-        if self.global_clipnorm is not None:
-            norm = torch.sqrt(sum(torch.sum(g * g) for g in grads))
-            scale = self.global_clipnorm * torch.minimum(1.0 / norm, torch.tensor(1.0 / self.global_clipnorm))
-            return [g * scale for g in grads]
-        if self.clipvalue is not None:
-            return [torch.clamp(g, -self.clipvalue, self.clipvalue) for g in grads]
+        grads, self.last_grad_norm, self.last_clipped = keras_clip(
+            grads, clipnorm=self.clipnorm, global_clipnorm=self.global_clipnorm, clipvalue=self.clipvalue)
         return grads
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        entries = [(group, p) for group in self.param_groups for p in group["params"] if p.grad is not None]
-        grads = self._clip([p.grad for _, p in entries])
-        for group in self.param_groups:
-            if self.lr_schedule is not None:
-                group["lr"] = float(self.lr_schedule(group["iterations"]))
+    def _apply_update(self, entries, grads) -> None:
+        """Clipping, Keras's decoupled weight decay, then the update rule (one real update)."""
+        grads = self._clip(grads)
         for (group, p), g in zip(entries, grads):
             state = self.state[p]
-            if not state:
+            if "step" not in state:
                 state["step"] = torch.tensor(0.0)
-                for key, init in self._slots_for(group):
-                    state[key] = torch.full_like(p, init, memory_format=torch.preserve_format)
+                self._init_state(p, state, group)
             lr = group["lr"]
             if group["weight_decay"]:
                 p.sub_(p * group["weight_decay"] * lr)
             state["step"] += 1
             self._update(p, g.to(p.dtype), state, group, lr)
+
+    @property
+    def iterations(self) -> int:
+        """Keras's ``optimizer.iterations``: real updates (micro-batches // accumulation steps)."""
+        micro = self.param_groups[0]["iterations"]
+        return micro // self.gradient_accumulation_steps if self.gradient_accumulation_steps else micro
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One Keras ``apply``: call it after every batch's backward(), with zero_grad() before each
+        backward even under gradient accumulation (the optimizer accumulates the batches itself)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        entries = [(group, p) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        micro = self.param_groups[0]["iterations"]
+        for group in self.param_groups:
+            if self.lr_schedule is not None:  # Keras evaluates the schedule at the micro-batch count
+                group["lr"] = float(self.lr_schedule(group["iterations"]))
+        grads = [p.grad for _, p in entries]
+        k = self.gradient_accumulation_steps
+        if k:
+            accumulators = [self.state[p].setdefault("gradient_accumulator", torch.zeros_like(p)) for _, p in entries]
+            if (micro + 1) % k == 0:
+                self._apply_update(entries, [(g + a) / k for g, a in zip(grads, accumulators)])
+                for a in accumulators:
+                    a.zero_()
+            else:
+                for a, g in zip(accumulators, grads):
+                    a.copy_(g + a)
+                self.last_grad_norm, self.last_clipped = None, False
+        else:
+            self._apply_update(entries, grads)
+        if self.use_ema:
+            keras_ema_update(self, self.iterations)
         for group in self.param_groups:
             group["iterations"] += 1
         return loss
 
-
-def _clip_by_norm(g: torch.Tensor, clip: float) -> torch.Tensor:
-    # keras BaseOptimizer._clip_by_norm: values * clip / max(||values||, clip)
-    norm = torch.sqrt(torch.sum(g * g))
-    return g * clip / torch.maximum(norm, torch.tensor(clip, dtype=g.dtype))
+    def finalize_variable_values(self) -> None:
+        """Keras's ``finalize_variable_values`` (what ``fit`` does at the end with use_ema): load the
+        averages into the parameters."""
+        if self.use_ema:
+            finalize_torch(self)
 
 
 class KerasSGD(_KerasFormula):

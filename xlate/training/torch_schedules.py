@@ -74,7 +74,7 @@ def keras_schedule_function(schedule):
                 fraction = (fraction - sum_r) / t_mul**i_restart
             cosine = 0.5 * m_mul**i_restart * (1.0 + math.cos(math.pi * fraction))
             return c["initial_learning_rate"] * ((1 - c["alpha"]) * cosine + c["alpha"])
-    elif name in ("TorchCosineAnnealingLR", "TorchOneCycleLR"):
+    elif type(schedule).__module__.startswith("xlate."):  # xlate's own Keras schedules: evaluate them
         import keras
 
         def f(step):

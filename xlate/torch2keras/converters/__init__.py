@@ -12,5 +12,7 @@ from . import (  # noqa: F401
     pool,
     recurrent,
     reduce,
+    resize,
     shape,
+    windows,
 )

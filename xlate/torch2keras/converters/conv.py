@@ -87,7 +87,7 @@ def conv(ctx, node, row):
         drow = ctx.table.row("depthwise_conv2d")
         multiplier = out_channels // in_channels
         cls = {1: layers().DepthwiseConv1D, 2: layers().DepthwiseConv2D}[n]
-        layer, new = _shared_layer(ctx, ("dwconv", w.path, getattr(b, "path", None), kstride, padding_mode), lambda: cls(
+        layer, new = _shared_layer(ctx, ("dwconv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             kernel_size=kernel, strides=kstride, padding=padding_mode, depth_multiplier=multiplier,
             dilation_rate=dilation, use_bias=use_bias, name=ctx.layer_name()))
         out = layer(t)
@@ -97,7 +97,7 @@ def conv(ctx, node, row):
         ctx.used(drow)
     else:
         cls = getattr(layers(), CONV[n])
-        layer, new = _shared_layer(ctx, ("conv", w.path, getattr(b, "path", None), kstride, padding_mode), lambda: cls(
+        layer, new = _shared_layer(ctx, ("conv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             out_channels, kernel_size=kernel, strides=kstride, padding=padding_mode, dilation_rate=dilation,
             groups=groups, use_bias=use_bias, name=ctx.layer_name()))
         out = layer(t)

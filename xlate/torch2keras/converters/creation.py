@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import DynamicShapeError
+from ..emit import Const, DynamicShapeError
 from ..registry import converter
 from ._common import np_dtype, ops
 
@@ -13,14 +13,18 @@ from ._common import np_dtype, ops
 @converter("creation")
 def creation(ctx, node, row):
     name = node.target.split(".")[1]
+    fill = {"zeros": 0, "new_zeros": 0, "ones": 1, "new_ones": 1, "empty": 0, "zeros_like": 0, "ones_like": 1,
+            "empty_like": 0, "new_empty": 0}.get(name, node.args.get("fill_value"))
+    shape = list(node.meta.shape)
+    if name != "arange" and fill is not None and all(isinstance(d, int) for d in shape):
+        # x.new_zeros((H, W)) reads only x's dtype (torchvision swin's attention mask): a constant
+        return Const(np.full(shape, fill, dtype=np_dtype(node.meta.dtype)))
     if name in ("zeros_like", "ones_like", "full_like", "empty_like"):
         x = ctx.materialize(ctx.arg("input"))
         fill = {"zeros_like": 0, "ones_like": 1, "empty_like": 0}.get(name, node.args.get("fill_value"))
         return ctx.new_value(ops().full_like(x.tensor, fill), x.perm)
-    shape = list(node.meta.shape)
     if name == "arange":
         return _dynamic_arange(ctx, node)
-    fill = {"zeros": 0, "new_zeros": 0, "ones": 1, "new_ones": 1, "empty": 0}.get(name, node.args.get("fill_value"))
     if fill is None or name in ("arange", "scalar_tensor"):
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
     dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]

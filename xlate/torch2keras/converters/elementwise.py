@@ -12,7 +12,7 @@ BINARY = {
     "pow": "power", "maximum": "maximum", "minimum": "minimum", "fmax": "maximum", "fmin": "minimum",
     "logical_and": "logical_and", "logical_or": "logical_or", "bitwise_and": "logical_and",
     "bitwise_or": "logical_or", "and": "logical_and", "or": "logical_or", "floor_divide": "floor_divide",
-    "square": "square",
+    "square": "square", "max": "maximum", "min": "minimum",  # torch.max(a, b) is aten.max.other
 }
 COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
 
@@ -27,6 +27,7 @@ def elementwise_result(ctx, fn, operands):
     out.feature_order = feature_order
     if feature_order is not None:
         src = next(v for v in operands if isinstance(v, Value) and v.feature_order is not None)
+        out.flat_chw = src.flat_chw  # the next Linear permutes its columns from it
         out.unflattened = lambda: _unflattened(ctx, fn, operands, src)
     return out
 
@@ -115,3 +116,14 @@ def cast(ctx, node, row):
         # new_value casts to the dtype torch.export recorded for this node
         return elementwise_result(ctx, lambda t: t, [x])
     return x
+
+
+@converter("addcmul")
+def addcmul(ctx, node, row):
+    """input + value * tensor1 * tensor2 (addcdiv: tensor1 / tensor2), in torch's order of operations."""
+    x, t1, t2 = ctx.arg("input"), ctx.arg("tensor1"), ctx.arg("tensor2")
+    value = node.args.get("value", 1)
+    combine = ops().divide if node.target.startswith("aten.addcdiv") else ops().multiply
+    if value == 1:
+        return elementwise_result(ctx, lambda a, b, c: ops().add(a, combine(b, c)), [x, t1, t2])
+    return elementwise_result(ctx, lambda a, b, c: ops().add(a, ops().multiply(combine(b, c), value)), [x, t1, t2])

@@ -59,15 +59,16 @@ def dense(ctx, node, row):
         x = ctx.materialize(x)
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
         tensor = ctx.keras_tensor(x, perm)
-    key = ("dense", w.path or id(w), getattr(b, "path", None), "flat" if transforms else "")
+    # a computed bias (BEiT's cat((q_bias, zeros, v_bias))) is added in the graph after the layer
+    const_bias = b if isinstance(b, Const) else None
+    key = ("dense", ctx.weight_key(w), ctx.weight_key(const_bias), "flat" if transforms else "")
     layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
-        w.array.shape[0], use_bias=b is not None, name=ctx.layer_name()))
+        w.array.shape[0], use_bias=const_bias is not None, name=ctx.layer_name()))
     out = layer(tensor)
     if new:
-        port(ctx, row, layer, {"weight": w, "bias": b if isinstance(b, Const) else None},
-             transforms=transforms, params=params)
-        if b is not None and not isinstance(b, Const):
-            raise ctx.unsupported("Linear with a computed bias")
+        port(ctx, row, layer, {"weight": w, "bias": const_bias}, transforms=transforms, params=params)
+    if b is not None and const_bias is None:
+        out = ops().add(out, _operand(ctx, b))
     return ctx.new_value(out, perm)
 
 
@@ -113,7 +114,7 @@ def matmul(ctx, node, row):
         linear_row = ctx.table.row("linear")
         x = ctx.materialize(a)
         perm = x.perm if x.perm[-1] == x.rank - 1 else plan.identity(x.rank)
-        key = ("dense-in-out", b.path or id(b), getattr(bias, "path", None))
+        key = ("dense-in-out", ctx.weight_key(b), ctx.weight_key(bias))
         layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
             b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()))
         out = layer(ctx.keras_tensor(x, perm))
@@ -128,9 +129,21 @@ def matmul(ctx, node, row):
 
 @converter("einsum")
 def einsum(ctx, node, row):
-    equation = node.args["equation"]
+    equation = _plain_subscripts(node.args["equation"])
     operands = [_operand(ctx, v) for v in ctx.arg("tensors")]
     return ctx.new_value(ops().einsum(equation, *operands))
+
+
+def _plain_subscripts(equation: str) -> str:
+    """torch allows spaces and capitals ("B G H I D, B G H J D -> B G H I J", torchvision maxvit);
+    Keras' shape inference takes lower-case letters only: rename them in order of appearance."""
+    import string
+
+    letters = list(dict.fromkeys(c for c in equation if c.isalpha()))
+    if len(letters) > 26:
+        return equation.replace(" ", "")
+    rename = dict(zip(letters, string.ascii_lowercase))
+    return "".join(rename.get(c, c) for c in equation if not c.isspace())
 
 
 @converter("embedding")
@@ -139,7 +152,7 @@ def embedding(ctx, node, row):
     if not isinstance(w, Const):
         raise ctx.unsupported("embedding with a computed table")
     idx = ctx.materialize(idx)
-    layer, new = _shared_layer(ctx, ("embedding", w.path or id(w)), lambda: layers().Embedding(
+    layer, new = _shared_layer(ctx, ("embedding", ctx.weight_key(w)), lambda: layers().Embedding(
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
     out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     if new:

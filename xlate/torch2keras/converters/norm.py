@@ -9,14 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, Value
+from ..emit import Value
 from ..registry import converter
 from ._common import layers
 from .linear import _shared_layer, port
-
-
-def _path(v):
-    return v.path if isinstance(v, Const) else None
 
 
 @converter("batch_norm")
@@ -32,7 +28,7 @@ def batch_norm(ctx, node, row):
         raise ctx.unsupported("BatchNorm with momentum=None (cumulative average)")
     x = ctx.materialize(x)
     perm = plan.channels_last(x.rank)
-    key = ("bn", _path(w), _path(b), _path(mean))
+    key = ("bn", ctx.weight_key(w), ctx.weight_key(b), ctx.weight_key(mean))
     layer, new = _shared_layer(ctx, key, lambda: layers().BatchNormalization(
         axis=-1, momentum=row.to_keras_value("momentum", float(momentum)), epsilon=eps,
         center=b is not None, scale=w is not None, name=ctx.layer_name()))
@@ -70,7 +66,7 @@ def layer_norm(ctx, node, row):
     x, axes, permuted = _normalized_axes(ctx, x, k, channels_last=True)
     transforms = {"weight": "channels_last_param", "bias": "channels_last_param"} if permuted else {}
     axis = axes[0] if len(axes) == 1 else sorted(axes)
-    key = ("ln", _path(w), _path(b), tuple(transforms))
+    key = ("ln", ctx.weight_key(w), ctx.weight_key(b), tuple(transforms))
     layer, new = _shared_layer(ctx, key, lambda: layers().LayerNormalization(
         axis=axis, epsilon=eps, center=b is not None, scale=w is not None, name=ctx.layer_name()))
     out = layer(x.tensor if x.perm in x.tensors else ctx.keras_tensor(x))

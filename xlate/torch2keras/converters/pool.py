@@ -1,4 +1,4 @@
-"""Pooling, adaptive/global pooling, upsampling and padding ops (channels-last)."""
+"""Pooling, adaptive/global pooling and padding ops (channels-last); resampling is in resize.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ GLOBAL_MAX = {1: "GlobalMaxPooling1D", 2: "GlobalMaxPooling2D", 3: "GlobalMaxPoo
 ADAPTIVE = {("avg", 1): "AdaptiveAveragePooling1D", ("avg", 2): "AdaptiveAveragePooling2D",
             ("avg", 3): "AdaptiveAveragePooling3D", ("max", 1): "AdaptiveMaxPooling1D",
             ("max", 2): "AdaptiveMaxPooling2D", ("max", 3): "AdaptiveMaxPooling3D"}
-UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}
 
 
 def _ceil_extra(n, k, s, p):
@@ -99,29 +98,6 @@ def adaptive_pool(ctx, node, row):
     meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
     value = ctx.new_value(out, cl, meta=meta)
     return (value, None) if kind == "max" else value
-
-
-@converter("upsample")
-def upsample(ctx, node, row):
-    x = ctx.materialize(ctx.arg("input"))
-    n = x.rank - 2
-    bilinear = "bilinear" in node.target
-    if bilinear and node.args.get("align_corners"):
-        raise ctx.unsupported("bilinear upsampling with align_corners=True")
-    out_shape = node.meta.shape
-    factors = []
-    for i in range(n):
-        a, b = x.meta.shape[2 + i], out_shape[2 + i]
-        if not (isinstance(a, int) and isinstance(b, int) and b % a == 0):
-            raise ctx.unsupported("upsampling by a non-integer factor")
-        factors.append(b // a)
-    cl = plan.channels_last(x.rank)
-    cls = getattr(layers(), UPSAMPLE[n])
-    kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
-    if bilinear and n != 2:
-        raise ctx.unsupported(f"{n}-D linear upsampling")
-    layer = cls(size=tuple(factors) if n > 1 else factors[0], name=ctx.layer_name(), **kwargs)
-    return ctx.new_value(layer(ctx.keras_tensor(x, cl)), cl)
 
 
 @converter("pad")

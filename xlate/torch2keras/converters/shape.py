@@ -55,6 +55,8 @@ def flatten(ctx, node, row):
         chw = tuple(x.meta.shape[1:])
         out = layers().Flatten(name=ctx.layer_name())(x.tensor)
         value = ctx.new_value(out, (0, 1))
+        if all(d == 1 for d in chw[1:]):
+            return value  # after a global pool: (1, 1, C) flattens to C in torch's order too
         value.feature_order = plan.flatten_feature_order(chw)
         value.flat_chw = chw
         value.unflattened = lambda: reshape_value(ctx, Value(x.meta, x.perm, x.tensors), node.meta.shape,
@@ -157,6 +159,8 @@ def repeat(ctx, node, row):
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
     reps = [1] * (len(perm) - len(reps)) + reps
+    if not all(isinstance(r, int) for r in reps):
+        raise DynamicShapeError(f"repeat by a dynamic count {reps} at {ctx.where()}")
     return ctx.new_value(ops().tile(t, [reps[p] for p in perm]), perm)
 
 

@@ -1,0 +1,134 @@
+"""docs/zoo.md from the zoo's results (docs/zoo.json): totals, failures by class, medians, and
+one line per conversion. Owns the presentation only; scripts/zoo.py produces the figures."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+
+FAILED = ("parity", "unsupported", "xlate-error", "crash", "timeout")
+TRANSFORMER_KINDS = ("vit", "encoder", "decoder", "audio")
+
+
+def _conversions(rows):
+    for r in rows:
+        for c in r.get("conversions", []):
+            yield r, c
+
+
+def _median(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.median(values):.2f} s" if values else "-"
+
+
+def summary_line(rows) -> str:
+    judged = [r for r in rows if r["status"] != "build-error"]
+    passed = sum(r["status"] == "pass" for r in judged)
+    crashes = sum(r["status"] == "crash" for r in judged)
+    share = f"{100 * passed / len(judged):.1f}%" if judged else "-"
+    return f"zoo: {passed}/{len(judged)} models pass at batch 1 and 2 ({share}); {crashes} foreign exceptions"
+
+
+def _totals(rows) -> list[str]:
+    lines = ["| family | models | pass | " + " | ".join(FAILED) + " | build-error |",
+             "|---|---|---|" + "---|" * len(FAILED) + "---|"]
+    families = ["torchvision", "timm", "hf"]
+    for fam in [*families, "all"]:
+        sel = [r for r in rows if fam == "all" or r.get("family") == fam]
+        count = Counter(r["status"] for r in sel)
+        lines.append(f"| {fam} | {len(sel)} | {count['pass']} | " + " | ".join(str(count[s]) for s in FAILED)
+                     + f" | {count['build-error']} |")
+    return lines
+
+
+def _speed(rows) -> list[str]:
+    ok = [(r, c) for r, c in _conversions(rows) if c.get("seconds") is not None]
+    cnn = [(r, c) for r, c in ok if r.get("kind") in ("cnn", "segmentation", "video") and r["family"] != "hf"]
+    tf = [(r, c) for r, c in ok if r.get("kind") in TRANSFORMER_KINDS]
+    lines = ["| models | batch 1 | batch 2 | gate (both batches) | peak memory above the source (median) |",
+             "|---|---|---|---|---|"]
+    for label, sel in (("torchvision/timm CNNs", cnn), ("transformers (ViT, encoders, decoders, audio)", tf),
+                       ("all", ok)):
+        peaks = [c["peak_mb"] for _, c in sel if c.get("peak_mb") is not None]
+        peak = f"{statistics.median(peaks):.0f} MB" if peaks else "-"
+        lines.append(f"| {label} | {_median(c['seconds'] for _, c in sel if c['batch'] == 1)} | "
+                     f"{_median(c['seconds'] for _, c in sel if c['batch'] == 2)} | "
+                     f"{_median(c.get('gate_seconds') for _, c in sel)} | {peak} |")
+    return lines
+
+
+def _rules(rows) -> list[str]:
+    gated = [c for _, c in _conversions(rows) if "tolerance_pass" in c]
+    old = sum(c["tolerance_pass"] for c in gated)
+    new = sum(c["status"] == "pass" for c in gated)
+    return [(f"Of {len(gated)} conversions that reached the gate, {old} pass the fixed tolerance alone "
+            f"(atol 1e-5, rtol 1e-4) and {new} pass the default gate (that tolerance, or within the "
+            "float32 floor rule where the gate applies it).")]
+
+
+def _failures(rows) -> list[str]:
+    causes = Counter()
+    for r, c in _conversions(rows):
+        if c["status"] != "pass":
+            causes[(c["status"], (c.get("reason") or "")[:110])] += 1
+    for r in rows:
+        if not r.get("conversions"):
+            causes[(r["status"], (r.get("reason") or "")[:110])] += 1
+    if not causes:
+        return ["None."]
+    lines = ["| status | cause | conversions |", "|---|---|---|"]
+    for (status, reason), n in causes.most_common():
+        lines.append(f"| {status} | {_cell(reason)} | {n} |")
+    return lines
+
+
+def _fmt(v, spec=".2g"):
+    return "-" if v is None else format(v, spec)
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _per_model(rows) -> list[str]:
+    lines = [("| model | params | batch | trace | convert | peak MB | max abs err | output scale | fp32 floor | "
+             "dynamic axes | status | cause |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        params = f"{r['params'] / 1e6:.1f}M" if r.get("params") else "-"
+        if not r.get("conversions"):
+            lines.append(f"| {r['id']} | {params} | | | | | | | | | {r['status']} | {_cell(r.get('reason', ''))} |")
+            continue
+        for c in r["conversions"]:
+            seconds = f"{c['seconds']:.2f} s" if c.get("seconds") is not None else "-"
+            lines.append(
+                f"| {r['id']} | {params} | {c['batch']} | {c.get('trace', '-')} | {seconds} | "
+                f"{_fmt(c.get('peak_mb'), '.0f')} | {_fmt(c.get('max_abs'))} | {_fmt(c.get('scale'))} | "
+                f"{_fmt(c.get('floor'))} | {c.get('dynamic', '-')} | {c['status']} | {_cell(c.get('reason', ''))} |")
+    return lines
+
+
+def write(rows, path: Path) -> None:
+    versions = next((r.get("versions") for r in rows if r.get("versions")), {})
+    text = [
+        "# The real-model zoo: torch -> Keras on third-party model code",
+        "",
+        "Generated by `make zoo` (`scripts/zoo.py`, one model per process in `.venv-zoo`); do not edit.",
+        "Each model is built from its library with random weights made realistic (BatchNorm statistics",
+        "calibrated on seeded batches, zero-initialised weights given noise), converted with",
+        "`via=\"direct\"` from a batch-1 and from a batch-2 example, and judged by xlate's default parity",
+        "gate on two seeded inputs against the torch model's own outputs. A model passes when both",
+        "conversions pass. `crash` is a foreign exception (an xlate bug); `build-error` is a model its",
+        "library cannot build here (not counted).",
+        "",
+        "Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "-"),
+        "",
+        "**" + summary_line(rows) + "**",
+        "",
+        "## Totals", "", *_totals(rows), "",
+        "## Conversion time (median)", "", *_speed(rows), "",
+        "## Parity rule", "", *_rules(rows), "",
+        "## Failures by cause", "", *_failures(rows), "",
+        "## Per model", "", *_per_model(rows), "",
+    ]
+    path.write_text("\n".join(text))

@@ -1,0 +1,148 @@
+"""Patterns from third-party model code (torchvision, timm, Hugging Face) that once broke the
+torch -> Keras converter, each reduced to a small module. The zoo (scripts/zoo.py) finds them;
+these keep them fixed without the zoo's venv."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import xlate
+
+
+def _convert(module, *inputs):
+    """Convert from each example (batch 1 and 2 are both usual) and gate against torch."""
+    module.eval()
+    return xlate.torch_to_keras(module, inputs, via="direct")
+
+
+class FlattenThenHead(torch.nn.Module):
+    """torchvision mobilenet_v2 / efficientnet / alexnet: pool, flatten, an elementwise op (a
+    Dropout in eval mode, an activation), then Linear."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.pool = torch.nn.AdaptiveAvgPool2d(pool)
+        self.head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(8 * pool * pool, 5))
+
+    def forward(self, x):
+        x = torch.flatten(self.pool(self.conv(x)), 1)
+        return self.head(torch.nn.functional.hardswish(x) * 2.0)
+
+
+@pytest.mark.parametrize("pool", [1, 3])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_linear_after_flatten_and_elementwise_ops(pool, batch):
+    _convert(FlattenThenHead(pool), torch.randn(batch, 3, 12, 12))
+
+
+class PackedBias(torch.nn.Module):
+    """timm BEiT / EVA: the qkv bias is cat(q_bias, zeros, v_bias), two parameters around a
+    buffer, used as F.linear's bias. Both parameters must stay trainable."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(8, 24, bias=False)
+        self.q_bias = torch.nn.Parameter(torch.randn(8))
+        self.v_bias = torch.nn.Parameter(torch.randn(8))
+        self.register_buffer("k_bias", torch.zeros(8), persistent=False)
+
+    def forward(self, x):
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        return torch.nn.functional.linear(x, self.qkv.weight, bias)
+
+
+def test_linear_with_a_bias_computed_from_parameters():
+    keras_model = _convert(PackedBias(), torch.randn(2, 5, 8))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == 8 * 24 + 8 + 8
+
+
+def test_hf_decoder_with_its_kv_cache_on():
+    """A Hugging Face decoder as built (config.use_cache=True) returns a DynamicCache next to
+    its logits: traced with the cache off, gated on the logits."""
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=64, vocab_size=50)
+    assert config.use_cache
+    module = transformers.LlamaForCausalLM(config)
+    keras_model = _convert(module, torch.randint(0, 50, (2, 7)))
+    assert module.config.use_cache  # restored
+    assert "use_cache=False" in " ".join(xlate.record.record_of(keras_model).notes)
+
+
+class NoGradRegion(torch.nn.Module):
+    """HF rotary embeddings run under @torch.no_grad(); torch.export wraps such a region in a
+    wrap_with_set_grad_enabled higher-order op whose body is a get_attr submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("freq", torch.linspace(0.1, 1.0, 4), persistent=False)
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            angle = x.sum(-1, keepdim=True) * self.freq
+        with torch.autocast("cpu", enabled=False):
+            angle = angle.cos()
+        return self.proj(x) * angle
+
+
+def test_regions_under_no_grad_and_autocast_off_through_torch_export():
+    from xlate.torch2keras.trace import trace
+
+    graph = trace(NoGradRegion().eval(), (torch.randn(2, 3, 4),), dynamic=False)
+    assert {n.target for n in graph.nodes} >= {"aten.cos.default", "aten.sum.dim_IntList"}
+    _convert(NoGradRegion(), torch.randn(2, 3, 4))
+
+
+class ConstantPositions(torch.nn.Module):
+    """timm DINOv3 / EVA rope: position grids from meshgrid over aranges, an op no table row
+    converts, but one that only builds a constant."""
+
+    def forward(self, x):
+        h, w = torch.meshgrid(torch.arange(3.0), torch.arange(4.0), indexing="ij")
+        return x + torch.stack([h, w]).flatten(1).sum(0)
+
+
+def test_ops_without_a_row_that_only_build_constants():
+    _convert(ConstantPositions(), torch.randn(2, 12))
+
+
+class ConvOfConstant(torch.nn.Module):
+    """timm XCiT's Fourier position encoding: a trainable conv applied to a grid that does not
+    depend on the input, then repeated to the batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1, 1, 2 * 4 * 4).reshape(1, 2, 4, 4), persistent=False)
+        self.proj = torch.nn.Conv2d(2, 3, 1)
+
+    def forward(self, x):
+        return x + self.proj(self.grid).repeat(x.shape[0], 1, 1, 1)
+
+
+def test_a_layer_applied_to_a_constant_keeps_its_weights_trainable():
+    keras_model = _convert(ConvOfConstant(), torch.randn(2, 3, 4, 4))
+    assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == 2 * 3 + 3
+
+
+class SliceAssignedMask(torch.nn.Module):
+    """torchvision swin's shifted-window mask: x.new_zeros((H, W)) filled region by region with
+    slice assignments (in-place writes through views in the exported program)."""
+
+    def forward(self, x):
+        mask = x.new_zeros((4, 4))
+        count = 0
+        for h in (slice(0, -2), slice(-2, None)):
+            for w in (slice(0, -1), slice(-1, None)):
+                mask[h, w] = count
+                count += 1
+        return x + mask
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_mask_built_by_slice_assignment(batch):
+    _convert(SliceAssignedMask(), torch.randn(batch, 3, 4, 4))

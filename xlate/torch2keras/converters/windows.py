@@ -1,0 +1,83 @@
+"""Pure data movement over windows and channel groups: Tensor.unfold (sliding windows), F.unfold
+(im2col), pixel (un)shuffle and channel shuffle.
+
+No arithmetic, so exact by construction. They work in torch's own layout (the value is brought
+to it once) with static sizes except the batch, which reshapes leave as -1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import plan
+from ..registry import converter
+from ._common import ops
+
+
+def _torch_order(ctx, what):
+    """(keras tensor in torch order, its static shape with the batch as -1)."""
+    x = ctx.materialize(ctx.arg("input"))
+    shape = list(x.meta.shape)
+    if not all(isinstance(d, int) for d in shape[1:]):
+        raise ctx.unsupported(f"{what} with dynamic sizes beyond the batch")
+    if not isinstance(shape[0], int):
+        shape[0] = -1
+    return ctx.keras_tensor(x, plan.identity(x.rank)), shape
+
+
+def _done(ctx, node, tensor):
+    return ctx.new_value(tensor, plan.identity(len(node.meta.shape)), meta=node.meta)
+
+
+@converter("unfold")
+def unfold(ctx, node, row):
+    """x.unfold(dim, size, step): windows along ``dim``, each window's elements on a new last axis."""
+    t, shape = _torch_order(ctx, "Tensor.unfold")
+    rank = len(shape)
+    dim = int(node.args["dimension"]) % rank
+    size, step = int(node.args["size"]), int(node.args["step"])
+    count = (shape[dim] - size) // step + 1
+    index = (np.arange(count)[:, None] * step + np.arange(size)[None, :]).astype("int32")
+    out = ops().take(t, index, axis=dim)  # (..., count, size, ...)
+    return _done(ctx, node, ops().moveaxis(out, dim + 1, -1))
+
+
+@converter("pixel_shuffle")
+def pixel_shuffle(ctx, node, row):
+    t, (b, c, h, w) = _torch_order(ctx, "pixel shuffle")
+    if node.target.startswith("aten.pixel_shuffle"):
+        r = int(node.args["upscale_factor"])
+        out = ops().reshape(t, (b, c // (r * r), r, r, h, w))
+        out = ops().transpose(out, (0, 1, 4, 2, 5, 3))
+        return _done(ctx, node, ops().reshape(out, (b, c // (r * r), h * r, w * r)))
+    r = int(node.args["downscale_factor"])
+    out = ops().reshape(t, (b, c, h // r, r, w // r, r))
+    out = ops().transpose(out, (0, 1, 3, 5, 2, 4))
+    return _done(ctx, node, ops().reshape(out, (b, c * r * r, h // r, w // r)))
+
+
+@converter("channel_shuffle")
+def channel_shuffle(ctx, node, row):
+    t, shape = _torch_order(ctx, "channel shuffle")
+    b, c, *rest = shape
+    g = int(node.args["groups"])
+    out = ops().reshape(t, (b, g, c // g, *rest))
+    out = ops().transpose(out, (0, 2, 1, *range(3, 3 + len(rest))))
+    return _done(ctx, node, ops().reshape(out, shape))
+
+
+@converter("im2col")
+def im2col(ctx, node, row):
+    """F.unfold / nn.Unfold: every (kh, kw) patch as a column, channel-major as torch orders it."""
+    t, (b, c, h, w) = _torch_order(ctx, "F.unfold")
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (tuple(node.args[k]) if isinstance(node.args[k], (list, tuple))
+                                              else (node.args[k],) * 2
+                                              for k in ("kernel_size", "dilation", "padding", "stride"))
+    if ph or pw:
+        t = ops().pad(t, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    patches = [t[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+               for i in range(kh) for j in range(kw)]
+    out = ops().stack(patches, axis=2)  # (B, C, kh*kw, oh, ow)
+    return _done(ctx, node, ops().reshape(out, (b, c * kh * kw, oh * ow)))
