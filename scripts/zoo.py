@@ -97,7 +97,7 @@ def _convert_once(module, example, batch: int) -> dict:
     import torch
 
     import xlate
-    from xlate.errors import ParityError, UnsupportedOpError, XlateError
+    from xlate.errors import ConverterFailure, ParityError, UnsupportedOpError, XlateError
     from xlate.record import record_of
 
     inputs = [example(batch, 0), example(batch, 1)]
@@ -106,6 +106,9 @@ def _convert_once(module, example, batch: int) -> dict:
     start = time.perf_counter()
     try:
         keras_model = xlate.torch_to_keras(module, inputs[0], via="direct", check=False)
+    except ConverterFailure as e:  # a converter bug, reported as an xlate error: still a bug to fix
+        where = _where(e.__cause__) if e.__cause__ is not None else ""
+        return {**out, "status": "converter-bug", "reason": _one_line(e), "where": where}
     except UnsupportedOpError as e:
         return {**out, "status": "unsupported", "reason": _one_line(e)}
     except XlateError as e:
@@ -197,6 +200,7 @@ def run_all(ids: list[str], jobs: int, timeout: float, resume: bool, path: Path 
     todo = [i for i in ids if not (resume and i in stored)]
     print(f"zoo: {len(ids)} models, {len(todo)} to run, {jobs} at a time, {timeout:.0f} s each", flush=True)
     results = dict(stored)
+    commit = _commit()
 
     def one(entry_id):
         start = time.perf_counter()
@@ -211,6 +215,7 @@ def run_all(ids: list[str], jobs: int, timeout: float, resume: bool, path: Path 
         except subprocess.TimeoutExpired:
             row = {"id": entry_id, "status": "timeout", "reason": f"no answer within {timeout:.0f} s"}
         row["wall_seconds"] = round(time.perf_counter() - start, 1)
+        row["commit"] = commit  # rows of several runs can share docs/zoo.json: each names its code
         return row
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -219,6 +224,15 @@ def run_all(ids: list[str], jobs: int, timeout: float, resume: bool, path: Path 
             print(f"[{k}/{len(todo)}] {row['id']}: {row['status']} {row.get('reason', '')[:150]}", flush=True)
             _save(list(results.values()), path)
     return [results[i] for i in ids]
+
+
+def _commit() -> str:
+    """The xlate commit being measured (with '+dirty' for uncommitted changes)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _load(path: Path = RESULTS) -> list[dict]:

@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-FAILED = ("parity", "unsupported", "xlate-error", "crash", "timeout")
+FAILED = ("parity", "unsupported", "converter-bug", "xlate-error", "crash", "timeout")
 TRANSFORMER_KINDS = ("vit", "encoder", "decoder", "audio")
 
 
@@ -26,8 +26,10 @@ def summary_line(rows) -> str:
     judged = [r for r in rows if r["status"] != "build-error"]
     passed = sum(r["status"] == "pass" for r in judged)
     crashes = sum(r["status"] == "crash" for r in judged)
+    bugs = sum(r["status"] == "converter-bug" for r in judged)
     share = f"{100 * passed / len(judged):.1f}%" if judged else "-"
-    return f"zoo: {passed}/{len(judged)} models pass at batch 1 and 2 ({share}); {crashes} foreign exceptions"
+    return (f"zoo: {passed}/{len(judged)} models pass at batch 1 and 2 ({share}); {crashes} foreign exceptions; "
+            f"{bugs} converter bugs")
 
 
 def _totals(rows) -> list[str]:
@@ -118,10 +120,15 @@ def write(rows, path: Path) -> None:
         "calibrated on seeded batches, zero-initialised weights given noise), converted with",
         "`via=\"direct\"` from a batch-1 and from a batch-2 example, and judged by xlate's default parity",
         "gate on two seeded inputs against the torch model's own outputs. A model passes when both",
-        "conversions pass. `crash` is a foreign exception (an xlate bug); `build-error` is a model its",
+        "conversions pass. `crash` is a foreign exception reaching the user (an xlate bug);",
+        "`converter-bug` is a converter that failed on one op, reported to the user as an xlate",
+        "error naming the op and module (still a bug); `build-error` is a model its",
         "library cannot build here (not counted).",
         "",
         "Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "-"),
+        "",
+        "xlate commits measured (models per commit): "
+        + (", ".join(f"{c} ({n})" for c, n in Counter(r.get("commit", "?") for r in rows).most_common()) or "-"),
         "",
         "**" + summary_line(rows) + "**",
         "",

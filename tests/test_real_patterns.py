@@ -146,3 +146,62 @@ class SliceAssignedMask(torch.nn.Module):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_mask_built_by_slice_assignment(batch):
     _convert(SliceAssignedMask(), torch.randn(batch, 3, 4, 4))
+
+
+class ExpandToBatch(torch.nn.Module):
+    """Hugging Face BERT / GPT-2 / ViT embeddings: a computed tensor with batch 1 (sliced position
+    ids, a layer applied to a buffer) expanded to the input's batch size, which stays dynamic."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("template", torch.randn(1, 3, 6, 6))
+        self.register_buffer("ids", torch.arange(12).view(1, 12))
+        self.embed = torch.nn.Embedding(12, 4)
+
+    def forward(self, x):
+        y = self.conv(x)  # channels-last on the Keras side, as is the template's feature map
+        prior = self.conv(self.template).expand(x.shape[0], -1, -1, -1)
+        ids = self.ids[:, : x.shape[-1]].expand(x.shape[0], -1)
+        return y * prior, self.embed(ids)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_expand_of_a_computed_tensor_to_the_dynamic_batch(batch):
+    module = ExpandToBatch().eval()
+    keras_model = _convert(module, torch.randn(batch, 3, 6, 6))
+    if keras_model.inputs[0].shape[0] is not None:  # a batch-1 example may pin the batch (issue 14)
+        assert batch == 1
+        return
+    x = torch.randn(3, 3, 6, 6)
+    out = keras_model(x.numpy())
+    with torch.no_grad():
+        ref = module(x)
+    for o, r in zip(out, ref):
+        assert tuple(o.shape) == tuple(r.shape)
+        assert float(abs(o.numpy() - r.numpy()).max()) < 1e-5
+
+
+def test_a_converter_crash_is_one_xlate_error_naming_the_op_and_module(monkeypatch):
+    """A bug in one converter (a foreign TypeError) reaches the user as a ConverterFailure: an
+    UnsupportedOpError (exit 3, ONNX fallback under via='auto') naming the op, its module path and
+    the cause, never a bare TypeError."""
+    from xlate.errors import ConverterFailure
+    from xlate.torch2keras import emit
+
+    real = emit.get_converter
+
+    def broken(hook):
+        if hook == "activation":
+            def crash(ctx, node, row):
+                raise TypeError("cannot unpack non-iterable NoneType object")
+            return crash
+        return real(hook)
+
+    monkeypatch.setattr(emit, "get_converter", broken)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.ReLU())).eval()
+    with pytest.raises(ConverterFailure) as info:
+        xlate.torch_to_keras(module, (torch.randn(2, 4),), via="direct")
+    message = str(info.value)
+    assert "\n" not in message and "TypeError: cannot unpack" in message, message
+    assert info.value.unsupported[0][1] == "1.0", info.value.unsupported

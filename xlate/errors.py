@@ -52,6 +52,17 @@ class UnsupportedOpError(XlateError):
         )
 
 
+class ConverterFailure(UnsupportedOpError):
+    """A converter failed on one op of the model: an xlate bug, not a gap in the table. Reported
+    like an unsupported op (exit code 3), naming the op, its module path and the cause, so that
+    the failure is one line and the ONNX fallback can still be tried."""
+
+    def __init__(self, op: str, where: str, cause: BaseException, *, direction: str):
+        self.cause = f"{type(cause).__name__}: {one_line(cause, 160)}"
+        super().__init__([(f"{op} (converter failed: {self.cause})", where)], direction=direction,
+                         hint="this is a bug in xlate; please report it with the model; via='onnx' may still convert it")
+
+
 class ParityError(XlateError):
     """The converted model does not compute the same numbers as the source (exit code 1)."""
 

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from ..errors import ConverterFailure, XlateError
 from ..frameworks import IOSpec, TensorSpec, quiet_tensorflow, without_kv_cache
 from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
@@ -27,7 +28,17 @@ def _input_specs(graph, example_inputs) -> tuple[TensorSpec, ...]:
 
 def torch_to_keras(module, example_inputs, *, io_layout: str = "source"):
     """Convert ``module`` into a Keras functional model with ported weights (no parity gate here:
-    ``xlate.convert`` runs it)."""
+    ``xlate.convert`` runs it). Every failure is an XlateError: a foreign exception outside the
+    emitter's per-op net (trace reading, weight port) becomes a ConverterFailure too."""
+    try:
+        return _torch_to_keras(module, example_inputs, io_layout=io_layout)
+    except XlateError:
+        raise
+    except Exception as e:
+        raise ConverterFailure("torch -> Keras conversion", "<model>", e, direction="torch2keras") from e
+
+
+def _torch_to_keras(module, example_inputs, *, io_layout: str):
     quiet_tensorflow()
     import keras  # noqa: F401 - imported before building layers
 

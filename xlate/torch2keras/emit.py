@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError, UnsupportedOpError
+from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError
 from ..progress import report as report_progress
 from ..table import Row, table
 from . import plan
@@ -305,7 +305,13 @@ class Emitter:
                 path, array, trainable = g.params[node.name]
                 self.env[node.name] = Const(array, path, trainable)
                 continue
-            self._run_node(node)
+            try:
+                self._run_node(node)
+            except (XlateError, DynamicShapeError):
+                raise
+            except Exception as e:  # a converter bug: one line naming the op and module, never a foreign error
+                op = node.module_type if node.op == "module" else node.target
+                raise ConverterFailure(op, node.module_path or "<root>", e, direction="torch2keras") from e
             done += 1
             report_progress(done, total, "layers")
         outputs = []

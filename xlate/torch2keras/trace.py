@@ -229,15 +229,24 @@ def _export(module, args, kwargs, *, dynamic: bool, preserve: tuple):
 
 
 def _mutates(node) -> bool:
+    """An in-place write that changes values (detach_, which torch.tensor(...) leaves, does not)."""
     schema = getattr(node.target, "_schema", None)
-    return node.op == "call_function" and schema is not None and schema.is_mutable
+    return (node.op == "call_function" and schema is not None and schema.is_mutable
+            and schema.name != "aten::detach_")
 
 
-def _functional(ep):
+def _inside(node, preserved) -> bool:
+    """Whether the node runs inside a preserved module call (converted whole, by its own row)."""
+    return any(path in preserved for path, _ in (node.meta.get("nn_module_stack") or {}).values())
+
+
+def _functional(ep, preserved=()):
     """The program without in-place writes: torch.export keeps ``mask[a:b, c:d] = k`` (torchvision
     swin's shifted-window mask) as fill_ on slice views, which a graph of values cannot express;
-    functionalization rewrites them as slice_scatter. Only run when needed (it re-traces)."""
-    if not any(_mutates(n) for n in ep.graph.nodes):
+    functionalization rewrites them as slice_scatter. Only run when needed (it re-traces); writes
+    inside a preserved module (MultiheadAttention's masked_fill_ on its padding mask) are left
+    alone, since that module converts as a whole."""
+    if not any(_mutates(n) and not _inside(n, preserved) for n in ep.graph.nodes):
         return ep
     return ep.run_decompositions({})
 
@@ -257,7 +266,7 @@ def export_module(module, example_inputs, *, dynamic: bool = True):
         for dyn in ((True, False) if dynamic else (False,)):
             for keep in ((preserve, ()) if preserve else ((),)):
                 try:
-                    return _functional(_export(module, args, kwargs, dynamic=dyn, preserve=keep))
+                    return _functional(_export(module, args, kwargs, dynamic=dyn, preserve=keep), keep)
                 except Exception as e:  # noqa: BLE001 - collected and reported below
                     errors.append(e)
     finally:

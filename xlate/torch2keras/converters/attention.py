@@ -1,5 +1,6 @@
 """Attention: nn.MultiheadAttention as one Keras MultiHeadAttention layer, and the
-scaled_dot_product_attention op as keras.ops.dot_product_attention."""
+scaled_dot_product_attention op as keras.ops.dot_product_attention (unmasked, rank 4) or written
+out (masks, other ranks, grouped-query heads)."""
 
 from __future__ import annotations
 
@@ -121,21 +122,48 @@ def sdpa(ctx, node, row):
     if float(a.get("dropout_p", 0.0)) != 0.0:
         raise ctx.unsupported("scaled_dot_product_attention with dropout_p > 0")
     rank = q.rank
-    if rank != 4:
-        raise ctx.unsupported(f"scaled_dot_product_attention on rank-{rank} tensors")
+    if rank != 4 or q.meta.shape[1] != k.meta.shape[1] or mask is not None:
+        # other ranks (timm hiera's (B, heads, windows, L, D)), grouped-query heads, and masks
+        # (torch gives 0 for a fully masked query row, Keras the mean of the values)
+        return _explicit_attention(ctx, node, q, k, v, mask)
     # torch (B, H, L, D) is Keras (B, L, H, D): the layout (0, 2, 1, 3)
     layout = (0, 2, 1, 3)
     tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), layout) for x in (q, k, v))
     kwargs = {"scale": a.get("scale"), "is_causal": bool(a.get("is_causal", False))}
+    out = ops().dot_product_attention(tq, tk, tv, **kwargs)
+    return ctx.new_value(out, layout)
+
+
+def _explicit_attention(ctx, node, q, k, v, mask):
+    """softmax(q @ k^T * scale + mask) @ v in torch's layout, for any rank; with
+    enable_gqa, key/value heads (dim -3) are repeated to the query's, as torch does."""
+    import math
+
+    a = node.args
+    ident = plan.identity(q.rank)
+    tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), ident) for x in (q, k, v))
+    heads_q, heads_k = q.meta.shape[-3], k.meta.shape[-3]
+    if heads_q != heads_k:
+        if not (a.get("enable_gqa") and isinstance(heads_q, int) and isinstance(heads_k, int)):
+            raise ctx.unsupported("scaled_dot_product_attention with different query and key heads")
+        tk, tv = (ops().repeat(t, heads_q // heads_k, axis=-3) for t in (tk, tv))
+    scale = a.get("scale")
+    scale = 1.0 / math.sqrt(q.meta.shape[-1]) if scale is None else float(scale)
+    scores = ops().multiply(ops().matmul(tq, ops().swapaxes(tk, -1, -2)), scale)
+    if a.get("is_causal"):
+        length, source = q.meta.shape[-2], k.meta.shape[-2]
+        if not (isinstance(length, int) and isinstance(source, int)):
+            raise ctx.unsupported("causal scaled_dot_product_attention with a dynamic length")
+        keep = np.tril(np.ones((length, source), dtype=bool))
+        scores = ops().where(ctx.const_tensor(Const(keep), None), scores, float("-inf"))
     if mask is not None:
         dtype = mask.meta.dtype if isinstance(mask, Value) else str(mask.array.dtype)
         rank_m = mask.rank if isinstance(mask, Value) else mask.array.ndim
         tm = ctx.keras_tensor(ctx.materialize(mask) if isinstance(mask, Value) else mask, plan.identity(rank_m))
-        while len(tm.shape) < 4:
-            tm = ops().expand_dims(tm, 0)
-        if dtype == "bool":
-            kwargs["mask"] = tm
-        else:
-            kwargs["bias"] = tm
-    out = ops().dot_product_attention(tq, tk, tv, **kwargs)
-    return ctx.new_value(out, layout)
+        scores = ops().where(tm, scores, float("-inf")) if dtype == "bool" else ops().add(scores, tm)
+    weights = ops().softmax(scores, axis=-1)
+    if mask is not None:  # a query that may attend to nothing gets 0, as in torch
+        attends = ops().isfinite(ops().max(scores, axis=-1, keepdims=True))
+        weights = ops().where(attends, weights, 0.0)
+    out = ops().matmul(weights, tv)
+    return ctx.new_value(out, ident)

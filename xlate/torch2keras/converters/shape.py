@@ -134,13 +134,36 @@ def expand(ctx, node, row):
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
     in_shape = [1] * (len(target) - x.rank) + list(x.meta.shape)
+    symbolic = []
     for d, (a, b) in enumerate(zip(in_shape, target)):
         if a == b:
             continue
-        if a != 1 or not isinstance(b, int):
-            raise DynamicShapeError(f"expand of dim {d} to {b} at {ctx.where()}")
+        if a != 1:
+            raise DynamicShapeError(f"expand of dim {d} (size {a}) to {b} at {ctx.where()}")
+        if not isinstance(b, int):
+            symbolic.append(d)
+            continue
         t = ops().repeat(t, b, axis=perm.index(d))
+    if symbolic:
+        t = _broadcast_to_symbolic(ctx, t, perm, target, symbolic)
     return ctx.new_value(t, perm)
+
+
+def _broadcast_to_symbolic(ctx, t, perm, target, dims):
+    """Broadcast size-1 ``dims`` of ``t`` to their symbolic sizes (the batch: HF BERT's
+    ``token_type_ids.expand(batch, seq)``) by adding zeros that a Constant layer broadcasts to the
+    anchor input's size at run time: exact, and built only from layers xlate converts back."""
+    if len(dims) != 1:
+        raise DynamicShapeError(f"expand of {len(dims)} dims to symbolic sizes at {ctx.where()}")
+    (d,) = dims
+    shape = [1 if k == d else target[k] for k in perm]
+    if not all(isinstance(n, int) for n in shape):
+        raise DynamicShapeError(f"expand to {target} at {ctx.where()}")
+    dtype = str(getattr(t, "dtype", "float32"))
+    zeros = ctx.dynamic_const(np.zeros(shape, dtype=np.dtype(dtype)), perm.index(d), target[d], "expand")
+    if dtype == "bool":
+        return ops().logical_or(t, zeros)
+    return ops().add(t, zeros)
 
 
 @converter("repeat")
