@@ -131,7 +131,7 @@ def test_help_is_fast_and_lists_every_command(work):
     result = run_xlate("--help", cwd=work)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0
-    for command in ("torch2tf", "tf2torch", "check", "inspect", "demo", "table"):
+    for command in ("torch2tf", "tf2torch", "onnx2keras", "onnx2torch", "check", "inspect", "demo", "table"):
         assert command in result.stdout
     assert elapsed < 3.0  # a fresh interpreter included; `time xlate --help` is ~0.12 s here
 

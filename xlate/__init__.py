@@ -19,6 +19,7 @@ __all__ = [
     "check_parity",
     "check_training_parity",
     "keras_to_torch",
+    "load_torch",
     "torch_to_keras",
     "translate_loss",
     "translate_optimizer",
@@ -56,6 +57,22 @@ def keras_to_torch(model, *, example_inputs=None, io_layout="source", via="auto"
 
     return _impl(model, example_inputs=example_inputs, io_layout=io_layout, via=via, check=check, atol=atol,
                  rtol=rtol, floor_factor=floor_factor)
+
+
+def load_torch(path=None, **options):
+    """Load a PyTorch model offline -> ``(module, example_inputs)``, the two things ``torch_to_keras`` takes.
+
+    ``path``: a ``.pt2``, a TorchScript archive, a Hugging Face ``save_pretrained`` folder (the module
+    then returns one output: ``output_key=``, default the head's main one; ``hf_class=``, ``seq_len=``),
+    or a state_dict with ``model_class=``. ``model_class="module:factory"`` with ``model_args=`` (a dict,
+    list or JSON text) and optionally ``weights=`` builds the model without a file (``"timm:resnet18"``
+    too). ``input_shapes=``/``input_dtypes=`` give example inputs the file cannot. ``example_inputs``
+    is None when nothing says what the model takes.
+    """
+    from .load import load_torch as _impl
+
+    loaded = _impl(path, **options)
+    return loaded.model, loaded.example_inputs
 
 
 def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="cpu", per_layer=False, samples=4,

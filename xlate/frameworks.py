@@ -20,6 +20,30 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Swallow what C++ code writes to file descriptor 2 inside the block (the TFLite converter's
+    "fully_quantize: ..." and the interpreter's "Created TensorFlow Lite XNNPACK delegate" lines).
+    Python exceptions still carry their messages."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stderr (pytest, notebooks): nothing to do
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
+
+
 def is_torch_module(obj) -> bool:
     """A torch module that is not a Keras layer (under Keras' torch backend, layers are modules too)."""
     torch = sys.modules.get("torch")

@@ -123,7 +123,7 @@ def _native_io_spec(src, keras_model, torch_example):
 
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
                    dtype="float32", io_layout="source", model_class=None, input_shapes=(), input_dtypes=(),
-                   trust=False, per_layer=False, floor_factor=3.0):
+                   trust=False, per_layer=False, floor_factor=3.0, torch_options: dict | None = None):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
@@ -133,6 +133,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     whose output departs (for files, the layer mapping comes from converting the source again).
     ``floor_factor``: outputs outside atol/rtol pass within this many times the source's own
     float32 rounding of a float64 run of the source (None: atol/rtol alone); see ``check_parity``.
+    ``torch_options``: more ``xlate.load.load_torch`` options (model_args, hf_class, output_key...).
     """
     from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
@@ -141,7 +142,8 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
 
     if isinstance(inputs, (str, Path)):  # read first: a damaged inputs file is named before the models load
         inputs = load_inputs(inputs)
-    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust}
+    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust,
+               **(torch_options or {})}
     src = _as_loaded(source, "source", **options)
     tgt = _as_loaded(target, "target", **options)
     if src.framework == tgt.framework:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ LARGE_MODEL_PARAMS = 1_000_000  # from about here, loading/converting/checking t
 
 
 def model_options(fn):
-    """--model-class, --input-shape, --input-dtype, --trust: how to rebuild and feed a torch model."""
+    """How to build and feed a torch model: --model-class/--model-args/--weights for a class or factory,
+    --hf-class/--output-key/--seq-len for a Hugging Face folder, --input-shape/--input-dtype, --trust."""
     fn = click.option("--trust", is_flag=True,
                       help="Allow loading a whole pickled model (runs code from the file) or a Keras file with "
                            "Lambda layers. Only for files whose source you trust.")(fn)
@@ -29,10 +31,34 @@ def model_options(fn):
     fn = click.option("--input-shape", "input_shapes", multiple=True, metavar="N,C,H,W",
                       help="Example input shape, batch first (repeat for several inputs); ? or -1 marks a size "
                            "that must stay dynamic, e.g. 1,3,?,?.")(fn)
-    fn = click.option("--model-class", metavar="MODULE:CLASS",
-                      help="Class to rebuild a state_dict into (importable from the current folder, or "
-                           "path/to/file.py:Class); constructed without arguments.")(fn)
+    fn = click.option("--seq-len", type=click.IntRange(1), metavar="N",
+                      help="Hugging Face folder: length of the example token ids (default 16, at most "
+                           "max_position_embeddings).")(fn)
+    fn = click.option("--output-key", metavar="NAME",
+                      help="Hugging Face folder: which output to convert (logits, last_hidden_state, "
+                           "pooler_output...); default: the head's main output.")(fn)
+    fn = click.option("--hf-class", metavar="CLASS",
+                      help="Hugging Face folder: the class to build, e.g. AutoModelForSequenceClassification "
+                           "(default: config.architectures).")(fn)
+    fn = click.option("--weights", type=click.Path(path_type=Path), metavar="FILE",
+                      help="State_dict (.safetensors, .pth) to load into the --model-class model (default: the "
+                           "factory's own initialization).")(fn)
+    fn = click.option("--model-args", metavar="JSON",
+                      help="Arguments for --model-class: a JSON object (keywords), e.g. '{\"num_classes\": 10}', "
+                           "or a list (positional), e.g. '[\"resnet50\"]'.")(fn)
+    fn = click.option("--model-class", metavar="MODULE:CALLABLE",
+                      help="Class or factory function that builds the model (importable from the current folder, "
+                           "or path/to/file.py:Net); timm:NAME is timm.create_model(NAME). Nothing is "
+                           "downloaded.")(fn)
     return fn
+
+
+TORCH_OPTION_NAMES = ("model_args", "weights", "hf_class", "output_key", "seq_len")
+
+
+def torch_options(options: dict) -> dict:
+    """The load_torch options of ``model_options`` beyond --model-class/--input-shape/--input-dtype/--trust."""
+    return {k: options[k] for k in TORCH_OPTION_NAMES if options.get(k) is not None}
 
 
 def dynamic_options(fn):
@@ -59,8 +85,11 @@ def conversion_options(fn):
     fn = click.option("--report", "report_path", type=click.Path(path_type=Path), metavar="REPORT.html|png",
                       help="Write a picture of the parity error along the network (per layer when the gate "
                            "fails).")(fn)
-    fn = click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json",
-                      help="Also write the parity report as JSON.")(fn)
+    fn = click.option("--quiet", "-q", is_flag=True,
+                      help="Print nothing but the result (the closing line); errors still go to stderr.")(fn)
+    fn = click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="REPORT.json|-",
+                      help="Also write the parity report as JSON; '-' prints it to stdout instead of anything "
+                           "else.")(fn)
     fn = click.option("--io-layout", type=click.Choice(["source", "native"]), default="source", show_default=True,
                       help="source: the converted model takes the source's layout (drop-in); native: the target "
                            "framework's own layout (NHWC in Keras, NCHW in PyTorch).")(fn)
@@ -93,20 +122,36 @@ def parameter_count(model) -> int:
         return 0
 
 
-class Steps:
-    """Progress for runs that take seconds: a spinner on a terminal, one line per step in a log.
+SHOW_AFTER_S = 2.0  # a stage that takes longer than this shows its progress
 
-    Shown when the model is large (``LARGE_MODEL_PARAMS``) or ``XLATE_PROGRESS=1``; small models
-    finish before a spinner would be seen and keep the output clean.
+
+def progress_mode(quiet: bool = False) -> str:
+    """"quiet" (--quiet, --json -), "rich" (stderr is a terminal, not CI) or "plain" (log lines)."""
+    if quiet:
+        return "quiet"
+    if os.environ.get("CI", "").strip().lower() in ("true", "1") or not stderr_console().is_terminal:
+        return "plain"
+    return "rich"
+
+
+class Steps:
+    """Progress for runs that take seconds, on stderr (stdout keeps only the result).
+
+    A stage that runs longer than ``SHOW_AFTER_S`` shows itself: on a terminal a rich display (the
+    stage, layers done of total when the library reports them, time so far) that disappears when
+    the stage ends; in a log (no terminal, or ``CI=true``) plain lines. A large model
+    (``LARGE_MODEL_PARAMS``) or ``XLATE_PROGRESS=1`` shows every stage from its start. ``quiet``
+    shows nothing.
     """
 
-    def __init__(self, show: bool = False):
+    def __init__(self, show: bool = False, quiet: bool = False):
         self.console = stderr_console()
-        self.show = show or os.environ.get("XLATE_PROGRESS") == "1"
+        self.mode = progress_mode(quiet)
+        self.show = self.mode != "quiet" and (show or os.environ.get("XLATE_PROGRESS") == "1")
 
     def for_model(self, model) -> Steps:
         n = parameter_count(model)
-        if n >= LARGE_MODEL_PARAMS:
+        if n >= LARGE_MODEL_PARAMS and self.mode != "quiet":
             self.show = True
         if self.show:
             self.console.print(f"[dim]model: {n:,} parameters[/dim]")
@@ -114,17 +159,96 @@ class Steps:
 
     @contextlib.contextmanager
     def step(self, text: str):
-        start = time.perf_counter()
-        if not self.show:
+        from .. import progress
+
+        if self.mode == "quiet":
             yield
             return
-        if self.console.is_terminal:
-            with self.console.status(f"{text}..."):
-                yield
+        view = _RichStage(self.console, text) if self.mode == "rich" else _PlainStage(self.console, text)
+        timer = threading.Timer(SHOW_AFTER_S, view.start)
+        timer.daemon = True
+        if self.show:
+            view.start()
         else:
-            self.console.print(f"{text}...")
-            yield
-        self.console.print(f"[dim]{text}: done in {time.perf_counter() - start:.1f} s[/dim]")
+            timer.start()
+        try:
+            with progress.listening(view.update):
+                yield
+        finally:
+            timer.cancel()
+            view.stop()
+
+
+class _PlainStage:
+    """Log lines: "stage..." once it has run a while, a line at each quarter of its layers, the end."""
+
+    def __init__(self, console, text: str):
+        self.console, self.text = console, text
+        self.begin = time.perf_counter()
+        self.started = False
+        self.lock = threading.Lock()
+        self.quarter = 0
+        self.counts = None
+
+    def start(self) -> None:
+        with self.lock:
+            if not self.started:
+                self.started = True
+                self.console.print(f"{self.text}...")
+
+    def update(self, done: int, total: int, what: str) -> None:
+        self.counts = (done, total, what)
+        quarter = 4 * done // total if total else 0
+        if self.started and 0 < quarter < 4 and quarter > self.quarter:
+            self.quarter = quarter
+            self.console.print(f"{self.text}: {done}/{total} {what}")
+
+    def stop(self) -> None:
+        with self.lock:
+            if not self.started:
+                return
+        counts = f" ({self.counts[1]} {self.counts[2]})" if self.counts else ""
+        self.console.print(f"[dim]{self.text}: done in {time.perf_counter() - self.begin:.1f} s{counts}[/dim]")
+
+
+class _RichStage:
+    """A transient rich progress display (spinner, stage, bar, layers done of total, elapsed time)."""
+
+    def __init__(self, console, text: str):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.text = text
+        self.begin = time.perf_counter()
+        self.display = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[what]}"), TimeElapsedColumn(), console=console,
+                                transient=True)
+        self.task = self.display.add_task(text, total=None, what="")
+        self.lock = threading.Lock()
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        with self.lock:
+            if not (self.started or self.stopped):
+                self.started = True
+                self.display.start()
+
+    def update(self, done: int, total: int, what: str) -> None:
+        self.display.update(self.task, completed=done, total=total, what=what)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            if not self.started:
+                return
+            self.display.stop()
+        self.display.console.print(f"[dim]{self.text}: done in {time.perf_counter() - self.begin:.1f} s[/dim]")
 
 
 def print_report(report, title: str | None = None) -> None:
@@ -146,11 +270,25 @@ def write_json_report(report, path: Path | None, **extra) -> None:
         data["files"] = {k: str(v) for k, v in extra.items()}
     from xlate.parity import _json_default
 
+    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
+    if json_to_stdout(path):
+        click.echo(text)
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
+
+
+def json_to_stdout(path) -> bool:
+    """``--json -``: the JSON report is the command's only output on stdout."""
+    return path is not None and str(path) == "-"
+
+
+def say_result(line: str, json_path=None) -> None:
+    """The closing line of a command (the result), unless stdout carries the JSON report."""
+    if not json_to_stdout(json_path):
+        click.echo(line)
 
 
 def write_picture(report, path: Path | None) -> None:
@@ -248,36 +386,45 @@ def gate_converted(source, converted, *, atol, rtol, path, what: str, steps: Ste
 
 
 def convert_reporting(convert_and_save, loaded, output: Path, *, model, label: str, json_path, report_path,
-                      **options) -> str:
+                      quiet: bool = False, **options) -> str:
     """Run a command's ``convert_and_save`` and report: the table, the JSON and the picture.
 
-    A failed gate exits 1 (through ``fail_parity``). Returns " via the X path" for the closing line.
+    ``quiet`` (or ``--json -``) leaves out the table. A failed gate exits 1 (through
+    ``fail_parity``). Returns " via the X path" for the closing line.
     """
     files = {"source": model, "target": output}
+    quiet = quiet or json_to_stdout(json_path)
     try:
         _, report, path_used = convert_and_save(loaded, output, **options)
     except ParityFailed as e:
         write_picture(e.report, report_path)
-        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", **files)
+        fail_parity(e.report, json_path, f"{model} -> {e.what}: parity FAILED", quiet=quiet, **files)
     if report is not None:
-        print_report(report, f"{model} -> {output} ({label})")
+        if not quiet:
+            print_report(report, f"{model} -> {output} ({label})")
         write_json_report(report, json_path, **files)
         write_picture(report, report_path)
-    else:
+    elif not quiet:
         click.echo("parity check skipped (--no-check)")
     return f" via the {path_used} path" if path_used else ""
 
 
-def fail_parity(report, json_path, title: str, **files) -> None:
-    """Print the failed report, write the JSON, and exit 1."""
-    print_report(report, title)
+def fail_parity(report, json_path, title: str, *, quiet: bool = False, **files) -> None:
+    """Print the failed report (unless quiet), write the JSON, and exit 1."""
+    if not (quiet or json_to_stdout(json_path)):
+        print_report(report, title)
     write_json_report(report, json_path, **files)
-    failing = next((o for o in report.per_output if not o.passed), None)
-    why = (f"{failing.name} {failing.reason}" if failing is not None and failing.floor is not None else
-           f"max abs err {report.max_abs_err:.3g} > atol {report.atol:g} (rtol {report.rtol:g})")
-    click.echo(f"error: parity check failed: {why}; nothing was written", err=True)
-    click.echo("hint: `xlate check` on the models with --json shows every output; loosen --atol/--rtol only "
-               "if the difference is expected", err=True)
+    if hasattr(report, "failure_message"):  # a quantization report: its own metrics and thresholds
+        message, hint = report.failure_message()
+    else:
+        failing = next((o for o in report.per_output if not o.passed), None)
+        why = (f"{failing.name} {failing.reason}" if failing is not None and failing.floor is not None else
+               f"max abs err {report.max_abs_err:.3g} > atol {report.atol:g} (rtol {report.rtol:g})")
+        message = f"parity check failed: {why}"
+        hint = ("`xlate check` on the models with --json shows every output; loosen --atol/--rtol only if the "
+                "difference is expected")
+    click.echo(f"error: {message}; nothing was written", err=True)
+    click.echo(f"hint: {hint}", err=True)
     sys.exit(1)
 
 

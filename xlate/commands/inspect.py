@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..cli import handles_errors
-from ._common import dynamic_options, model_options, stdout_console
+from ._common import dynamic_options, model_options, stdout_console, torch_options
 
 
 def coverage_items(loaded, dynamic="auto") -> tuple[list[dict], list[dict]]:
@@ -46,14 +46,14 @@ def coverage_items(loaded, dynamic="auto") -> tuple[list[dict], list[dict]]:
 @model_options
 @dynamic_options
 @handles_errors
-def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_dtypes, trust, static):
+def inspect_cmd(model, as_json, only_missing, model_class, input_shapes, input_dtypes, trust, static, **options):
     """List MODEL's layers/ops and the table row that covers each (or that none does), and each
     input size dynamic or static (with what pins it)."""
     from ..input_shapes import dynamic_option
     from ..load import load_model
 
     loaded = load_model(model, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes,
-                        trust=trust, architecture=True)
+                        trust=trust, architecture=True, **torch_options(options))
     items, dims = coverage_items(loaded, dynamic_option(input_shapes, static))
     missing = [i for i in items if not i["row"]]
     direction = "torch2keras" if loaded.framework == "torch" else "keras2torch"

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError, one_line
 from ..frameworks import numpy_to_torch, torch_to_numpy
+from ..progress import report as report_progress
 from ..table import Row, table
 from . import plan, ported
 from .registry import INTERNAL, get_converter, load
@@ -225,8 +226,12 @@ class Emitter:
         return name
 
     def layer_name(self, suffix: str = "") -> str:
-        """A name for a layer made for the current node: its torch module path."""
-        path = self.node.module_path or self.node.name
+        """A name for a layer made for the current node: its torch module path.
+
+        A node called at the top level of the traced module (no module path) is named ``op_<fx node
+        name>``: a bare fx name ("matmul", "conv2d") is also the name Keras gives automatically to
+        its first op or layer of that kind, and two layers of one name break ``keras.Model``."""
+        path = self.node.module_path or f"op_{self.node.name}"
         return self.unique_name(f"{path}.{suffix}" if suffix else path)
 
     def assign(self, layer, values: dict, source: str = "", *, pairs=(), replaced=None) -> None:
@@ -274,6 +279,8 @@ class Emitter:
         for i, name in enumerate(g.inputs):
             self._make_input(i, g.node(name))
         self.anchor = self.inputs[0]
+        total = sum(n.op not in ("input", "param") and n.name in self.live for n in g.nodes)
+        done = 0
         for node in g.nodes:
             self.node = node
             if node.op == "input" or node.name not in self.live:
@@ -289,6 +296,8 @@ class Emitter:
             except Exception as e:  # a converter bug: one line naming the op and module, never a foreign error
                 op = node.module_type if node.op == "module" else node.target
                 raise ConverterFailure(op, node.module_path or "<root>", e, direction="torch2keras") from e
+            done += 1
+            report_progress(done, total, "layers")
         outputs = []
         for out in g.outputs:
             v = self.value(out)

@@ -58,8 +58,11 @@ def pool(ctx, node, row):
         # TF 'same' max pooling ignores the padding, like torch's -inf padding
         mode = "same" if same else "valid"
         if mode == "valid":
+            # edge values, not -inf: a window over padding always holds the edge value it copies
+            # (padding <= kernel // 2; the last ceil_mode window starts inside), so the max is torch's,
+            # and int8 quantization is not handed an infinite range (an inf scale, then an abort)
             width = [[0, 0], *[list(pd) for pd in pads], [0, 0]]
-            t = ops().pad(t, width, constant_values=float("-inf"))
+            t = _edge_pad(t, width)
     else:
         include_pad = a.get("count_include_pad", True)
         if any(e for e in extra):
