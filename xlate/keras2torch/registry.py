@@ -17,7 +17,7 @@ CONVERTERS: dict[str, Callable] = {}
 
 _FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "conv_lstm", "attention", "dot_attention",
              "resize", "regularization", "preprocessing", "merging", "audio", "augmentation",
-             "ops", "xlate_layers",
+             "ops", "xlate_layers", "dynamic_layers",
              "wrappers")
 
 
