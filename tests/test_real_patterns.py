@@ -205,3 +205,37 @@ def test_a_converter_crash_is_one_xlate_error_naming_the_op_and_module(monkeypat
     message = str(info.value)
     assert "\n" not in message and "TypeError: cannot unpack" in message, message
     assert info.value.unsupported[0][1] == "1.0", info.value.unsupported
+
+
+class DeepChain(torch.nn.Module):
+    """torchvision efficientnet_v2_l / timm's deepest nets: over a thousand ops in a chain, deeper
+    than Python's default recursion limit, which Keras' recursive graph walk hits when it builds,
+    saves or loads the functional model."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.depth = depth
+        self.head = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        x = self.head(x)
+        for _ in range(self.depth):
+            x = x * 0.999 + 0.001
+        return x
+
+
+def test_a_graph_deeper_than_the_recursion_limit_converts_saves_and_reloads(tmp_path):
+    import sys
+
+    from xlate.load import load_keras
+    from xlate.save import save_keras
+
+    module = DeepChain(1200).eval()
+    keras_model = _convert(module, torch.randn(2, 4))
+    save_keras(keras_model, tmp_path / "deep.keras")
+    reloaded = load_keras(tmp_path / "deep.keras").model
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        ref = module(x).numpy()
+    assert float(abs(reloaded(x.numpy()).numpy() - ref).max()) < 1e-5
+    assert sys.getrecursionlimit() < 30_000  # raised only while Keras walks the graph

@@ -15,6 +15,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+#: Keras walks a functional graph recursively (``Function._build_map_helper``: one Python frame per
+#: layer of depth), so a deep model (torchvision efficientnet_v2_l, 1,000+ ops in a chain) exceeds
+#: Python's default limit of 1,000 when it is built, saved or loaded.
+DEEP_GRAPH_RECURSION = 30_000
+
+
+@contextlib.contextmanager
+def deep_graphs():
+    """Room for Keras' recursive graph walks while building, saving or loading a deep model."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, DEEP_GRAPH_RECURSION))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter before it is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

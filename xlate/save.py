@@ -123,7 +123,9 @@ def save_keras(model, path, *, force: bool = False, verify: Callable[[Path], Non
     """
     path = Path(path)
     kind = keras_output_kind(path)
-    with atomic_path(path, force=force) as tmp:
+    from .frameworks import deep_graphs
+
+    with atomic_path(path, force=force) as tmp, deep_graphs():  # Keras walks deep graphs recursively
         if kind == "keras":
             model.save(str(tmp))
         elif kind == "savedmodel":

@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 from ..errors import BadInputError, one_line
+from ..frameworks import deep_graphs
 
 
 def import_keras():
@@ -24,7 +25,8 @@ def load_keras_file(keras, path: Path, trust: bool):
 
     import_custom_modules(path, trust=trust)
     try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
+        with deep_graphs():  # Keras rebuilds the graph recursively
+            return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
         text = one_line(e, 240)
         if "safe_mode" in text or "lambda" in text.lower():

@@ -302,8 +302,11 @@ class Emitter:
         for out in g.outputs:
             v = self.value(out)
             outputs.append(self._output_tensor(v))
-        model = keras.Model(self.inputs if len(self.inputs) != 1 else self.inputs[0],
-                            outputs if len(outputs) != 1 else outputs[0], name=self.model_name)
+        from ..frameworks import deep_graphs
+
+        with deep_graphs():
+            model = keras.Model(self.inputs if len(self.inputs) != 1 else self.inputs[0],
+                                outputs if len(outputs) != 1 else outputs[0], name=self.model_name)
         return model
 
     def _run_node(self, node: SourceNode) -> None:
