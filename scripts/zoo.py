@@ -236,7 +236,7 @@ def _commit() -> str:
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     # the zoo's own results (docs/) do not count as a change to the code measured
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs") else "")
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs") else "")
 
 
 def _load(path: Path = RESULTS) -> list[dict]:

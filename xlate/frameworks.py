@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 #: Keras walks a functional graph recursively (``Function._build_map_helper``: one Python frame per
 #: layer of depth), so a deep model (torchvision efficientnet_v2_l, 1,000+ ops in a chain) exceeds
 #: Python's default limit of 1,000 when it is built, saved or loaded.
