@@ -24,6 +24,8 @@ from tests.fuzzcorpus import COMPANIONS, Damaged
 ROOT = Path(__file__).resolve().parents[1]
 # what TensorFlow prints on import whatever TF_CPP_MIN_LOG_LEVEL says (absl's pre-init logging)
 TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
+# xlate's own progress line for a stage that runs a while ("checking...", plain mode off a terminal)
+PROGRESS = re.compile(r"^[a-z][\w ,./()'-]*\.\.\.$")
 
 
 @dataclass
@@ -47,7 +49,8 @@ class CliResult:
     @property
     def other_lines(self) -> list[str]:
         """stderr lines that are neither xlate's error/hint nor TensorFlow's start-up chatter."""
-        return [ln for ln in self.stderr if not ln.startswith(("error: ", "hint: ")) and not TF_CHATTER.match(ln)]
+        return [ln for ln in self.stderr if not ln.startswith(("error: ", "hint: ")) and not TF_CHATTER.match(ln)
+                and not PROGRESS.match(ln)]
 
 
 def listing(folder: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz_batch import run_batch
-from tests.fuzz_cli import TF_CHATTER, listing, problems, run_case
+from tests.fuzz_cli import PROGRESS, TF_CHATTER, listing, problems, run_case
 from tests.fuzzcorpus import SEED_BY_NAME, Damaged, build_seeds, damaged, manifest
 
 pytest.importorskip("torch")
@@ -123,7 +123,7 @@ def test_a_load_past_its_deadline_exits_2_through_the_executable(seeds, tmp_path
     assert result.code == 2, result.stderr
     assert not problems(result), problems(result)
     # TensorFlow's C++ start-up chatter (written straight to fd 2) may come first; xlate's own first line is the error
-    ours = [ln for ln in result.stderr if not TF_CHATTER.match(ln)]
+    ours = [ln for ln in result.stderr if not TF_CHATTER.match(ln) and not PROGRESS.match(ln)]
     assert ours[0] == "error: net.keras: the file could not be read within 0.05 s; it is probably damaged"
 
 

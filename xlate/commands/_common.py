@@ -171,12 +171,14 @@ class Steps:
             view.start()
         else:
             timer.start()
+        failed = True
         try:
             with progress.listening(view.update):
                 yield
+            failed = False
         finally:
             timer.cancel()
-            view.stop()
+            view.stop(failed=failed)  # a stage that raised is not "done": its error line follows
 
 
 class _PlainStage:
@@ -203,9 +205,9 @@ class _PlainStage:
             self.quarter = quarter
             self.console.print(f"{self.text}: {done}/{total} {what}")
 
-    def stop(self) -> None:
+    def stop(self, failed: bool = False) -> None:
         with self.lock:
-            if not self.started:
+            if not self.started or failed:
                 return
         counts = f" ({self.counts[1]} {self.counts[2]})" if self.counts else ""
         self.console.print(f"[dim]{self.text}: done in {time.perf_counter() - self.begin:.1f} s{counts}[/dim]")
@@ -242,12 +244,14 @@ class _RichStage:
     def update(self, done: int, total: int, what: str) -> None:
         self.display.update(self.task, completed=done, total=total, what=what)
 
-    def stop(self) -> None:
+    def stop(self, failed: bool = False) -> None:
         with self.lock:
             self.stopped = True
             if not self.started:
                 return
             self.display.stop()
+        if failed:
+            return
         self.display.console.print(f"[dim]{self.text}: done in {time.perf_counter() - self.begin:.1f} s[/dim]")
 
 

@@ -225,6 +225,25 @@ def _example_shapes(example_inputs, count: int) -> list[tuple | None]:
     return [tuple(np.shape(a)) for a in example_inputs]
 
 
+def _recorded_examples(model, graph: Graph, examples: list) -> list:
+    """For a model xlate converted from torch, the example shapes it was traced from (the gate's
+    default sizes; a free height and width would otherwise be sampled at 8, too small for a deep
+    CNN's stem). Only where each one fits the Keras input's static sizes."""
+    from ..record import record_of
+
+    record = record_of(model)
+    specs = list(record.io.inputs) if record is not None and record.io is not None else []
+    if len(specs) != len(graph.inputs):
+        return examples
+    out = []
+    for tid, spec, current in zip(graph.inputs, specs, examples):
+        shape, example = graph.tensors[tid].shape, getattr(spec, "example", None)
+        fits = example is not None and len(example) == len(shape) and all(
+            d is None or d == e for d, e in zip(shape, example))
+        out.append(tuple(int(e) for e in example) if fits and current is None else current)
+    return out
+
+
 def _input_specs(model, graph: Graph, example_inputs=None, *, traced: bool = False) -> tuple[TensorSpec, ...]:
     """The specs the parity check samples inputs from. Integer inputs read by an Embedding stay
     below its vocabulary. With traced layers, a ``padding_mask`` input is sampled all ones: a random
@@ -234,6 +253,8 @@ def _input_specs(model, graph: Graph, example_inputs=None, *, traced: bool = Fal
     import keras
 
     examples = _example_shapes(example_inputs, len(graph.inputs))
+    if example_inputs is None:
+        examples = _recorded_examples(model, graph, examples)
     bound = embedding_bound(model)
     specs = []
     for tid, name, example in zip(graph.inputs, graph.input_names, examples):

@@ -76,9 +76,10 @@ def layer_norm(em, node, row):
     if axes != list(range(raw.rank - len(axes), raw.rank)):
         raise NotConvertible(f"normalization over non-trailing axes {axes}")
     x = em.input(node, 0, "keras")
-    shape = tuple(int(x.shape[a]) for a in axes)
     if cfg.get("rms_scaling"):
-        return _variance_scaling(em, node, row, x, axes, shape)
+        if any(x.shape[a] is None for a in axes):
+            raise NotConvertible("RMS-scaled layer normalization over a dynamic size")
+        return _variance_scaling(em, node, row, x, axes, tuple(int(x.shape[a]) for a in axes))
     center, scale = bool(cfg["center"]), bool(cfg["scale"])
     if any(x.shape[a] is None for a in axes):
         if center or scale:

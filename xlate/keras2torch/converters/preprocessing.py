@@ -29,8 +29,12 @@ def encode(em, node, idx: str, rank: int, mode: str, depth: int, *, weights: str
     hot = em.temp(f"{node.name}_hot")
     if mode == "one_hot":
         shape = em.graph.tensors[node.inputs[0]].shape
-        squeeze = ".squeeze(-1)" if rank > 1 and shape[-1] == 1 else ""
-        em.emit(f"{hot} = {idx}{squeeze}.unsqueeze(-1) == torch.arange({depth}, device={idx}.device)",
+        source = idx
+        if rank > 1 and shape[-1] == 1:
+            source = f"{idx}.squeeze(-1)"
+        elif rank > 1 and shape[-1] is None:  # a free last size: Keras squeezes it when it is 1
+            source = f"({idx}.squeeze(-1) if {idx}.shape[-1] == 1 else {idx})"
+        em.emit(f"{hot} = {source}.unsqueeze(-1) == torch.arange({depth}, device={idx}.device)",
                 "one-hot: indices out of range give a zero row, as in TensorFlow")
         return f"{hot}.to({dtype})"
     if mode not in ("multi_hot", "count"):

@@ -153,5 +153,12 @@ def center_crop(em, node, row):
         return
     top, left = em.temp(f"{node.name}_top"), em.temp(f"{node.name}_left")
     em.emit(f"{top}, {left} = ({src}.shape[-2] - {height}) // 2, ({src}.shape[-1] - {width}) // 2")
-    em.assign(node, f"{src}[..., {top}:{top} + {height}, {left}:{left} + {width}]", x.perm,
-              comment="Keras CenterCrop")
+    crop = f"{src}[..., {top}:{top} + {height}, {left}:{left} + {width}]"
+    if h is None or w is None:  # a free size: smaller images are resized at run time, as Keras does
+        em.helpers.add("crop_to_aspect")
+        resized = (f"F.interpolate(crop_to_aspect({src}, {height}, {width}), size=({height}, {width}), "
+                   f"mode='bilinear', align_corners=False)")
+        em.assign(node, f"{resized} if {src}.shape[-2] < {height} or {src}.shape[-1] < {width} else {crop}", x.perm,
+                  comment="Keras CenterCrop")
+        return
+    em.assign(node, crop, x.perm, comment="Keras CenterCrop")

@@ -90,7 +90,9 @@ def run_child(model, request: dict, example_arrays, *, builder: str | None = Non
             except Exception as e:  # noqa: BLE001 - any save failure is the same refusal
                 _refuse([(f"saving {type(model).__name__} as .keras ({one_line(e, 160)})", model.name)])
             request["keras_file"] = str(path)
-        np.savez(tmp / "inputs.npz", **{f"in{i}": np.asarray(a) for i, a in enumerate(example_arrays)})
+        # torch.export fixes every size-1 dimension it sees, so a batch-1 example is captured at batch 2
+        arrays = [np.repeat(a, 2, axis=0) if a.ndim and a.shape[0] == 1 else a for a in map(np.asarray, example_arrays)]
+        np.savez(tmp / "inputs.npz", **{f"in{i}": a for i, a in enumerate(arrays)})
         request.update(inputs=str(tmp / "inputs.npz"), out=str(tmp))
         (tmp / "request.json").write_text(json.dumps(request))
         try:

@@ -116,11 +116,16 @@ def name_statements(stmts: list[Statement], params: list, bases: list, ret_value
     return lines, names, rets
 
 
+#: the end of the ValueError a traced class raises for a size it was not traced at (the parity
+#: gate's other-size checks skip such a size: the generated code says it is fixed)
+FIXED_SIZE_MESSAGE = "and only computes that size"
+
+
 def guard_lines(guards, variables: list[str]) -> list[str]:
     """Checks for the sizes torch.export fixed: the code computes only those sizes."""
     lines = []
     for i, dim, size in guards:
         var = variables[i]
-        message = f"this code was traced with {var}.shape[{dim}] == {size} and only computes that size"
+        message = f"this code was traced with {var}.shape[{dim}] == {size} {FIXED_SIZE_MESSAGE}"
         lines += [f"if {var}.shape[{dim}] != {size}:", f'    raise ValueError(f"{{{var}.shape[{dim}]=}}: {message}")']
     return lines
