@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
+from ._errors import handles_errors
 from ._common import Steps, model_options, print_report, tolerance_options, write_json_report
 
 

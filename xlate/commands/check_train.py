@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
+from ._errors import handles_errors
 from ._common import model_options, print_report, write_json_report
 
 _NAMESPACES = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
+from ._errors import handles_errors
 from ._common import ParityFailed, Steps, fail_parity, human_size, print_report, stdout_console
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
+from ._errors import handles_errors
 from ._common import model_options, stdout_console
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
+from ._errors import handles_errors
 from ._common import (
     Steps,
     conversion_options,
