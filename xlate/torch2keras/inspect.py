@@ -12,11 +12,11 @@ from ..table import table
 
 def coverage(module, example_inputs) -> list[CoverageItem]:
     """One item per traced op of ``module`` (graph plumbing such as tuple indexing left out)."""
+    from . import converters  # noqa: F401 - importing the package registers every converter
     from .emit import Emitter
     from .fxtrace import trace_fast_or_export
-    from .registry import INTERNAL, load
+    from .registry import INTERNAL
 
-    load()
     try:
         with without_kv_cache(module):
             graph = trace_fast_or_export(module, example_inputs)

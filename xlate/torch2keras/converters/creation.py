@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, DynamicShapeError
 from ..registry import converter
+from ..values import Const, DynamicShapeError
 from ._common import np_dtype, ops
 
 

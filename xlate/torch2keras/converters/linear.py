@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...transforms import get_transform
 from .. import plan
-from ..emit import Const, Value
 from ..registry import converter
+from ..values import Const, Value
 from ._common import layers, ops
 
 

@@ -15,9 +15,9 @@ import string
 import numpy as np
 
 from .. import plan
-from ..emit import Const
 from ..registry import converter
 from ..trace import Ref
+from ..values import Const
 from ._common import layers, ops
 
 UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, DynamicShapeError, Value
 from ..registry import converter
 from ..trace import Sym
+from ..values import Const, DynamicShapeError, Value
 from ._common import layers, ops
 
 
