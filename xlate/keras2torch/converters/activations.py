@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 
 from .. import plan
-from ..emit import Code, call, literal, torch_fn_name
+from ..codegen import Code, call, literal, torch_fn_name
 from ..registry import NotConvertible, converter
 from .core import layout_constant
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...transforms import get_transform
-from ..emit import call
+from ..codegen import call
 from ..registry import NotConvertible, converter
 from ..walk import Ref
 

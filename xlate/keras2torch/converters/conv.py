@@ -8,7 +8,7 @@ kernels) into an explicit ``F.pad`` with the extra pixel at the end, as TensorFl
 from __future__ import annotations
 
 from .. import plan
-from ..emit import Code, call, compact
+from ..codegen import Code, call, compact
 from ..registry import NotConvertible, converter
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import call, literal
+from ..codegen import call, literal
 from ..registry import NotConvertible, converter
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import call
+from ..codegen import call
 from ..registry import NotConvertible, converter
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Code, call, literal, torch_dtype
+from ..codegen import Code, call, literal, torch_dtype
 from ..registry import NotConvertible, converter
 from ..walk import Ref
 from .core import layout_constant

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import plan
-from ..emit import call, compact, literal
+from ..codegen import call, compact, literal
 from ..registry import NotConvertible, converter
 from .conv import _layout, _spatial, conv_pads, padded_input
 

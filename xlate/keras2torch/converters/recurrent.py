@@ -8,7 +8,7 @@ backward direction's final state belongs to time step 0.
 
 from __future__ import annotations
 
-from ..emit import call
+from ..codegen import call
 from ..registry import NotConvertible, converter
 
 _TORCH_CLASS = {"LSTM": "nn.LSTM", "GRU": "nn.GRU", "SimpleRNN": "nn.RNN"}
