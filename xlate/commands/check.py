@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ._errors import handles_errors
 from ._common import Steps, model_options, print_report, tolerance_options, write_json_report
+from ._errors import handles_errors
 
 
 @click.command("check")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ._errors import handles_errors
 from ._common import ParityFailed, Steps, fail_parity, human_size, print_report, stdout_console
+from ._errors import handles_errors
 
 
 def fixtures_dir() -> Path:

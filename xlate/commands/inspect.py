@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ._errors import handles_errors
 from ._common import model_options, stdout_console
+from ._errors import handles_errors
 
 
 def coverage_items(loaded) -> list[dict]:
