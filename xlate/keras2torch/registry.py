@@ -15,7 +15,7 @@ from ..errors import TableError
 
 CONVERTERS: dict[str, Callable] = {}
 
-_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "attention", "ops")
+_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "attention", "ops", "shape_ops")
 
 
 class NotConvertible(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import plan
 from ..codegen import Code, call, literal, torch_fn_name
 from ..registry import NotConvertible, converter
-from .core import layout_constant
+from .operands import layout_constant
 
 _AXIS_ARGS = {"softmax", "log_softmax", "glu"}
 
