@@ -75,7 +75,7 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, forc
     kind = keras_output_kind(output)
     check_destination(output, force=force)
     if onnx2tf_path is not None:
-        from ..onnx_path import use_onnx2tf
+        from ..onnx_tools import use_onnx2tf
 
         use_onnx2tf(onnx2tf_path)
     steps = Steps()
