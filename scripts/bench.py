@@ -2,7 +2,8 @@
 """Benchmark both conversion directions over the coverage fixtures and write BENCHMARKS.md.
 
 Not a timed test: run it on a quiet machine (`make bench`). Each direction's details are in
-scripts/bench_t2k.py (torch -> Keras) and scripts/bench_k2t.py (Keras -> torch).
+scripts/bench_t2k.py (torch -> Keras) and scripts/bench_k2t.py (Keras -> torch); large models
+(12 M to 1 B parameters, seconds and peak memory) in scripts/bench_scale.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_k2t
+import bench_scale
 import bench_t2k
 
 
@@ -28,6 +30,7 @@ def main() -> None:
 
     t2k = bench_t2k.run()
     k2t = bench_k2t.run()
+    scale = bench_scale.run()
     cpu = platform.processor() or platform.machine()
     text = "\n".join([
         "# Benchmarks",
@@ -43,6 +46,9 @@ def main() -> None:
         "## Keras -> PyTorch",
         "",
         bench_k2t.markdown(k2t),
+        "",
+        bench_scale.BEGIN,
+        bench_scale.markdown(scale) + bench_scale.END,
         "",
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)

@@ -91,16 +91,23 @@ def torch_case(row: Row, sample: Sample):
     return module, inputs
 
 
-def keras_case(row: Row, sample: Sample):
-    """(model, list of input arrays) for the Keras side of a sample."""
+def keras_inputs_shapes(row: Row, sample: Sample) -> list:
+    return sample.keras_inputs if sample.keras_inputs is not None else sample.inputs
+
+
+def keras_case(row: Row, sample: Sample, free=None):
+    """(model, list of input arrays) for the Keras side of a sample. ``free``: {input index: axes}
+    declared None in the Keras inputs (the arrays keep the sample's sizes)."""
     import keras
 
-    shapes = sample.keras_inputs if sample.keras_inputs is not None else sample.inputs
+    shapes = keras_inputs_shapes(row, sample)
     arrays = seeded_arrays(shapes, sample.int_high)
     dtype = "int32" if sample.int_high else "float32"
     arrays = [a.astype(dtype) for a in arrays]
     keras.utils.set_random_seed(0)
-    xs = [keras.Input(shape=tuple(s[1:]), dtype=dtype, name=f"x{i}") for i, s in enumerate(shapes)]
+    free = free or {}
+    xs = [keras.Input(shape=tuple(None if a in free.get(i, ()) else d for a, d in enumerate(s) if a > 0),
+                      dtype=dtype, name=f"x{i}") for i, s in enumerate(shapes)]
     if isinstance(sample.keras, str):
         env = {"keras": keras, **{f"x{i}": x for i, x in enumerate(xs)}}
         y = eval(sample.keras, env)
@@ -122,7 +129,7 @@ def keras_case(row: Row, sample: Sample):
     # non-trivial weights for normalization layers (built with ones/zeros)
     rng = np.random.default_rng(1)
     for v in model.weights:
-        if v.path.endswith(("gamma", "beta", "moving_mean", "bias", "scale")):
+        if v.path.endswith(("gamma", "beta", "moving_mean", "bias", "scale", "value")):
             v.assign(rng.standard_normal(v.shape).astype(v.dtype))
         elif v.path.endswith("moving_variance"):
             v.assign(rng.uniform(0.5, 2.0, v.shape).astype(v.dtype))

@@ -131,7 +131,7 @@ def test_help_is_fast_and_lists_every_command(work):
     result = run_xlate("--help", cwd=work)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0
-    for command in ("torch2tf", "tf2torch", "check", "inspect", "demo", "table"):
+    for command in ("torch2tf", "tf2torch", "onnx2keras", "onnx2torch", "check", "inspect", "demo", "table"):
         assert command in result.stdout
     assert elapsed < 3.0  # a fresh interpreter included; `time xlate --help` is ~0.12 s here
 
@@ -145,7 +145,7 @@ def test_check_passes_on_a_faithful_twin_and_writes_the_json_report(work):
         assert key in report
     assert report["passed"] is True
     assert report["max_abs_err"] < 1e-5
-    assert report["tolerance"] == {"atol": 1e-5, "rtol": 1e-4}
+    assert report["tolerance"] == {"atol": 1e-5, "rtol": 1e-4, "floor_factor": 3.0}
     assert report["device"] == "cpu"
     assert report["per_output"][0]["shape"] == [2, 3]
     assert {"torch", "keras", "xlate"} <= set(report["versions"])
@@ -206,9 +206,10 @@ def test_existing_output_needs_force(work):
 
 def test_a_failed_parity_gate_exits_1_and_writes_nothing(work):
     # tolerance 0: float32 through tanh in two frameworks is not bit-identical, so the gate fails
+    # (--floor-factor 0: atol/rtol alone; the rounding floor would rightly pass this exact conversion)
     before = listing(work)
     result = run_xlate("torch2tf", "net.pt2", "-o", "strict.keras", "--atol", "0", "--rtol", "0",
-                       "--report", "strict.html", cwd=work)
+                       "--floor-factor", "0", "--report", "strict.html", cwd=work)
     assert result.returncode == 1, result.stderr
     assert "FAIL" in result.stdout
     assert "parity check failed" in result.stderr and "Traceback" not in result.stderr

@@ -29,21 +29,30 @@ def test_whole_pickle_loads_only_with_trust(work):
     assert (work / "full.keras").exists()
 
 
-def test_inspect_lists_each_layer_and_what_no_row_covers(work):
+def test_inspect_lists_each_layer_and_its_route(work):
     import keras
 
     inp = keras.Input((6,))
     noisy = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GaussianNoise(0.1)(keras.layers.Dense(5)(inp))))
     noisy.save(work / "noisy.keras")
-    result = run_xlate("inspect", "noisy.keras", cwd=work)
-    assert result.returncode == 3, result.stderr  # what a conversion would exit with
-    assert "NOT COVERED" in result.stdout and "GaussianNoise" in result.stdout
-    assert "1 of 3 not covered" in result.stdout
+    result = run_xlate("inspect", "noisy.keras", "--json", cwd=work)
+    assert result.returncode == 0, result.stderr
+    routes = {i["op"]: i["route"] for i in json.loads(result.stdout)["items"]}
+    assert routes == {"keras.layers.Dense": "table", "keras.layers.GaussianNoise": "table"}
+    words = keras.Input((1,), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b"], name="lookup")(words)
+    strings = keras.Model(words, keras.layers.Embedding(4, 2, name="embed")(ids))
+    strings.save(work / "strings.keras")
+    refused = run_xlate("inspect", "strings.keras", cwd=work)
+    assert refused.returncode == 3, refused.stderr  # what a conversion would exit with
+    assert "NOT COVERED" in refused.stdout and "StringLookup" in refused.stdout
+    assert "1 of 2 not covered" in refused.stdout
     covered = run_xlate("inspect", "twin.keras", "--json", cwd=work)
     assert covered.returncode == 0, covered.stderr
     report = json.loads(covered.stdout)
     assert report["covered"] == report["total"] == 2
     assert {i["row"] for i in report["items"]} == {"linear"}
+    assert {i["route"] for i in report["items"]} == {"table"}
 
 
 def test_state_dict_to_savedmodel_and_back_to_torch(work):

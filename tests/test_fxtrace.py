@@ -23,9 +23,10 @@ from xlate.parity import make_inputs
 from xlate.record import ConversionRecord, attach
 from xlate.table import table
 from xlate.torch2keras.emit import DynamicShapeError, Emitter
+from xlate.torch2keras.export_trace import trace
 from xlate.torch2keras.fxtrace import FastTraceUnsupported, fx_trace, trace_fast_or_export
 from xlate.torch2keras.port import port_weights
-from xlate.torch2keras.trace import Ref, Sym, trace
+from xlate.torch2keras.trace import Ref, Sym
 
 from .rowcases import cases, torch_case
 
@@ -55,7 +56,7 @@ def keras_from_graph(graph, example_inputs):
         if not example.dtype.is_floating_point and example.numel():
             low, high = int(example.min()), int(example.max()) + 1
         specs.append(TensorSpec(tuple(d if isinstance(d, int) else None for d in meta.shape), meta.dtype, low, high,
-                                name))
+                                name, example=tuple(example.shape)))
     record = ConversionRecord(direction="torch2keras", path="direct",
                               io=IOSpec(tuple(specs), tuple(emitter.input_perms), tuple(emitter.output_perms),
                                         source="torch"))
@@ -66,13 +67,16 @@ def keras_from_graph(graph, example_inputs):
 
 def parity_samples(model, example_inputs, seed=0):
     """4 seeded samples: two at the example's batch size, two at another one (5 for a batch of 2)."""
+    import dataclasses
+
     from xlate.parity import io_spec_of
 
     specs = io_spec_of(model).inputs
     batch = _examples(example_inputs)[0].shape[0]
     other = 5 if batch != 5 else 7
-    return (make_inputs(specs, samples=2, seed=seed, batch=batch)
-            + make_inputs(specs, samples=2, seed=seed + 2, batch=other))
+    resized = [dataclasses.replace(s, example=(other, *s.example[1:]) if s.shape and s.shape[0] is None else s.example)
+               for s in specs]
+    return make_inputs(specs, samples=2, seed=seed) + make_inputs(resized, samples=2, seed=seed + 2)
 
 
 def fast_parity(module, example_inputs, atol=TOL):
@@ -243,7 +247,6 @@ REFUSED = [
     (_ReadsData(), "torch.fx"),
     (_ReadsDataInWrappedFunction(), "reads tensor data"),
     (_InPlaceOnInput(), "in-place aten::relu_ on an input"),
-    (_BatchSquared(), "not a multiple of the batch size"),
     (_InPlaceOnView(), "has views"),
     (_InPlaceOnParameterView(), "in-place aten::relu_ on an input or parameter"),
     (_RandomInForward(), "randn"),
@@ -261,9 +264,23 @@ def test_refuses_what_it_cannot_reproduce(module, reason):
     assert all(torch.equal(state[k], v) for k, v in module.state_dict().items()), "so are the parameters"
 
 
-def test_refuses_batch_of_one():
-    with pytest.raises(FastTraceUnsupported, match="batch size"):
-        fx_trace(nn.Linear(3, 2), (torch.randn(1, 3),))
+def test_batch_of_one_takes_the_fast_path():
+    """A batch-1 example: batch decisions come from the run at batch 2, the graph keeps it dynamic."""
+    module, example = nn.Linear(3, 2), (torch.randn(1, 3),)
+    graph = fx_trace(module, example)
+    assert graph.input_metas[0].shape == (Sym("s0"), 3) and graph.traced_by.startswith("torch.fx")
+    report, _ = fast_parity(module, example)
+    assert report.passed, str(report)
+
+
+def test_batch_squared_is_a_symbol_on_both_paths():
+    """x.new_zeros(B * B, 3): s0**2 from the runs at two batch sizes, as torch.export has it."""
+    module, example = _BatchSquared(), (torch.randn(2, 4),)
+    for graph in (fx_trace(module, example), trace(module, example)):
+        zeros = next(n for n in graph.nodes if n.target.startswith("aten.new_zeros"))
+        assert zeros.meta.shape == (Sym("s0**2"), 3), (graph.traced_by, zeros.meta)
+    report, _ = fast_parity(module, example)
+    assert report.passed, str(report)
 
 
 class _BatchBranch(nn.Module):
@@ -274,12 +291,29 @@ class _BatchBranch(nn.Module):
         return torch.relu(x) if x.shape[0] > 3 else x
 
 
-def test_fallback_goes_through_torch_export():
+def test_batch_branch_bounds_the_batch_on_both_paths():
+    """x.shape[0] > 3 is False for batches up to 3: both front ends keep the batch dynamic up to 3."""
     module, example = _BatchBranch(), (torch.randn(2, 4),)
+    for graph in (fx_trace(module, example), trace(module, example, dynamic="auto")):
+        assert graph.outputs == [Ref(graph.inputs[0])] and not [n for n in graph.nodes if n.op == "call"]
+        batch = next(d for d in graph.dims if d.axis == 0)
+        assert batch.dynamic and batch.high == 3, (graph.traced_by, batch)
+
+
+class _LoopOverBatch(nn.Module):
+    def forward(self, x):
+        return torch.stack([x[i] * i for i in range(x.shape[0])])
+
+
+def test_fallback_goes_through_torch_export():
+    """A Python loop over the batch: fx cannot trace it; torch.export specializes the batch."""
+    module, example = _LoopOverBatch(), (torch.randn(2, 4),)
     with pytest.raises(FastTraceUnsupported, match="torch.fx"):
         fx_trace(module, example)
-    graph = trace_fast_or_export(module, example)  # torch.export: batch 2 takes the identity branch
-    assert graph.outputs == [Ref(graph.inputs[0])] and not [n for n in graph.nodes if n.op == "call"]
+    graph = trace_fast_or_export(module, example)
+    assert graph.traced_by.startswith("torch.export (the fx fast path does not apply: torch.fx")
+    assert graph.input_metas[0].shape[0] == 2
+    assert "torch.export specialized it" in graph.dims[0].reason
 
 
 class _StaticShapeBranches(nn.Module):

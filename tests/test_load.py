@@ -104,9 +104,11 @@ def test_input_shapes_and_dtypes(files):
     assert loaded.example_inputs[0].shape == (3, 4)
     assert parse_input_shape("1,3,224,224") == (1, 3, 224, 224)
     assert parse_input_shape("2x8") == (2, 8)
-    for bad in ("", "a,b", "2,,3", "0,3", "-1,4"):
+    for bad in ("", "a,b", "2,,3", "0,3", "-2,4", "??,4"):
         with pytest.raises(BadInputError, match="not a shape"):
             parse_input_shape(bad)
+    # ? or -1: a size that must stay dynamic, traced at 1 (batch) or 32
+    assert parse_input_shape("-1,4") == (1, 4) and parse_input_shape("1,3,?,?") == (1, 3, 32, 32)
     with pytest.raises(BadInputError, match="input-dtype"):
         load_torch(folder / "tiny.pth", model_class="tiny:Tiny", input_shapes=["3,4"], input_dtypes=["complex7"])
     ints = load_torch(folder / "tiny.pth", model_class="tiny:Tiny", input_shapes=["3,4", "3"],
@@ -129,10 +131,10 @@ def test_model_class_errors(files):
 
 def test_weights_that_do_not_fit_the_class(files, tmp_path):
     torch.save({"fc.weight": torch.zeros(5, 4), "fc.bias": torch.zeros(5)}, tmp_path / "wrong.pth")
-    with pytest.raises(BadInputError, match="shapes differ for fc.weight"):
+    with pytest.raises(BadInputError, match=r"shapes differ for 2 \(fc.weight \(5, 4\) vs \(3, 4\)"):
         load_torch(tmp_path / "wrong.pth", model_class="tiny:Tiny")
     torch.save({"other.weight": torch.zeros(3, 4)}, tmp_path / "other.pth")
-    with pytest.raises(BadInputError, match="missing fc.weight"):
+    with pytest.raises(BadInputError, match=r"missing 2 \(fc.weight, fc.bias\); unexpected 1 \(other.weight\)"):
         load_torch(tmp_path / "other.pth", model_class="tiny:Tiny")
 
 

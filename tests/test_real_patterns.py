@@ -91,7 +91,7 @@ class NoGradRegion(torch.nn.Module):
 
 
 def test_regions_under_no_grad_and_autocast_off_through_torch_export():
-    from xlate.torch2keras.trace import trace
+    from xlate.torch2keras.export_trace import trace
 
     graph = trace(NoGradRegion().eval(), (torch.randn(2, 3, 4),), dynamic=False)
     assert {n.target for n in graph.nodes} >= {"aten.cos.default", "aten.sum.dim_IntList"}

@@ -58,10 +58,11 @@ def _register_commands() -> None:
     from .commands.check_train import check_train
     from .commands.demo import demo
     from .commands.inspect import inspect_cmd
+    from .commands.onnx import onnx2keras, onnx2torch
     from .commands.tf2torch import tf2torch
     from .commands.torch2tf import torch2tf
 
-    for command in (torch2tf, tf2torch, check, inspect_cmd, demo, check_train):
+    for command in (torch2tf, tf2torch, onnx2keras, onnx2torch, check, inspect_cmd, demo, check_train):
         main.add_command(command)
 
 

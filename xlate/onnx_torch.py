@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layout import same_padding
+from .onnx_ops import MORE_OPS
 
 # ONNX TensorProto data types -> torch dtypes
 _DTYPES = {
@@ -258,13 +259,11 @@ def _gather(a, x, idx):
 
 def _split(a, x, split=None):
     ax = _axis(a.get("axis", 0), x.dim())
+    split = a.get("split") if split is None else split
     if split is None:
-        split = a.get("split")
-    if split is None:
-        parts = a.get("num_outputs") or a["_n_outputs"]
-        size = math.ceil(x.shape[ax] / parts)
-        return tuple(torch.split(x, size, dim=ax))
-    return tuple(torch.split(x, _ints(split), dim=ax))
+        split = math.ceil(x.shape[ax] / (a.get("num_outputs") or a["_n_outputs"]))
+    pieces = torch.split(x, split if isinstance(split, int) else _ints(split), dim=ax)
+    return tuple(pieces[i] for i in range(a["_n_outputs"]))  # indexed, not iterated: torch.fx traces it
 
 
 def _squeeze(a, x, axes=None):
@@ -313,14 +312,12 @@ def _softmax(fn):
 
 
 def _gemm(a, x, w, c=None):
-    if a.get("transA", 0):
-        x = x.transpose(0, 1)
-    if a.get("transB", 0):
-        w = w.transpose(0, 1)
-    y = a.get("alpha", 1.0) * (x @ w)
-    if c is not None:
-        y = y + a.get("beta", 1.0) * c
-    return y
+    alpha, beta, x = a.get("alpha", 1.0), a.get("beta", 1.0), x.transpose(0, 1) if a.get("transA", 0) else x
+    if alpha == beta == 1.0 and a.get("transB", 0) and (c is None or tuple(c.shape) == (w.shape[0],)):
+        return F.linear(x, w, c)  # x @ w.T + c as one op (nn.Linear's, a Dense layer in Keras)
+    w = w.transpose(0, 1) if a.get("transB", 0) else w
+    y = x @ w if alpha == 1.0 else alpha * (x @ w)
+    return y if c is None else y + (c if beta == 1.0 else beta * c)
 
 
 def _batch_norm(a, x, scale, bias, mean, var, *_):
@@ -339,11 +336,11 @@ def _instance_norm(a, x, scale, bias):
 def _clip(a, x, lo=None, hi=None):
     lo = a.get("min") if lo is None else lo
     hi = a.get("max") if hi is None else hi
-    if lo is not None:
-        x = torch.maximum(x, torch.as_tensor(lo, dtype=x.dtype, device=x.device))
-    if hi is not None:
-        x = torch.minimum(x, torch.as_tensor(hi, dtype=x.dtype, device=x.device))
-    return x
+    def bound(v):  # a tensor of x's dtype as it is: no dtype/device copy for a tracer to record
+        return v if isinstance(v, torch.Tensor) and v.dtype == x.dtype else torch.as_tensor(v, dtype=x.dtype,
+                                                                                             device=x.device)
+    x = x if lo is None else torch.maximum(x, bound(lo))
+    return x if hi is None else torch.minimum(x, bound(hi))
 
 
 def _div(a, x, y):
@@ -565,7 +562,7 @@ OPS = {
     "Resize": _resize,
     "DepthToSpace": _depth_to_space,
     "SpaceToDepth": _space_to_depth,
-}
+} | MORE_OPS
 
 
 def _unsupported_variant(node) -> str | None:

@@ -54,10 +54,11 @@ class CoverageItem:
     where: str  # the torch module path, or the path in nested Keras models
     row_id: str | None  # the row that converts it; None when the direct path cannot
     reason: str = ""
+    route: str = ""  # "table", "traced" (captured with torch.export) or "unsupported"; "" derives it from row_id
 
     def to_dict(self) -> dict:
         return {"name": self.name, "op": self.op, "where": self.where, "row": self.row_id,
-                "reason": self.reason or ""}
+                "reason": self.reason or "", "route": self.route or ("table" if self.row_id else "unsupported")}
 
 
 @dataclass
@@ -70,6 +71,8 @@ class ConversionRecord:
     rows_used: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: per input axis: {"input", "axis", "size", "dynamic", "low", "high", "reason", ...} (torch -> Keras)
+    dims: list[dict] = field(default_factory=list)
 
 
 def attach(model, record: ConversionRecord) -> None:

@@ -49,6 +49,15 @@ def _figure(report):
         if not ok:
             ax.plot([x], [v], marker="o", color="#d62728", markersize=8)
     ax.axhline(report.atol, color="#2ca02c", linestyle=":", label=f"atol {report.atol:g}")
+    floors = [p.floor for p in points]
+    if report.floor_factor and any(f is not None for f in floors):
+        # the rounding rule's limit where it was measured: floor_factor x the source's own rounding
+        ax.plot([x for x, f in zip(xs, floors) if f is not None],
+                clip([report.floor_factor * f for f in floors if f is not None]), linestyle=":", marker="_",
+                color="#9467bd", label=f"{report.floor_factor:g}x source's own rounding")
+        ax.plot([x for x, p in zip(xs, points) if p.target_vs_ref64 is not None],
+                clip([p.target_vs_ref64 for p in points if p.target_vs_ref64 is not None]), linestyle="none",
+                marker="x", color="#9467bd", label="target's distance from the reference")
     first = report.first_divergence
     if first is not None and rows:
         i = next(k for k, r in enumerate(rows) if r is first or r.name == first.name)
@@ -84,19 +93,24 @@ def render_html(report) -> str:
     color = "#2ca02c" if report.passed else "#d62728"
     out_rows = "".join(
         f"<tr><td>{esc(o.name)}</td><td>{'x'.join(map(str, o.shape))}</td><td>{o.max_abs_err:.3g}</td>"
-        f"<td>{o.max_rel_err:.3g}</td><td>{o.mismatched}/{o.total}</td><td>{'yes' if o.passed else 'NO'}</td>"
-        f"<td>{esc(o.note)}</td></tr>" for o in report.per_output)
+        f"<td>{o.max_rel_err:.3g}</td><td>{_g(o.floor)}</td><td>{_g(o.target_vs_ref64)}</td>"
+        f"<td>{o.mismatched}/{o.total}</td><td>{'yes' if o.passed else 'NO'}</td>"
+        f"<td>{esc('; '.join(t for t in (o.note, o.reason) if t))}</td></tr>" for o in report.per_output)
     layer_rows = "".join(
         f"<tr class=\"{'' if r.passed else 'bad'}\"><td>{i}</td><td>{esc(r.name)}</td><td>{esc(r.target_name)}</td>"
         f"<td>{esc(r.row or '')}</td><td>{r.max_abs_err:.3g}</td><td>{r.max_rel_err:.3g}</td>"
-        f"<td>{'yes' if r.passed else 'NO'}</td><td>{esc(r.note)}</td></tr>"
+        f"<td>{_g(r.floor)}</td><td>{_g(r.target_vs_ref64)}</td><td>{'yes' if r.passed else 'NO'}</td>"
+        f"<td>{esc('; '.join(t for t in (r.note, r.reason) if t and r.rule != 'tolerance'))}</td></tr>"
         for i, r in enumerate(report.per_layer or []))
     first = report.first_divergence
     first_html = (f"<p class=\"bad\"><b>First diverging layer:</b> {esc(first.name)} &rarr; {esc(first.target_name)} "
                   f"(max abs {first.max_abs_err:.3g}, max rel {first.max_rel_err:.3g})</p>" if first else "")
     layers_html = (f"<h2>Per layer (network order)</h2><table><tr><th>#</th><th>source layer</th><th>target</th>"
-                   f"<th>row</th><th>max abs</th><th>max rel</th><th>ok</th><th>note</th></tr>{layer_rows}</table>"
+                   f"<th>row</th><th>max abs</th><th>max rel</th><th>floor</th><th>vs ref</th><th>ok</th><th>note</th></tr>{layer_rows}</table>"
                    if report.per_layer else "<p>No per-layer data (run the check with per-layer localization).</p>")
+    floor_rule = (f", or within {report.floor_factor:g}x the source's own rounding (reference: {esc(report.reference)})"
+                  if report.floor_factor and report.reference else
+                  f", or within {report.floor_factor:g}x the source's own rounding" if report.floor_factor else "")
     env = ", ".join(f"{esc(k)} {esc(str(v))}" for k, v in report.versions.items())
     where = ", ".join(f"{esc(k)}: {esc(str(v))}" for k, v in (report.devices or {}).items()) or esc(report.device)
     dtypes = ", ".join(f"{esc(k)}: {esc(str(v))}" for k, v in (report.dtypes or {}).items()) or esc(report.dtype)
@@ -113,19 +127,24 @@ img {{ max-width: 100%; border: 1px solid #eee; }}
 <h1>xlate parity report: <span class="status">{status}</span></h1>
 <p>{esc(report.source)} &rarr; {esc(report.target)}{' via ' + esc(report.path) if report.path else ''};
 max abs error {report.max_abs_err:.3g}, max rel error {report.max_rel_err:.3g};
-tolerance atol {report.atol:g}, rtol {report.rtol:g}; {report.samples} sample(s), seed {report.seed},
+tolerance atol {report.atol:g}, rtol {report.rtol:g}{floor_rule}; {report.samples} sample(s), seed {report.seed},
 {'train' if report.training else 'eval'} mode.</p>
 <p>Devices: {where}. Dtypes: {dtypes}.</p>
 {first_html}
 <img id="per-layer-plot" alt="per-layer max error along the network" src="data:image/png;base64,{png}">
 <h2>Outputs</h2>
-<table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>mismatched</th><th>ok</th><th>note</th></tr>
+<table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>floor</th><th>vs ref</th>
+<th>mismatched</th><th>ok</th><th>note</th></tr>
 {out_rows}</table>
 {layers_html}
 {'<p>' + esc(report.message) + '</p>' if report.message else ''}
 <p style="color:#888;font-size:0.8em">{env}</p>
 </body></html>
 """
+
+
+def _g(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def write_report(report, path) -> Path:

@@ -114,11 +114,12 @@ def _replace(tmp: Path, path: Path, *, force: bool) -> None:
 # --- Keras outputs -------------------------------------------------------------------------------
 
 
-def save_keras(model, path, *, force: bool = False, verify: Callable[[Path], None] | None = None) -> Path:
+def save_keras(model, path, *, force: bool = False, verify: Callable[[Path], None] | None = None,
+               quantization=None) -> Path:
     """Write a Keras model to ``path`` (.keras, SavedModel folder or .tflite) atomically.
 
     ``verify(tmp_path)`` runs on the written file before it is moved into place; if it raises,
-    nothing is left behind.
+    nothing is left behind. ``quantization``: an ``xlate.quantize.Quantization`` for a .tflite.
     """
     path = Path(path)
     kind = keras_output_kind(path)
@@ -128,7 +129,7 @@ def save_keras(model, path, *, force: bool = False, verify: Callable[[Path], Non
         elif kind == "savedmodel":
             write_savedmodel(model, tmp)
         else:
-            tmp.write_bytes(tflite_bytes(model))
+            tmp.write_bytes(tflite_bytes(model, quantization))
         if verify is not None:
             verify(tmp)
     return path
@@ -155,8 +156,9 @@ def write_savedmodel(model, folder: Path) -> None:
     model.save(str(asset))
 
 
-def tflite_bytes(model) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer through a temporary SavedModel.
+def tflite_bytes(model, quantization=None) -> bytes:
+    """Convert a Keras model to a TFLite flatbuffer through a temporary SavedModel, quantized as
+    ``quantization`` (``xlate.quantize``) says when given.
 
     Raises ``BadInputError`` with the converter's own reason when TFLite refuses an op.
     """
@@ -166,8 +168,12 @@ def tflite_bytes(model) -> bytes:
         saved = Path(tmp) / "saved"
         _export_savedmodel(model, saved, "for TFLite", hint="write a .keras file instead")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if quantization is not None:
+            from .quantize import configure
+
+            configure(converter, quantization, model)
         try:
-            return converter.convert()
+            return _quiet_convert(converter)
         except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and others
             text = " ".join(str(e).split())
             ops = _tflite_refused_ops(text)
@@ -175,6 +181,14 @@ def tflite_bytes(model) -> bytes:
                 f"the TFLite converter refused the model{ops}: {text[:300]}",
                 hint="write a .keras file or a SavedModel folder instead; TFLite covers fewer ops than TensorFlow",
             ) from None
+
+
+def _quiet_convert(converter) -> bytes:
+    """``converter.convert()`` without the quantizer's C++ chatter on stderr (xlate shows its own progress)."""
+    from .frameworks import native_stderr_silenced
+
+    with native_stderr_silenced():
+        return converter.convert()
 
 
 def _tflite_refused_ops(text: str) -> str:

@@ -123,7 +123,7 @@ def _native_io_spec(src, keras_model, torch_example):
 
 def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples=4, seed=0, device="cpu",
                    dtype="float32", io_layout="source", model_class=None, input_shapes=(), input_dtypes=(),
-                   trust=False, per_layer=False):
+                   trust=False, per_layer=False, floor_factor=3.0, torch_options: dict | None = None):
     """Compare two models given as files or objects (one PyTorch, one Keras/TF) -> ``ParityReport``.
 
     ``inputs``: None (seeded random inputs from the models' signatures), arrays, or the path of an
@@ -131,6 +131,9 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     converted with native layouts (channels-last on the Keras side, channels-first on the PyTorch
     side, for tensors of rank 3 and more). ``per_layer``: also find the first layer
     whose output departs (for files, the layer mapping comes from converting the source again).
+    ``floor_factor``: outputs outside atol/rtol pass within this many times the source's own
+    float32 rounding of a float64 run of the source (None: atol/rtol alone); see ``check_parity``.
+    ``torch_options``: more ``xlate.load.load_torch`` options (model_args, hf_class, output_key...).
     """
     from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
@@ -139,7 +142,8 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
 
     if isinstance(inputs, (str, Path)):  # read first: a damaged inputs file is named before the models load
         inputs = load_inputs(inputs)
-    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust}
+    options = {"model_class": model_class, "input_shapes": input_shapes, "input_dtypes": input_dtypes, "trust": trust,
+               **(torch_options or {})}
     src = _as_loaded(source, "source", **options)
     tgt = _as_loaded(target, "target", **options)
     if src.framework == tgt.framework:
@@ -172,7 +176,7 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
         _learn_layer_mapping(src, tgt)
     try:
         return check_parity(src.model, tgt.model, inputs, atol=atol, rtol=rtol, device=device, samples=samples,
-                            seed=seed, per_layer=per_layer, dtype=dtype)
+                            seed=seed, per_layer=per_layer, dtype=dtype, floor_factor=floor_factor)
     except BadInputError:
         raise
     except Exception as e:
@@ -183,17 +187,19 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
 
 
 def assert_parity(source, target, inputs=None, *, atol: float = 1e-5, rtol: float = 1e-4, samples: int = 4,
-                  seed: int = 0, device: str = "cpu", **load_options):
+                  seed: int = 0, device: str = "cpu", floor_factor: float | None = 3.0, **load_options):
     """Assert that ``target`` computes the same numbers as ``source`` (one PyTorch, one Keras/TF).
 
     ``source``/``target``: model objects or paths (``.pt2``, ``.keras``, a SavedModel folder...;
     ``load_options`` such as ``model_class=``/``input_shapes=`` as for ``xlate check``).
     ``inputs``: None (seeded random inputs), arrays, or an ``.npz`` path, in the source's layout.
-    Raises ``AssertionError`` with the readable report when any output differs by more than
-    ``atol + rtol * |expected|``; returns the ``ParityReport`` when parity holds.
+    Raises ``AssertionError`` with the readable report when an output differs by more than
+    ``atol + rtol * |expected|`` and by more than ``floor_factor`` x the source's own float32
+    rounding (the gate's rule; ``floor_factor=None``: atol/rtol alone); returns the
+    ``ParityReport`` when parity holds.
     """
     report = compare_models(source, target, inputs, atol=atol, rtol=rtol, samples=samples, seed=seed, device=device,
-                            **load_options)
+                            floor_factor=floor_factor, **load_options)
     if not report.passed:
         raise AssertionError(f"parity failed: {_name(source)} vs {_name(target)}\n{report}")
     return report
@@ -206,7 +212,8 @@ def _name(obj) -> str:
 # Runs in a fresh interpreter: imports the generated package with xlate made unimportable.
 _RUN_PACKAGE_FRESH = r"""
 import sys
-sys.modules["xlate"] = None  # the generated code must not need xlate
+for name in ("xlate", "keras", "tensorflow", "keras_hub"):
+    sys.modules[name] = None  # the generated code must need neither xlate nor Keras
 import numpy as np, torch
 from safetensors.torch import load_file
 package, data_path, result_path = sys.argv[1:4]
@@ -231,9 +238,10 @@ np.savez(result_path, **results)
 def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int = 2, seed: int = 0) -> float:
     """Max abs error of a ``tf2torch`` folder (``model.py`` + ``model.safetensors``) against its Keras model.
 
-    The folder runs in a new Python process where ``import xlate`` fails, so this proves the
-    generated code stands alone. ``input_specs`` are the module's ``record.io.inputs``. Raises
-    ``AssertionError`` when the process fails or an output count or shape differs.
+    The folder runs in a new Python process where ``import xlate`` and ``import keras`` fail, so
+    this proves the generated code stands alone. ``input_specs`` are the module's
+    ``record.io.inputs``. Raises ``AssertionError`` when the process fails or an output count or
+    shape differs.
     """
     import os
     import subprocess
@@ -243,7 +251,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     import keras
     import numpy as np
 
-    from .frameworks import flatten_outputs
+    from .frameworks import flatten_outputs, keras_inputs
     from .parity import make_inputs
 
     package = Path(package).resolve()
@@ -252,7 +260,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     expected = []
     for s, arrays in enumerate(batches):
         data.update({f"s{s}_in{i}": a for i, a in enumerate(arrays)})
-        out = keras_model(arrays[0] if len(arrays) == 1 else list(arrays), training=False)
+        out = keras_model(keras_inputs(keras_model, arrays), training=False)
         expected.append([np.asarray(keras.ops.convert_to_numpy(o)) for o in flatten_outputs(out)])
     with tempfile.TemporaryDirectory(prefix="xlate-fresh-") as tmp:
         data_path, result_path = Path(tmp) / "inputs.npz", Path(tmp) / "result.npz"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from ._common import model_options, print_report, write_json_report
+from ._common import model_options, print_report, torch_options, write_json_report
 from ._errors import handles_errors
 
 _NAMESPACES = {
@@ -267,7 +267,7 @@ def _loop_settings(framework, model, clip_grad_norm, clip_grad_value, ema_decay,
 @handles_errors
 def check_train(source, target, recipe, direction, clip_grad_norm, clip_grad_value, ema_decay, grad_accum_steps,
                 optimizer_spec, loss_spec, schedule_spec, data_path, steps, batch_size, steps_per_epoch, stepping,
-                loss_target, atol, seed, json_path, model_class, input_shapes, input_dtypes, trust):
+                loss_target, atol, seed, json_path, model_class, input_shapes, input_dtypes, trust, **options):
     """Train SOURCE and TARGET (one PyTorch, one Keras model) for the same steps and compare.
 
     The optimizer, loss and schedule are given for SOURCE and translated to TARGET's framework
@@ -283,8 +283,8 @@ def check_train(source, target, recipe, direction, clip_grad_norm, clip_grad_val
         raise BadInputError("pass both SOURCE and TARGET, or neither (with --recipe)")
     if recipe is None and (source is None or not optimizer_spec or not loss_spec):
         raise BadInputError("check-train needs SOURCE TARGET --optimizer SPEC --loss SPEC, or --recipe hf|timm")
-    loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust)
-              for p in (source, target)] if source is not None else []
+    loaded = [load_model(p, model_class=model_class, input_shapes=input_shapes, input_dtypes=input_dtypes, trust=trust,
+                         **torch_options(options)) for p in (source, target)] if source is not None else []
     for lm in loaded:
         if not lm.convertible:
             raise BadInputError(f"{lm.path} is a {lm.format} artifact: it runs but cannot be trained",

@@ -19,12 +19,13 @@ from ._common import (
     convert_reporting,
     gate_and_write,
     human_size,
+    say_result,
 )
 from ._errors import handles_errors
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
-                     io_layout="source", steps: Steps | None = None):
+                     io_layout="source", steps: Steps | None = None, floor_factor: float | None = 3.0):
     """Convert a loaded Keras model, gate it, write the folder atomically and gate the written folder.
 
     Returns (module, report of the written folder or None with check=False, conversion path).
@@ -41,7 +42,7 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
     report, path_used = gate_and_write(
         loaded.model, module, output, write=functools.partial(save_torch, force=force), reload=load_torch_package,
         converted_what="the converted PyTorch module", written_what="the written PyTorch folder", check=check,
-        atol=atol, rtol=rtol, steps=steps)
+        atol=atol, rtol=rtol, steps=steps, floor_factor=floor_factor)
     return module, report, path_used
 
 
@@ -52,7 +53,8 @@ def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5
 @click.option("--trust", is_flag=True, help="Allow Keras files with Lambda layers (they run code).")
 @conversion_options
 @handles_errors
-def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, json_path, report_path):
+def tf2torch(model, output, trust, force, no_check, atol, rtol, floor_factor, via, io_layout, json_path, quiet,
+             report_path):
     """Convert a Keras MODEL (.keras, .h5, or a SavedModel written by xlate) to PyTorch, with proof.
 
     Writes OUTPUT/model.py (the module's source) and its weights.
@@ -62,12 +64,12 @@ def tf2torch(model, output, trust, force, no_check, atol, rtol, via, io_layout, 
 
     start = time.perf_counter()
     check_destination(check_torch_folder(output), force=force)
-    steps = Steps()
+    steps = Steps(quiet=quiet or str(json_path) == "-")
     with steps.step("loading"):
         loaded = load_keras(model, trust=trust, architecture=True)
     steps.for_model(loaded.model)
     via_note = convert_reporting(convert_and_save, loaded, output, model=model, label="PyTorch", json_path=json_path,
-                                 report_path=report_path, force=force, check=not no_check, atol=atol, rtol=rtol,
-                                 via=via, io_layout=io_layout, steps=steps)
-    click.echo(f"wrote {output}/ ({', '.join(sorted(p.name for p in output.iterdir()))}; {human_size(output)})"
-               f"{via_note} in {time.perf_counter() - start:.1f} s")
+                                 report_path=report_path, quiet=quiet, force=force, check=not no_check, atol=atol,
+                                 rtol=rtol, floor_factor=floor_factor, via=via, io_layout=io_layout, steps=steps)
+    say_result(f"wrote {output}/ ({', '.join(sorted(p.name for p in output.iterdir()))}; {human_size(output)})"
+               f"{via_note} in {time.perf_counter() - start:.1f} s", json_path)

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import re
 import sys
 import types
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
-from ..errors import BadInputError
+from ..errors import BadInputError, UnsupportedOpError
 from ..frameworks import IOSpec, TensorSpec
-from ..parity import embedding_bound
+from ..parity import embedding_bound, make_inputs
 from ..record import ConversionRecord, attach
 from . import plan
 from .emit import CLASS_NAME, Emitter, render
-from .walk import Graph, walk
+from .walk import Graph, functional_of, walk
 
 _counter = itertools.count()
 
 
-def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
+def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source", builder: str | None = None):
     """Rebuild a Keras 3 Sequential/Functional model as a readable torch ``nn.Module``.
 
     The module is generated as Python source (``module._xlate_source``), instantiated from it
@@ -37,8 +39,13 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
     ``io_layout="source"`` takes and returns the Keras (channels-last) layout, ``"native"``
     takes and returns channels-first feature maps. ``example_inputs`` (optional, Keras layout)
     fill in the sizes the model leaves unknown in the input specs the parity check samples from.
-    Raises UnsupportedOpError listing every
-    layer the direct path cannot convert (``xlate.keras_to_torch`` then tries ONNX).
+    Layers no table row converts (custom layers, keras-hub blocks) and subclassed models are
+    captured with torch.export in a torch-backend child process and written as classes of their
+    own (``traced/``). The child loads the model from a ``.keras`` file saved here; a model whose
+    classes cannot round-trip through one can name a ``builder`` instead, ``"module:function"``
+    returning the same model built (the weights still come from ``model``). Raises
+    UnsupportedOpError listing every layer neither route can convert (``xlate.keras_to_torch``
+    then tries ONNX).
     """
     import keras
 
@@ -46,22 +53,105 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source"):
         raise BadInputError(f"expected a keras.Model, got {type(model).__name__}")
     if io_layout not in ("source", "native"):
         raise BadInputError(f"io_layout must be 'source' or 'native', got {io_layout!r}")
+    if builder is not None and (not isinstance(builder, str) or not re.fullmatch(r"[\w.]+:\w+", builder)):
+        raise BadInputError(f"builder must be 'module:function', got {builder!r}")
+    if functional_of(model) is None:
+        return _subclassed(model, example_inputs, io_layout, builder)
     graph = walk(model)
-    emitter = Emitter(graph, io_layout=io_layout)
-    emitter.run()
+    emitter, resolve = _emit(model, graph, io_layout, example_inputs, builder)
     source, out_perms = render(emitter, model_name=model.name, version=__version__)
+    source = resolve(source)
     module = instantiate(source, emitter.state)
     io = IOSpec(
-        inputs=_input_specs(model, graph, example_inputs),
+        inputs=_input_specs(model, graph, example_inputs, traced=bool(emitter.traced)),
         input_perms=tuple(None if plan.is_identity(p) else tuple(p) for p in emitter.input_perms),
         output_perms=tuple(None if plan.is_identity(p) else plan.inverse(p) for p in out_perms),
         source="keras",
     )
+    notes = list(emitter.notes)
+    if any(s.low == 1 and s.name.endswith("padding_mask") for s in io.inputs):
+        notes.append("parity inputs: padding masks sampled all ones (on rows whose every key is masked Keras' own "
+                     "backends disagree)")
     record = ConversionRecord(direction="keras2torch", path="direct", io=io, layers=emitter.layers,
-                              rows_used=emitter.rows_used, notes=emitter.notes)
+                              rows_used=emitter.rows_used, notes=notes)
     attach(module, record)
     object.__setattr__(module, "_xlate_source", source)
     return module
+
+
+def _emit(model, graph: Graph, io_layout: str, example_inputs, builder=None):
+    """Run the table route, the layers no row converts traced first (``traced/``); a layer whose
+    row refuses its configuration is traced too, in a second run. Returns the emitter and the
+    function that completes its source (the traced classes' constructor calls)."""
+    from .traced import bridge
+
+    indices = bridge.rowless(graph)
+    while True:
+        traced = None
+        emitter = Emitter(graph, io_layout=io_layout)
+        if indices:
+            arrays = make_inputs(_input_specs(model, graph, example_inputs, traced=True), samples=1, seed=0)[0]
+            traced = bridge.trace_nodes(model, graph, indices, arrays, builder=builder)
+            emitter.traced, emitter.classes = traced.converters, traced.classes
+            emitter.helpers |= traced.helpers
+        try:
+            emitter.run()
+            break
+        except UnsupportedOpError as refused:
+            more = set(bridge.refused_nodes(graph, refused)) - set(indices)
+            if not more:
+                raise
+            indices = sorted(set(indices) | more)
+    if traced is None:
+        return emitter, str
+    emitter.rows_used.update(traced.rows)
+    emitter.notes += traced.notes
+    return emitter, traced.resolve
+
+
+def _subclassed(model, example_inputs, io_layout: str, builder=None):
+    """A subclassed model: captured whole and written as ``Net`` (``traced.bridge.trace_model``)."""
+    from .traced.bridge import trace_model
+
+    if io_layout != "source":
+        raise BadInputError("io_layout='native' is not available for a subclassed model: its traced code computes "
+                            "in the Keras layout; convert with io_layout='source'")
+    specs = _subclassed_specs(model, example_inputs)
+    arrays = make_inputs(specs, samples=1, seed=0)[0]
+    names = ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))]
+    source, state, program, writer = trace_model(model, arrays, model_name=model.name, version=__version__,
+                                                 input_names=names, builder=builder)
+    module = instantiate(source, state)
+    shapes = [tuple(None if i == 0 or not isinstance(d, int) else d for i, d in enumerate(m.shape))
+              for _, _, m in program.inputs]
+    specs = tuple(TensorSpec(shape, s.dtype, 0, s.high, s.name) for shape, s in zip(shapes, specs))
+    record = ConversionRecord(direction="keras2torch", path="direct", io=IOSpec(inputs=specs, source="keras"),
+                              rows_used=writer.rows + Counter(traced=1),
+                              notes=[*program.notes, f"subclassed model {type(model).__name__} traced whole"])
+    attach(module, record)
+    object.__setattr__(module, "_xlate_source", source)
+    return module
+
+
+def _subclassed_specs(model, example_inputs) -> list[TensorSpec]:
+    """Input specs of a subclassed model: from ``example_inputs``, else from the shapes Keras
+    recorded when the model was built (float32)."""
+    bound = embedding_bound(model)
+    if example_inputs is not None:
+        arrays = list(example_inputs.values()) if isinstance(example_inputs, dict) else (
+            list(example_inputs) if isinstance(example_inputs, (list, tuple)) else [example_inputs])
+        shapes = [np.shape(a) for a in arrays]
+        dtypes = [str(np.asarray(a).dtype) for a in arrays]
+    else:
+        config = model.get_build_config() if getattr(model, "built", False) else None
+        shape = (config or {}).get("input_shape")
+        if shape is None:
+            raise BadInputError(f"subclassed model {type(model).__name__!r} has no input shape yet: call it once or "
+                                "pass example_inputs")
+        shapes = list(shape) if isinstance(shape, list) or (shape and isinstance(shape[0], (list, tuple))) else [shape]
+        dtypes = ["float32"] * len(shapes)
+    return [TensorSpec((None, *tuple(s)[1:]), d, 0, bound if ("int" in d or d == "bool") else None, f"x{i}")
+            for i, (s, d) in enumerate(zip(shapes, dtypes))]
 
 
 def load_source(source: str):
@@ -116,7 +206,7 @@ def state_dict_tensors(state: dict[str, np.ndarray], expected: dict) -> dict:
     ``expected`` is the module's ``state_dict(keep_vars=True)`` (only its keys are read)."""
     import torch
 
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    tensors = {k: torch.from_numpy(np.require(v, requirements="C")) for k, v in state.items()}  # keeps 0-d arrays 0-d
     for key in expected:
         if key not in tensors and key.endswith("num_batches_tracked"):
             tensors[key] = torch.zeros((), dtype=torch.long)
@@ -135,7 +225,14 @@ def _example_shapes(example_inputs, count: int) -> list[tuple | None]:
     return [tuple(np.shape(a)) for a in example_inputs]
 
 
-def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, ...]:
+def _input_specs(model, graph: Graph, example_inputs=None, *, traced: bool = False) -> tuple[TensorSpec, ...]:
+    """The specs the parity check samples inputs from. Integer inputs read by an Embedding stay
+    below its vocabulary. With traced layers, a ``padding_mask`` input is sampled all ones: a random
+    0/1 mask masks every key of some rows, and on such rows Keras' TensorFlow and torch backends
+    themselves disagree (masked softmax vs scaled_dot_product_attention); the tests check
+    right-padded masks explicitly."""
+    import keras
+
     examples = _example_shapes(example_inputs, len(graph.inputs))
     bound = embedding_bound(model)
     specs = []
@@ -145,9 +242,14 @@ def _input_specs(model, graph: Graph, example_inputs=None) -> tuple[TensorSpec, 
         if example is not None:
             if len(example) != len(shape):
                 raise BadInputError(f"example input {name!r} has shape {example}, the model expects rank {len(shape)}")
-            shape = tuple(d if d is not None or i == 0 else int(e) for i, (d, e) in enumerate(zip(shape, example)))
+            example = tuple(int(e) for e in example)
         is_int = "int" in t.dtype
-        specs.append(TensorSpec(shape, t.dtype, 0, bound if is_int else None, name))
+        vocab = [n.op.input_dim for n in graph.consumers(tid)
+                 if isinstance(n.op, keras.layers.Embedding) and isinstance(getattr(n.op, "input_dim", None), int)]
+        low = 1 if traced and is_int and str(name).endswith("padding_mask") else 0
+        # the free sizes stay None (the parity gate checks other sizes of them); the example fills them in
+        specs.append(TensorSpec(shape, t.dtype, low, (min(vocab) if vocab else bound) if is_int else None, name,
+                                example=example))
     return tuple(specs)
 
 
@@ -160,15 +262,15 @@ def write_torch_package(module, folder, *, weights: str = "safetensors") -> None
         raise BadInputError(f"weights must be 'safetensors' or 'pth', got {weights!r}")
     folder = Path(folder)
     (folder / "model.py").write_text(source)
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    state = module.state_dict()  # the module's own tensors: written one at a time, never copied all at once
     if weights == "safetensors":
-        from safetensors.torch import save_file
+        from ..tensorfile import save_state_dict
 
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "generator": "xlate"})
+        save_state_dict(state, folder / "model.safetensors", metadata={"format": "pt", "generator": "xlate"})
     else:
         import torch
 
-        torch.save(state, folder / "model.pth")
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, folder / "model.pth")
 
 
 def save_torch_package(module, outdir, *, weights: str = "safetensors", overwrite: bool = False) -> Path:

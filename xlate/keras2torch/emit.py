@@ -22,8 +22,9 @@ from ..record import LayerRecord
 from ..table import Row, table
 from ..transforms import get_transform
 from . import plan
-from .codegen import identifier, literal, torch_dtype
-from .registry import NotConvertible, get_converter, load
+from .helpers import HELPERS, helper_sources
+from .registry import NotConvertible, get_converter, keras_mask, load, mask_refs
+from .source import identifier, literal, torch_dtype
 from .walk import Graph, Node, Ref
 
 CLASS_NAME = "Net"
@@ -87,11 +88,14 @@ class Emitter:
         self._live: Counter = Counter()  # variable -> number of live values bound to it
         self._remaining: Counter = Counter()  # tensor id -> consumers still to emit (+1 if an output)
         self._outputs = set(graph.outputs)
+        self._masks = {r.id for n in graph.nodes for r in mask_refs(n)}  # tensors Keras passes as masks
         self._node: Node | None = None
         self._node_tmp: str | None = None
         self._temps: list[str] = []
         self.helpers: set[str] = set()  # module-level functions the generated file needs (HELPERS)
         self._born: dict[str, int] = {}  # variable -> when its name was first used (inputs first)
+        self.traced: dict[int, tuple] = {}  # id(node) -> (row, converter): layers traced/ captured
+        self.classes: list[str] = []  # classes the generated file defines before Net (traced layers)
         prefix = identifier(graph.name) + "_"
         named = sum(1 for n in graph.nodes if n.name.startswith(prefix))
         self._prefix = prefix if graph.nodes and named * 2 >= len(graph.nodes) else ""
@@ -106,37 +110,45 @@ class Emitter:
     def run(self) -> None:
         self._bind_inputs()
         for node in self.graph.nodes:
-            row = self.table.by_keras.get(node.kind)
-            fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
-            if fn is None:
-                self.unsupported.append((node.kind, node.path))
-                self._placeholder(node)
-                continue
-            self._node, self._node_tmp = node, None
-            try:
-                fn(self, node, row)
-            except NotConvertible as e:
-                self.unsupported.append((f"{node.kind} ({e})", node.path))
-                self._placeholder(node)
-                continue
-            except Exception:
-                if not self.unsupported:
-                    raise
-                # most likely a consequence of an earlier placeholder: keep collecting the rest
-                self._placeholder(node)
-                continue
-            self.use_row(row)
-            for name in self._temps:
-                self._live[name] -= 1
-            self._temps = []
-            for tid in node.outputs:
-                if tid not in self.values and self._remaining[tid]:
-                    raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
-            for tid in set(node.inputs):
-                self._consume(tid)
+            self._convert(node)
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, direction="keras2torch",
                                      hint="via='onnx' may still convert it; run `xlate inspect MODEL` for coverage")
+
+    def _convert(self, node: Node) -> None:
+        """Dispatch one node to its row's converter; refusals are collected, not raised."""
+        row = self.table.by_keras.get(node.kind)
+        fn = get_converter(row.hook) if row is not None and "keras2torch" in row.directions else None
+        row, fn = self.traced.get(id(node), (row, fn))  # no usable row: captured by the traced route
+        if fn is None:
+            self.unsupported.append((node.kind, node.path))
+            self._placeholder(node)
+            return
+        self._node, self._node_tmp = node, None
+        try:
+            # a traced layer is captured with its whole call, masks included
+            if keras_mask(node) and not getattr(fn, "reads_masks", id(node) in self.traced):
+                raise NotConvertible("a Keras mask reaches this layer, and xlate does not apply masks here")
+            fn(self, node, row)
+        except NotConvertible as e:
+            self.unsupported.append((f"{node.kind} ({e})", node.path))
+            self._placeholder(node)
+            return
+        except Exception:
+            if not self.unsupported:
+                raise
+            # most likely a consequence of an earlier placeholder: keep collecting the rest
+            self._placeholder(node)
+            return
+        self.use_row(row)
+        for name in self._temps:
+            self._live[name] -= 1
+        self._temps = []
+        for tid in node.outputs:
+            if tid not in self.values and self._remaining[tid]:
+                raise RuntimeError(f"converter for {node.kind} left output of {node.path} unassigned")
+        for tid in set(node.inputs):
+            self._consume(tid)
 
     def _placeholder(self, node: Node) -> None:
         for tid in node.outputs:
@@ -147,7 +159,7 @@ class Emitter:
         names = ["x"] if len(self.graph.inputs) == 1 else [identifier(n) for n in self.graph.input_names]
         seen: set[str] = set()
         for tid, name in zip(self.graph.inputs, names):
-            if name in _RESERVED or name in seen:
+            if name in _RESERVED or name in HELPERS or name in seen:
                 name = f"{name}_input"
             seen.add(name)
             t = self.graph.tensors[tid]
@@ -287,7 +299,7 @@ class Emitter:
 
     def fresh(self, base: str) -> str:
         base = identifier(self.short(base))
-        if base in _RESERVED:
+        if base in _RESERVED or base in HELPERS:
             base += "_"
         name, i = base, 1
         while self._live[name] > 0:
@@ -299,6 +311,8 @@ class Emitter:
     def _output_name(self, node: Node) -> str:
         if self._node_tmp is not None:
             return self._node_tmp
+        if node.outputs and node.outputs[0] in self._masks:
+            return self.fresh("mask")
         # An input whose last use this is passes its name on: the main data path (the first
         # input), or for merges any operand, the longest-lived first (so a residual block ends
         # in ``x = shortcut + x`` and the trunk keeps its name). Auxiliary inputs (masks,
@@ -411,9 +425,14 @@ class Emitter:
         self.init_lines.append(f"self.{attr} = {ctor}")
         return attr
 
+    def attr_of(self, layer, suffix: str = "") -> str | None:
+        """The ``self.<attr>`` already declared for Keras ``layer`` (None if none)."""
+        known = self._modules.get((id(layer), suffix))
+        return known[0] if known else None
+
     def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
         attr = self._attr_name(name)
-        shape = ", ".join(str(d) for d in array.shape) or ""
+        shape = ", ".join(str(d) for d in array.shape) or "()"
         if trainable:
             self.init_lines.append(f"self.{attr} = nn.Parameter(torch.zeros({shape}))")
         else:
@@ -536,21 +555,6 @@ def _lookup(arrays: dict, name: str):
 # --- the generated file --------------------------------------------------------------------------
 
 
-# Module-level functions a generated file may need, emitted only when used.
-HELPERS = {
-    "pad_same": '''
-def pad_same(x, kernel_size, stride, dilation, value=0.0):
-    """TensorFlow's 'same' padding for the spatial dims of an (N, C, *spatial) tensor, computed
-    from its size at run time: the extra pixel goes at the end."""
-    pads = []
-    for size, k, s, d in reversed(list(zip(x.shape[2:], kernel_size, stride, dilation))):
-        total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads, value=value)
-''',
-}
-
-
 def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[plan.Perm]]:
     """The generated ``model.py`` (one ``nn.Module`` class, standard torch only), and the layout
     (permutation of the Keras axes) each output is returned in."""
@@ -580,20 +584,16 @@ def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[pla
         *(f"        {line}" for line in em.forward_lines),
         f"        {ret}",
     ]
-    helpers = [HELPERS[name].strip("\n") for name in sorted(em.helpers)]
-    text = "\n\n\n".join([*helpers, "\n".join(body)])
-    imports = []
-    if re.search(r"\bmath\.", text):
-        imports.append("import math")
-    imports.append("")  # placeholder keeps stdlib and torch imports apart
-    if re.search(r"\btorch\.", text):
-        imports.append("import torch")
-    if re.search(r"\bF\.", text):
-        imports.append("import torch.nn.functional as F")
-    if re.search(r"\bnn\.", text):
-        imports.append("from torch import nn")
-    while imports and imports[0] == "":
-        imports.pop(0)
+    helpers = helper_sources(em.helpers)
+    return assemble("\n\n\n".join([*helpers, *em.classes, "\n".join(body)]), model_name, version), out_perms
+
+
+def assemble(text: str, model_name: str, version: str) -> str:
+    """``model.py``: the module docstring, the imports ``text`` needs, then ``text`` (its classes)."""
+    torch_imports = ((r"\btorch\.", "import torch"), (r"\bF\.", "import torch.nn.functional as F"),
+                     (r"\bnn\.", "from torch import nn"))
+    imports = (["import math", ""] if re.search(r"\bmath\.", text) else []) + [
+        line for pattern, line in torch_imports if re.search(pattern, text)]
     header = [
         f'"""PyTorch translation of the Keras model {model_name!r}, generated by xlate {version}.',
         "",
@@ -605,4 +605,4 @@ def render(em: Emitter, *, model_name: str, version: str) -> tuple[str, list[pla
         '"""',
         "",
     ]
-    return "\n".join([*header, *imports, "", "", text, ""]), out_perms
+    return "\n".join([*header, *imports, "", "", text, ""])

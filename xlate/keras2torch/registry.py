@@ -15,7 +15,10 @@ from ..errors import TableError
 
 CONVERTERS: dict[str, Callable] = {}
 
-_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "attention", "ops", "shape_ops")
+_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "conv_lstm", "attention", "dot_attention",
+             "resize", "regularization", "preprocessing", "merging", "audio", "augmentation",
+             "ops", "shape_ops", "xlate_layers", "dynamic_layers",
+             "wrappers")
 
 
 class NotConvertible(Exception):
@@ -24,10 +27,13 @@ class NotConvertible(Exception):
     of them and raises a single UnsupportedOpError."""
 
 
-def converter(*hooks: str):
-    """Register the decorated function as the keras->torch converter for ``hooks``."""
+def converter(*hooks: str, masks: bool = False):
+    """Register the decorated function as the keras->torch converter for ``hooks``. ``masks=True``
+    says it applies the Keras masks its node may be given (``mask=``, ``query_mask=``...); the
+    emitter refuses a masked node whose converter does not."""
 
     def register(fn: Callable) -> Callable:
+        fn.reads_masks = masks
         for hook in hooks:
             if hook in CONVERTERS:
                 raise TableError(f"keras2torch hook {hook!r} registered twice "
@@ -36,6 +42,30 @@ def converter(*hooks: str):
         return fn
 
     return register
+
+
+_MASK_ARGS = ("mask", "query_mask", "value_mask", "key_mask")
+
+
+def mask_refs(node) -> list:
+    """The tensors Keras passes this layer as masks (explicitly, or propagated from a Masking or
+    Embedding(mask_zero=True) layer: Keras records them as the call's ``mask=`` arguments)."""
+    from .walk import Ref
+
+    if node.kind.startswith("keras.ops."):
+        return []  # an op's mask= argument (dot_product_attention) is an ordinary input
+
+    def refs(v) -> list:
+        if isinstance(v, Ref):
+            return [v]
+        return [r for x in v for r in refs(x)] if isinstance(v, (list, tuple)) else []
+
+    return [r for k in _MASK_ARGS for r in refs(node.kwargs.get(k))]
+
+
+def keras_mask(node) -> bool:
+    """Does Keras pass this node a mask?"""
+    return bool(mask_refs(node))
 
 
 def load() -> None:

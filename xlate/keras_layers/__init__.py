@@ -6,7 +6,17 @@ every Keras backend; ``get_config``/``from_config`` round-trips are tested for e
 """
 
 from .constant import Constant
+from .dynamic import (
+    DynamicBroadcast,
+    DynamicPad,
+    DynamicRange,
+    DynamicReshape,
+    DynamicResize,
+    DynamicSize,
+    DynamicSlice,
+)
 from .parameter import Parameter
 from .range import Range
 
-__all__ = ["Constant", "Parameter", "Range"]
+__all__ = ["Constant", "DynamicBroadcast", "DynamicPad", "DynamicRange", "DynamicReshape", "DynamicResize",
+           "DynamicSize", "DynamicSlice", "Parameter", "Range"]

@@ -10,11 +10,13 @@ class Constant(keras.layers.Layer):
     ``anchor`` input it otherwise ignores. With ``dynamic_axis`` set, the stored value has size 1
     on that axis and is broadcast at call time to the anchor's size on ``anchor_axis`` (a tensor
     whose shape follows the batch size, e.g. torch.zeros(batch, ...) or buffer.expand(batch, -1)).
+    ``initializer`` (default zeros) makes the value; it is not part of the config: the value is a
+    weight, saved with the weights.
     """
 
     trainable_value = False
 
-    def __init__(self, shape, dtype_name="float32", dynamic_axis=None, anchor_axis=0, **kwargs):
+    def __init__(self, shape, dtype_name="float32", dynamic_axis=None, anchor_axis=0, initializer="zeros", **kwargs):
         kwargs.setdefault("trainable", self.trainable_value)
         super().__init__(**kwargs)
         self.value_shape = tuple(int(d) for d in shape)
@@ -22,7 +24,7 @@ class Constant(keras.layers.Layer):
         self.dynamic_axis = None if dynamic_axis is None else int(dynamic_axis)
         self.anchor_axis = int(anchor_axis)
         self.value = self.add_weight(name="value", shape=self.value_shape, dtype=dtype_name,
-                                     initializer="zeros", trainable=self.trainable_value)
+                                     initializer=initializer, trainable=self.trainable_value)
 
     def call(self, anchor):
         value = keras.ops.convert_to_tensor(self.value)

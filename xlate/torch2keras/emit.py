@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError
+from ..errors import BadInputError, ConverterFailure, UnsupportedOpError, XlateError, one_line
+from ..frameworks import numpy_to_torch, torch_to_numpy
+from ..progress import report as report_progress
 from ..table import Row, table
-from . import plan
+from . import plan, ported
 from .registry import INTERNAL, get_converter
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
 from .values import Const, DynamicShapeError, Value
@@ -30,10 +32,13 @@ SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "ze
 @dataclass
 class WeightAssignment:
     layer: object
-    values: dict  # keras variable name (path suffix) -> array
+    values: dict  # keras variable name (path suffix) -> array or ported.Piece (converted when used)
     source: str
     # (torch paths, keras variable names, transform, params) for whole torch tensors ported as is
     pairs: list = field(default_factory=list)
+    # variables created from their ported value: name -> (initializer attribute or None, the
+    # layer's own initializer, the ported.FromTorch used); see ported.prepare
+    replaced: dict = field(default_factory=dict)
 
 
 class Emitter:
@@ -114,14 +119,13 @@ class Emitter:
         array = plan.permute_array(c.array, perm)
         dtype = str(array.dtype)
         hint = name_hint or (c.path if c.path else f"{self.node.module_path}.const" if self.node else "const")
-        if c.trainable:
-            layer = Parameter(array.shape, dtype, name=self.unique_name(hint))
-        else:
-            layer = Constant(array.shape, dtype, name=self.unique_name(hint))
+        name = self.unique_name(hint)
+        init = ported.FromTorch(array, f"{c.path or hint} -> {name}/value")
+        layer = (Parameter if c.trainable else Constant)(array.shape, dtype, name=name, initializer=init)
         out = layer(self.anchor)
         unchanged = perm is None or plan.is_identity(perm)
         pairs = [((c.path,), ("value",), "identity", {})] if c.path and unchanged else []
-        self.assign(layer, {"value": array}, c.path or hint, pairs=pairs)
+        self.assign(layer, {"value": array}, c.path or hint, pairs=pairs, replaced={"value": (None, None, init)})
         c.tensors[key] = out
         return out
 
@@ -135,33 +139,6 @@ class Emitter:
             return v.path
         self._pinned.append(v)
         return ("object", id(v))
-
-    def dynamic_const(self, array: np.ndarray, axis: int, size, name_hint: str, source: Const | None = None):
-        """A constant whose size on ``axis`` is the dynamic ``size`` (a Sym of some input's shape):
-        stored with size 1 there and broadcast at run time to that input's size. A trainable
-        ``source`` (an nn.Parameter expanded to the batch) stays trainable."""
-        from ..keras_layers import Constant, Parameter
-
-        anchor = self.anchor_of(size)
-        if anchor is None:
-            raise DynamicShapeError(f"a constant of dynamic size {size} at {self.where()}")
-        anchor_input, anchor_axis = anchor
-        cls = Parameter if source is not None and source.trainable else Constant
-        layer = cls(array.shape, str(array.dtype), dynamic_axis=axis, anchor_axis=anchor_axis,
-                    name=self.layer_name(name_hint))
-        out = layer(anchor_input)
-        whole = source is not None and source.path and source.array.shape == array.shape
-        self.assign(layer, {"value": array}, pairs=[((source.path,), ("value",), "identity", {})] if whole else ())
-        return out
-
-    def anchor_of(self, size):
-        """(the Keras input, its axis) that carries the dynamic ``size`` (a Sym of some input's
-        shape) in the Keras graph, or None when no input's shape has it."""
-        where = self.graph.symbols.get(getattr(size, "expr", None))
-        if where is None:
-            return None
-        index, input_axis = where
-        return self.inputs[index], self.env[self.graph.inputs[index]].perm.index(input_axis)
 
     def set(self, node: SourceNode, result) -> None:
         self.env[node.name] = result
@@ -201,14 +178,21 @@ class Emitter:
         return name
 
     def layer_name(self, suffix: str = "") -> str:
-        """A name for a layer made for the current node: its torch module path."""
-        path = self.node.module_path or self.node.name
+        """A name for a layer made for the current node: its torch module path.
+
+        A node called at the top level of the traced module (no module path) is named ``op_<fx node
+        name>``: a bare fx name ("matmul", "conv2d") is also the name Keras gives automatically to
+        its first op or layer of that kind, and two layers of one name break ``keras.Model``."""
+        path = self.node.module_path or f"op_{self.node.name}"
         return self.unique_name(f"{path}.{suffix}" if suffix else path)
 
-    def assign(self, layer, values: dict, source: str = "", *, pairs=()) -> None:
+    def assign(self, layer, values: dict, source: str = "", *, pairs=(), replaced=None) -> None:
         """Queue a layer's weights for the port stage; ``pairs`` records the whole torch tensors
-        ported as they are (see WeightAssignment)."""
-        self.assignments.append(WeightAssignment(layer, values, source or self.node.module_path, list(pairs)))
+        ported as they are (see WeightAssignment). Called before the layer is built, its variables
+        are created from the ported values themselves (ported.prepare), not from random draws."""
+        source = source or self.node.module_path
+        replaced = replaced if replaced is not None else ported.prepare(layer, values, source)
+        self.assignments.append(WeightAssignment(layer, values, source, list(pairs), replaced))
 
     def used(self, row: Row) -> None:
         self.rows_used[row.id] += 1
@@ -247,6 +231,8 @@ class Emitter:
         for i, name in enumerate(g.inputs):
             self._make_input(i, g.node(name))
         self.anchor = self.inputs[0]
+        total = sum(n.op not in ("input", "param") and n.name in self.live for n in g.nodes)
+        done = 0
         for node in g.nodes:
             self.node = node
             if node.op == "input" or node.name not in self.live:
@@ -262,6 +248,8 @@ class Emitter:
             except Exception as e:  # a converter bug: one line naming the op and module, never a foreign error
                 op = node.module_type if node.op == "module" else node.target
                 raise ConverterFailure(op, node.module_path or "<root>", e, direction="torch2keras") from e
+            done += 1
+            report_progress(done, total, "layers")
         outputs = []
         for out in g.outputs:
             v = self.value(out)
@@ -271,6 +259,44 @@ class Emitter:
         return model
 
     def _run_node(self, node: SourceNode) -> None:
+        inputs = [self.env.get(r.name) for r in refs_in(node.args)]
+        try:
+            try:
+                self._convert_node(node)
+                self._check_static_sizes(node)
+            except (ValueError, TypeError) as e:
+                # a Keras layer that needs a size the torch graph has dynamic ("Shapes used to initialize
+                # variables must be fully-defined"): keep that size static
+                if not any(k in str(e) for k in ("None", "fully-defined", "defined dimension")):
+                    raise
+                # Keras layers need feature and channel sizes, not the leading (batch) one
+                inner = self.graph.input_symbols_of([list(v.meta.shape[1:]) for v in inputs
+                                                     if isinstance(v, Value) and isinstance(v.meta, TensorMeta)])
+                raise DynamicShapeError(f"Keras needs a fixed size here ({one_line(e, 120)})", inner) from e
+        except DynamicShapeError as e:
+            if not e.symbols:
+                e.symbols = self.graph.input_symbols_of(
+                    [node.meta, node.args, [v.meta for v in inputs if isinstance(v, Value)]])
+                if not e.symbols and not isinstance(e.__cause__, DynamicShapeError) and e.__cause__ is not None:
+                    raise e.__cause__  # a Keras error with no dynamic size in sight is not about sizes
+            e.where = e.where or f"{node.target} at {node.module_path or '<root>'}"
+            raise
+
+    def _check_static_sizes(self, node: SourceNode) -> None:
+        """A size the torch graph has as a constant must be one in the Keras graph too (a dynamic
+        size absorbed by a floor division in the traced runs is not)."""
+        result = self.env.get(node.name)
+        for v in result if isinstance(result, tuple) else (result,):
+            if not isinstance(v, Value) or not isinstance(v.meta, TensorMeta) or v.feature_order is not None:
+                continue
+            shape = getattr(v.tensor, "shape", None)
+            if shape is None or len(shape) != v.rank:
+                continue
+            for axis, torch_dim in enumerate(v.perm):
+                if isinstance(v.meta.shape[torch_dim], int) and shape[axis] is None:
+                    raise DynamicShapeError(f"size {v.meta.shape[torch_dim]} of {node.name} is dynamic in Keras")
+
+    def _convert_node(self, node: SourceNode) -> None:
         if node.op == "module":
             row = self.table.by_torch[node.module_type]
             get_converter(row.hook)(self, node, row)
@@ -367,7 +393,7 @@ class Emitter:
         def real(a):
             if isinstance(a, Ref):
                 v = self.env[a.name]
-                return torch.from_numpy(np.array(v.array)) if isinstance(v, Const) else v
+                return numpy_to_torch(np.array(v.array)) if isinstance(v, Const) else v
             if isinstance(a, (list, tuple)):
                 return type(a)(real(x) for x in a)
             return a
@@ -424,7 +450,7 @@ def _to_const(out):
     import torch
 
     if isinstance(out, torch.Tensor):
-        return Const(out.detach().cpu().numpy())
+        return Const(torch_to_numpy(out))
     if isinstance(out, (list, tuple)):
         return type(out)(_to_const(o) for o in out)
     return out

@@ -9,13 +9,16 @@ nn.MultiheadAttention) are exported with a preserved call signature and collapse
 
 from __future__ import annotations
 
+import logging
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedOpError
+from ..frameworks import torch_to_numpy
 
 # torch.nn classes converted as a whole module rather than op by op (by their row's hook).
 MODULE_LEVEL = frozenset({"torch.nn.MultiheadAttention", "torch.nn.modules.activation.MultiheadAttention"})
@@ -88,12 +91,60 @@ class SourceGraph:
     module_types: dict[str, str]
     input_metas: list[TensorMeta]
     traced_by: str = "torch.export"
+    #: sizes the fast trace names after the tensor they first appear on: name -> (node name, axis)
+    anchors: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: the input symbols each derived size depends on (name -> names in ``symbols``)
+    sym_deps: dict[str, frozenset] = field(default_factory=dict)
+    #: per input axis, dynamic or static and why (dims.DimInfo), filled in by the front end
+    dims: list = field(default_factory=list)
 
     def node(self, name: str) -> SourceNode:
         return self._by_name[name]
 
     def __post_init__(self):
         self._by_name = {n.name: n for n in self.nodes}
+
+    def input_symbols_of(self, value) -> set[str]:
+        """The input symbols (``symbols``' names) the dynamic sizes in ``value`` depend on."""
+        out = set()
+        for sym in syms_in(value):
+            for name in sym_names(sym.expr):
+                if name in self.symbols:
+                    out.add(name)
+                else:
+                    out |= set(self.sym_deps.get(name, ()))
+        return out
+
+    def replace(self, **changes) -> SourceGraph:
+        """A copy with some fields changed (the node list shared unless given)."""
+        fields = {k: getattr(self, k) for k in ("nodes", "inputs", "outputs", "params", "symbols", "module_types",
+                                                "input_metas", "traced_by", "anchors", "sym_deps", "dims")}
+        return SourceGraph(**{**fields, **changes})
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+#: functions sympy prints in size expressions (not symbol names)
+SIZE_FUNCTIONS = frozenset({"Max", "Min", "floor", "ceiling", "FloorDiv", "CeilToInt", "FloorToInt", "Mod",
+                            "PythonMod", "CleanDiv", "Abs"})
+
+
+def sym_names(expr: str) -> set[str]:
+    """The symbol names in a size expression such as ``2*s0*s1 - 1``."""
+    return {n for n in _NAME.findall(expr) if n not in SIZE_FUNCTIONS}
+
+
+def syms_in(value):
+    """Every Sym inside a value (a Sym, a TensorMeta, or lists, tuples and dicts of them)."""
+    if isinstance(value, Sym):
+        yield value
+    elif isinstance(value, TensorMeta):
+        yield from (d for d in value.shape if isinstance(d, Sym))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from syms_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from syms_in(v)
 
 
 def _qualname(cls) -> str:
@@ -210,24 +261,6 @@ def _as_tuple(example_inputs):
                         f"got {type(example_inputs).__name__}")
 
 
-def _export(module, args, kwargs, *, dynamic: bool, preserve: tuple):
-    import torch
-    from torch.export import Dim
-
-    dynamic_shapes = None
-    if dynamic:
-        def dyn(t):
-            return {0: Dim.AUTO} if isinstance(t, torch.Tensor) and t.dim() >= 1 else None
-
-        dynamic_shapes = (tuple(dyn(a) for a in args) if args else None)
-        if kwargs:
-            dynamic_shapes = {**{k: dyn(v) for k, v in kwargs.items()}}
-            if args:
-                raise BadInputError("pass example inputs either positionally or as keywords, not both")
-    return torch.export.export(module, args, kwargs or None, strict=False, dynamic_shapes=dynamic_shapes,
-                               preserve_module_call_signature=preserve)
-
-
 def _mutates(node) -> bool:
     """An in-place write that changes values (detach_, which torch.tensor(...) leaves, does not)."""
     schema = getattr(node.target, "_schema", None)
@@ -251,35 +284,38 @@ def _functional(ep, preserved=()):
     return ep.run_decompositions({})
 
 
-def export_module(module, example_inputs, *, dynamic: bool = True):
-    """torch.export the module in eval mode: dynamic batch first, static shapes if that fails."""
+def export_module(module, args, kwargs, dynamic_shapes=None):
+    """torch.export the module in eval mode with ``dynamic_shapes`` (torch.export's own form), keeping
+    the module-level calls (MultiheadAttention) whole where it can. UnsupportedOpError when it cannot."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
-    args, kwargs = _as_tuple(example_inputs)
+    if args and kwargs:
+        raise BadInputError("pass example inputs either positionally or as keywords, not both")
     preserve = tuple(name for name, m in module.named_modules() if name and _public_name(type(m)) in MODULE_LEVEL)
     was_training = module.training
     module.eval()
     errors = []
+    # torch logs a traceback of every fake-tensor failure; the failure is reported below, in one line
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)
     try:
-        for dyn in ((True, False) if dynamic else (False,)):
-            for keep in ((preserve, ()) if preserve else ((),)):
-                try:
-                    return _functional(_export(module, args, kwargs, dynamic=dyn, preserve=keep), keep)
-                except Exception as e:  # noqa: BLE001 - collected and reported below
-                    errors.append(e)
+        for keep in ((preserve, ()) if preserve else ((),)):
+            try:
+                return _functional(torch.export.export(module, tuple(args), kwargs or None, strict=False,
+                                                       dynamic_shapes=dynamic_shapes,
+                                                       preserve_module_call_signature=keep), keep)
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(e)
     finally:
+        fake_log.setLevel(level)
         module.train(was_training)
     last = errors[-1]
     msg = " ".join(str(last).split())[:300]
     raise UnsupportedOpError([("torch.export", f"{type(last).__name__}: {msg}")], direction="torch2keras",
                              hint="torch.export could not trace the module; via='onnx' may still convert it")
-
-
-def trace(module, example_inputs, *, dynamic: bool = True) -> SourceGraph:
-    """Export ``module`` and turn the program into a SourceGraph (dynamic batch unless told not to)."""
-    return graph_from_exported(export_module(module, example_inputs, dynamic=dynamic), module)
 
 
 def graph_from_exported(ep, module=None) -> SourceGraph:
@@ -289,12 +325,12 @@ def graph_from_exported(ep, module=None) -> SourceGraph:
     constants = ep.constants
     params: dict[str, tuple[str, np.ndarray, bool]] = {}
     for node_name, path in sig.inputs_to_parameters.items():
-        params[node_name] = (path, state[path].detach().cpu().numpy(), True)
+        params[node_name] = (path, torch_to_numpy(state[path]), True)
     for node_name, path in sig.inputs_to_buffers.items():
         value = state[path] if path in state else constants[path]
-        params[node_name] = (path, value.detach().cpu().numpy(), False)
+        params[node_name] = (path, torch_to_numpy(value), False)
     for node_name, path in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
-        params[node_name] = (path, constants[path].detach().cpu().numpy(), False)
+        params[node_name] = (path, torch_to_numpy(constants[path]), False)
 
     module_types: dict[str, str] = {}
     nodes: list[SourceNode] = []
@@ -436,8 +472,7 @@ def _collapse_module_calls(graph: SourceGraph, ep, module) -> SourceGraph:
         call.meta = tuple(graph.node(n).meta if n else None for n in out_names)
         nodes = [n for n in nodes[:first] if n.name not in group] + [call, *aliases] + [
             n for n in nodes[first:] if n.name not in group]
-    return SourceGraph(nodes, graph.inputs, graph.outputs, graph.params, graph.symbols, graph.module_types,
-                       graph.input_metas)
+    return graph.replace(nodes=nodes)
 
 
 def _module_call_arguments(signature):

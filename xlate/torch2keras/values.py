@@ -16,8 +16,13 @@ from .trace import TensorMeta
 
 
 class DynamicShapeError(Exception):
-    """A shape that depends on the batch size in a way the Keras graph cannot express; the
-    converter retries with a static batch size."""
+    """A dynamic size the Keras graph cannot express here; the converter keeps the input sizes it
+    depends on (``symbols``, filled in by the emitter) static and converts again."""
+
+    def __init__(self, message: str, symbols=None):
+        super().__init__(message)
+        self.symbols = set(symbols or ())
+        self.where = ""
 
 
 @dataclass

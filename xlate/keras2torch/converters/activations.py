@@ -13,8 +13,9 @@ import inspect
 import numpy as np
 
 from .. import plan
-from ..codegen import Code, call, literal, torch_fn_name
+from ..helpers import register_helper
 from ..registry import NotConvertible, converter
+from ..source import Code, call, literal, torch_fn_name
 from .operands import layout_constant
 
 _AXIS_ARGS = {"softmax", "log_softmax", "glu"}
@@ -41,6 +42,8 @@ def _resolve(em, key: str, params: dict, perm) -> tuple:
     params = {**_keras_defaults(name), **params} if key.startswith("activation:") else dict(params)
     if name in ("relu", "re_lu"):
         return _relu(em, params)
+    if name in _WRITTEN_OUT:
+        return em.row(key), {}, _written_out(em, name, params, perm)
     row = em.row(key)
     kwargs = {}
     for a in row.args:
@@ -61,6 +64,43 @@ def _resolve(em, key: str, params: dict, perm) -> tuple:
     if name == "leaky_relu" and "negative_slope" not in kwargs:
         kwargs["negative_slope"] = float(params.get("negative_slope", 0.2))
     return row, kwargs, None
+
+
+# Keras activations torch has no function for: their formulas, term by term (TensorFlow backend)
+_WRITTEN_OUT = ("sparse_plus", "sparse_sigmoid", "squareplus", "sparsemax", "exponential")
+
+
+def _written_out(em, name: str, params: dict, perm):
+    def expr(x: str) -> str:
+        if name == "exponential":
+            return f"torch.exp({x})"
+        if name == "sparse_plus":
+            return f"torch.where({x} <= -1, 0.0, torch.where({x} < 1, 0.25 * ({x} + 1) ** 2, {x}))"
+        if name == "sparse_sigmoid":
+            return f"(0.5 * ({x} + 1)).clamp(0.0, 1.0)"
+        if name == "squareplus":
+            return f"({x} + torch.sqrt({x} ** 2 + {literal(float(params.get('b', 4)))})) / 2"
+        axis = params.get("axis", -1)
+        em.helpers.add("sparsemax")
+        return f"sparsemax({x}, dim={plan.torch_dim(perm, axis) if perm is not None else axis})"
+
+    return expr
+
+
+register_helper("sparsemax", '''
+def sparsemax(x, dim=-1):
+    """Keras' sparsemax as its TensorFlow backend computes it: the support from the sorted
+    logits, tau from the sum of the support's cumulative sums."""
+    z = x.sort(dim=dim, descending=True).values
+    cumsum = z.cumsum(dim)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    r = torch.arange(1, x.shape[dim] + 1, dtype=x.dtype, device=x.device).reshape(shape)
+    support = z - (cumsum - 1) / r > 0
+    k = support.to(x.dtype).sum(dim, keepdim=True)
+    tau = (torch.where(support, cumsum, 0.0).sum(dim, keepdim=True) - 1) / k
+    return (x - tau).clamp(min=0.0)
+''')
 
 
 def _relu(em, params: dict):
@@ -113,11 +153,13 @@ def _layer_params(node) -> dict:
     return {k: v for k, v in cfg.items() if k in ("negative_slope", "max_value", "threshold", "alpha", "axis")}
 
 
-@converter("activation", "axis_activation")
+@converter("activation", "axis_activation", masks=True)
 def activation(em, node, row):
+    if node.kwargs.get("mask") is not None:
+        if node.kind != "keras.layers.Softmax":
+            raise NotConvertible("a Keras mask reaches this activation layer")
+        return _masked_softmax(em, node)
     x = em.input(node, 0)
-    if any(k == "mask" and v is not None for k, v in node.kwargs.items()):
-        raise NotConvertible("a Keras mask argument is not converted")
     if node.kind.startswith("keras.ops."):
         params = {k: v for k, v in node.config.items() if k != "name"}
         if node.kind == "keras.ops.relu6":
@@ -169,3 +211,19 @@ def prelu(em, node, row):
 def _element_alpha(alpha: np.ndarray, perm) -> np.ndarray:
     # alpha has the input shape without the batch axis: add it, lay it out, drop it again
     return layout_constant(alpha[None], perm)[0]
+
+
+def _masked_softmax(em, node):
+    """Keras Softmax with a mask: masked positions get -1e9 before the softmax and 0 after."""
+    x = em.input(node, 0, "keras")
+    m = em.in_layout(node.kwargs["mask"], "keras")
+    keep = m.var if m.dtype == "bool" else f"({m.var} > 0.5)"
+    axis = node.config["axis"]
+    axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+    dims = tuple(a % x.rank for a in axes)
+    masked = em.pre(node, f"torch.where({keep}, {x.var}, -1e9)", "Keras: masked positions get -1e9")
+    if len(dims) == 1:
+        soft = f"torch.softmax({masked}, dim={dims[0]})"
+    else:
+        soft = f"torch.exp({masked} - torch.logsumexp({masked}, dim={dims}, keepdim=True))"
+    em.assign(node, f"torch.where({keep}, {soft}, 0.0)", comment="and 0 after, even for a fully masked row")

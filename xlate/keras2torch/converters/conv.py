@@ -8,8 +8,8 @@ kernels) into an explicit ``F.pad`` with the extra pixel at the end, as TensorFl
 from __future__ import annotations
 
 from .. import plan
-from ..codegen import Code, call, compact
 from ..registry import NotConvertible, converter
+from ..source import Code, call, compact
 
 
 def _spatial(x, channels_last: bool) -> tuple:
@@ -150,7 +150,7 @@ def conv_transpose(em, node, row):
     out_t = em.graph.tensors[node.outputs[0]]
     in_sizes, out_sizes = _spatial(x, channels_last), _spatial(out_t, channels_last)
     if None in in_sizes or None in out_sizes:
-        raise NotConvertible("a transposed convolution needs static spatial sizes")
+        in_sizes, out_sizes = _nominal_transpose_sizes(node, channels_last, in_sizes)
     padding, output_padding, crop = [], [], []
     for i, o, k, s, d in zip(in_sizes, out_sizes, kernel_size, strides, dilation):
         k_eff = d * (k - 1) + 1
@@ -185,6 +185,24 @@ def conv_transpose(em, node, row):
     else:
         comment = ""
     em.assign(node, em.fused_activation(node, expr, x.perm), x.perm, module=attr, comment=comment)
+
+
+def _nominal_transpose_sizes(node, channels_last: bool, in_sizes):
+    """(input, output) spatial sizes at a nominal size for each dynamic one, from the Keras layer's
+    own output-shape rule. The crops that match torch depend on the kernel, stride and padding
+    only (Keras' output is i*s + max(k - s, 0) for 'valid', i*s for 'same'): checked at two sizes."""
+    layer = node.op
+    found = []
+    for nominal in (9, 10):
+        sizes = tuple(nominal if n is None else n for n in in_sizes)
+        channels = int(layer.input.shape[-1 if channels_last else 1])
+        shape = (1, *sizes, channels) if channels_last else (1, channels, *sizes)
+        out = layer.compute_output_shape(shape)
+        out_sizes = tuple(out[1:-1] if channels_last else out[2:])
+        found.append((sizes, out_sizes, tuple(o - n * s for o, n, s in zip(out_sizes, sizes, layer.strides))))
+    if found[0][2] != found[1][2]:
+        raise NotConvertible("a transposed convolution whose cropping depends on a dynamic size")
+    return found[0][0], found[0][1]
 
 
 def _crop_index(crops) -> str:
@@ -234,7 +252,9 @@ def upsample(em, node, row):
     size = (size,) if isinstance(size, int) else tuple(size)
     mode = cfg.get("interpolation", "nearest")
     if mode not in ("nearest", "bilinear"):
-        raise NotConvertible(f"interpolation={mode!r} (only nearest and bilinear match exactly)")
+        from .resize import upsampling  # TensorFlow's other kernels, written out
+
+        return upsampling(em, node, row)
     kwargs = {"scale_factor": compact(size), "mode": mode}
     if mode == "bilinear":
         kwargs["align_corners"] = False

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..codegen import call, literal
 from ..registry import NotConvertible, converter
+from ..source import call, literal
 from .operands import elementwise_inputs, layout_constant
 
 
@@ -37,9 +37,6 @@ def dense(em, node, row):
 
 @converter("embedding")
 def embedding(em, node, row):
-    cfg = node.config
-    if cfg.get("mask_zero"):
-        raise NotConvertible("mask_zero=True: Keras masks change what later layers compute and torch has no masks")
     arrays = em.keras_weights(node.op)
     table = arrays["embeddings"]
     ctor = call("nn.Embedding", int(table.shape[0]), int(table.shape[1]))
@@ -53,6 +50,10 @@ def embedding(em, node, row):
 @converter("dropout")
 def dropout(em, node, row):
     cfg = node.config
+    if type(node.op).__name__ == "AlphaDropout":
+        from .regularization import alpha_dropout
+
+        return alpha_dropout(em, node, row)
     if cfg.get("noise_shape") is not None:
         return _shaped_dropout(em, node, cfg)
     spatial = type(node.op).__name__.startswith("SpatialDropout")
@@ -78,6 +79,18 @@ def _shaped_dropout(em, node, cfg):
     mask = f"F.dropout(torch.ones({', '.join(sizes)}, device={x.var}.device), {literal(float(cfg['rate']))}, " \
            f"self.training)"
     em.assign(node, f"{x.var} * {mask}", x.perm, comment=f"Keras noise_shape {tuple(noise)}")
+
+
+@converter("masking")
+def masking(em, node, row):
+    """Zero the time steps whose features all equal mask_value. The Keras mask itself is a separate
+    graph node (any(not_equal(x, mask_value), axis=-1)) read by the layers that use it."""
+    x = em.input(node, 0)
+    value = node.config["mask_value"]
+    if not isinstance(value, (int, float)):
+        raise NotConvertible(f"mask_value={value!r}")
+    keep = f"({x.var} != {literal(float(value))}).any(dim={x.dim(x.rank - 1)}, keepdim=True)"
+    em.assign(node, f"{x.var} * {keep}", x.perm, comment="Keras Masking: steps equal to mask_value become 0")
 
 
 @converter("identity")
@@ -206,3 +219,39 @@ def average(em, node, row):
     values, perm = elementwise_inputs(em, node, list(node.args[0]))
     em.assign(node, f"({' + '.join(values)}) / {len(values)}", perm)
 
+
+
+@converter("reversible_embedding")
+def reversible_embedding(em, node, row):
+    """keras.layers.ReversibleEmbedding: an nn.Embedding; called with reverse=True, the logits
+    x @ embeddings.T (tied) or x @ reverse_embeddings, soft-capped with tanh if asked."""
+    cfg, layer = node.config, node.op
+    if cfg.get("mask_zero"):
+        raise NotConvertible("mask_zero=True (its mask exists only at run time, not in the Keras graph)")
+    arrays = em.keras_weights(layer)
+    table = arrays["embeddings"]
+    attr = em.module(node, call("nn.Embedding", int(table.shape[0]), int(table.shape[1])))
+    em.port(row, attr, arrays)
+    x = em.input(node, 0, "keras")
+    if not node.kwargs.get("reverse"):
+        idx = x.var if "int" in x.dtype else f"{x.var}.long()"
+        em.assign(node, f"self.{attr}({idx})", module=attr)
+        return
+    if cfg.get("tie_weights", True):
+        kernel = f"self.{attr}.weight.T"
+    else:
+        weights = np.asarray(arrays["reverse_embeddings"], np.float32)
+        reverse = em.module(node, f"nn.Parameter(torch.zeros{tuple(int(d) for d in weights.shape)})",
+                            suffix="_reverse_embeddings")
+        em.state[reverse] = weights
+        kernel = f"self.{reverse}"
+    expr = f"{x.var} @ {kernel}"
+    if cfg.get("reverse_dtype"):
+        from ..source import torch_dtype
+
+        dtype = torch_dtype(cfg["reverse_dtype"])
+        expr = f"{x.var}.to({dtype}) @ {kernel}.to({dtype})"
+    cap = cfg.get("logit_soft_cap")
+    if cap:
+        expr = f"torch.tanh(({expr}) / {literal(float(cap))}) * {literal(float(cap))}"
+    em.assign(node, expr, comment="ReversibleEmbedding(reverse=True): logits over the vocabulary")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..codegen import call
 from ..registry import NotConvertible, converter
+from ..source import call
 
 
 def _axes(axis, rank: int) -> list[int]:
@@ -33,9 +33,12 @@ def _fill_missing(em, attr: str, arrays: dict, size, center: bool, scale: bool, 
         em.init_lines.append(f"self.{attr}.{name}.requires_grad_(False)  # Keras has no {name} here")
 
 
-@converter("batch_norm")
+@converter("batch_norm", masks=True)
 def batch_norm(em, node, row):
     cfg = node.config
+    if node.kwargs.get("mask") is not None:
+        em.notes.append(f"{node.name}: Keras computes training-mode batch statistics over the unmasked steps "
+                        "only; torch's BatchNorm in training mode uses every step (inference is exact)")
     if cfg.get("renorm"):
         raise NotConvertible("renorm=True")
     rank = em.graph.tensors[node.inputs[0]].rank
@@ -68,15 +71,23 @@ def batch_norm(em, node, row):
 @converter("layer_norm")
 def layer_norm(em, node, row):
     cfg = node.config
-    if cfg.get("rms_scaling"):
-        raise NotConvertible("rms_scaling=True is not RMSNorm and has no torch layer")
     raw = em.value(node.inputs[0])
     axes = _axes(cfg["axis"], raw.rank)
     if axes != list(range(raw.rank - len(axes), raw.rank)):
         raise NotConvertible(f"normalization over non-trailing axes {axes}")
     x = em.input(node, 0, "keras")
     shape = tuple(int(x.shape[a]) for a in axes)
+    if cfg.get("rms_scaling"):
+        return _variance_scaling(em, node, row, x, axes, shape)
     center, scale = bool(cfg["center"]), bool(cfg["scale"])
+    if any(x.shape[a] is None for a in axes):
+        if center or scale:
+            raise NotConvertible("layer normalization with weights over a dynamic size")
+        # no weights: the normalized sizes are read from the tensor at run time
+        em.assign(node, f"F.layer_norm({x.var}, {x.var}.shape[-{len(axes)}:], eps={float(cfg['epsilon'])!r})",
+                  plan.identity(x.rank))
+        return
+    shape = tuple(int(x.shape[a]) for a in axes)
     kwargs = {"eps": float(cfg["epsilon"])}
     if not center and not scale:
         kwargs["elementwise_affine"] = False
@@ -127,3 +138,16 @@ def rms_norm(em, node, row):
     attr = em.module(node, call("nn.RMSNorm", shape[0] if len(shape) == 1 else shape, eps=float(cfg["epsilon"])))
     em.port(row, attr, em.keras_weights(node.op))
     em.assign(node, f"self.{attr}({x.var})", plan.identity(x.rank), module=attr)
+
+
+def _variance_scaling(em, node, row, x, axes, shape):
+    """Keras' deprecated LayerNormalization(rms_scaling=True): x * rsqrt(var(x) + eps) * gamma
+    (the variance, not the mean square, and no beta): no torch layer, written out."""
+    arrays = em.keras_weights(node.op)
+    dims = tuple(range(x.rank - len(axes), x.rank))
+    var = call(f"{x.var}.var", dim=dims[0] if len(dims) == 1 else dims, unbiased=False, keepdim=True)
+    expr = f"{x.var} * torch.rsqrt({var} + {float(node.config['epsilon'])!r})"
+    if "gamma" in arrays:
+        gamma = em.parameter(f"{node.name}_gamma", np.asarray(arrays["gamma"]).reshape(shape))
+        expr = f"{expr} * self.{gamma}"
+    em.assign(node, expr, comment="Keras rms_scaling=True scales by the variance (deprecated in Keras)")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..codegen import Code, call, literal, torch_dtype
 from ..registry import NotConvertible
+from ..source import Code, call, literal, torch_dtype
 from ..walk import Ref
 
 

@@ -12,8 +12,8 @@ not import the emitter.
 from __future__ import annotations
 
 from .. import plan
-from ..codegen import Code, call, literal, torch_dtype
 from ..registry import NotConvertible, converter
+from ..source import Code, call, literal, torch_dtype
 from ..walk import Ref
 from .operands import axes_of, constant, dims_source, elementwise_inputs, scalar
 
@@ -118,7 +118,7 @@ def creation(em, node, row):
 
 
 _REDUCE_METHODS = {"mean": "mean", "sum": "sum", "max": "amax", "min": "amin", "prod": "prod", "argmax": "argmax",
-                   "argmin": "argmin"}
+                   "argmin": "argmin", "any": "any", "all": "all"}
 
 
 @converter("reduce")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import plan
-from ..codegen import call, compact, literal
-from ..registry import NotConvertible, converter
+from ..registry import converter
+from ..source import call, compact, literal
 from .conv import _layout, _spatial, conv_pads, padded_input
 
 
@@ -52,13 +52,13 @@ def pool(em, node, row):
               comment="Keras 'same': asymmetric pad, average over real pixels only")
 
 
-@converter("global_pool")
+@converter("global_pool", masks=True)
 def global_pool(em, node, row):
     cfg = node.config
     _, channels_last = _layout(cfg)
-    x = em.input(node, 0)
     if node.kwargs.get("mask") is not None:
-        raise NotConvertible("a Keras mask argument is not converted")
+        return _masked_average(em, node, channels_last)
+    x = em.input(node, 0)
     axes = tuple(range(1, x.rank - 1)) if channels_last else tuple(range(2, x.rank))
     dims = tuple(sorted(x.dim(a) for a in axes))
     keep = bool(cfg.get("keepdims"))
@@ -77,3 +77,18 @@ def adaptive_pool(em, node, row):
     size = cfg["output_size"]
     attr = em.module(node, call(f"nn.Adaptive{kind}Pool{rank}d", compact(_tuple(size, rank))))
     em.assign(node, f"self.{attr}({x.var})", x.perm, module=attr)
+
+
+def _masked_average(em, node, channels_last: bool):
+    """GlobalAveragePooling1D over the unmasked steps only, as Keras computes it with a mask."""
+    x = em.input(node, 0, "keras")
+    m = em.in_layout(node.kwargs["mask"], "keras")
+    keep = em.temp(f"{node.name}_keep")
+    em.emit(f"{keep} = {m.var}.bool()[:, {':, None' if channels_last else 'None, :'}]",
+            "Keras averages over the unmasked steps only")
+    axis = 1 if channels_last else 2
+    kwargs = {"keepdim": True} if node.config.get("keepdims") else {}
+    num = call(f"torch.where({keep}, {x.var}, 0).sum", dim=axis, **kwargs)
+    den = call(f"{keep}.to({x.var}.dtype).sum", dim=axis, **kwargs)
+    perm = plan.identity(x.rank) if kwargs else plan.identity(x.rank - 1)
+    em.assign(node, f"{num} / {den}", perm)

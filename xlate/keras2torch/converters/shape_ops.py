@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..codegen import Code, call, literal
 from ..registry import NotConvertible, converter
+from ..source import Code, call, literal
 from ..walk import Ref
 from .operands import as_array, axes_of, constant, dims_source, scalar
 
@@ -219,7 +219,7 @@ def repeat(em, node, row):
 
 
 def _index_source(em, key) -> str:
-    if isinstance(key, tuple):
+    if isinstance(key, (tuple, list)):  # a tuple saved in a .keras config comes back a list
         return ", ".join(_index_source(em, k) for k in key) if key else "()"
     if isinstance(key, slice):
         if key.step is not None and scalar(key.step) < 0:

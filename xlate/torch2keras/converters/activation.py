@@ -71,12 +71,12 @@ def prelu(ctx, node, row):
     spatial = max(x.rank - 2, 0)
     shared = list(range(1, x.rank)) if w.array.size == 1 else list(range(1, x.rank - 1))
     layer = layers().PReLU(shared_axes=shared or None, name=ctx.layer_name())
-    out = layer(ctx.keras_tensor(x, perm))
     from .linear import port
 
     # a single slope is shared over every axis: alpha (1, ..., 1)
     spatial_rank = spatial if w.array.size > 1 else x.rank - 2
     port(ctx, row, layer, {"weight": w}, params={"weight": {"spatial_rank": spatial_rank}})
+    out = layer(ctx.keras_tensor(x, perm))
     return ctx.new_value(out, perm)
 
 

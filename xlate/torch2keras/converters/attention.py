@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import plan
 from ..registry import converter
-from ..values import Const, Value
+from ..values import Const, DynamicShapeError, Value
 from ._common import layers, ops
 from .linear import port
 
@@ -144,16 +144,20 @@ def _explicit_attention(ctx, node, q, k, v, mask):
     tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), ident) for x in (q, k, v))
     heads_q, heads_k = q.meta.shape[-3], k.meta.shape[-3]
     if heads_q != heads_k:
-        if not (a.get("enable_gqa") and isinstance(heads_q, int) and isinstance(heads_k, int)):
+        if not a.get("enable_gqa"):
             raise ctx.unsupported("scaled_dot_product_attention with different query and key heads")
+        if not (isinstance(heads_q, int) and isinstance(heads_k, int)):  # the head counts stay static
+            raise DynamicShapeError(f"grouped-query heads {heads_q}/{heads_k} at {ctx.where()}")
         tk, tv = (ops().repeat(t, heads_q // heads_k, axis=-3) for t in (tk, tv))
-    scale = a.get("scale")
-    scale = 1.0 / math.sqrt(q.meta.shape[-1]) if scale is None else float(scale)
+    scale, depth = a.get("scale"), q.meta.shape[-1]
+    if scale is None and not isinstance(depth, int):  # the default scale needs a static head size
+        raise DynamicShapeError(f"attention head size {depth} at {ctx.where()}")
+    scale = 1.0 / math.sqrt(depth) if scale is None else float(scale)
     scores = ops().multiply(ops().matmul(tq, ops().swapaxes(tk, -1, -2)), scale)
     if a.get("is_causal"):
         length, source = q.meta.shape[-2], k.meta.shape[-2]
-        if not (isinstance(length, int) and isinstance(source, int)):
-            raise ctx.unsupported("causal scaled_dot_product_attention with a dynamic length")
+        if not (isinstance(length, int) and isinstance(source, int)):  # the lengths stay static
+            raise DynamicShapeError(f"causal attention mask of dynamic length at {ctx.where()}")
         keep = np.tril(np.ones((length, source), dtype=bool))
         scores = ops().where(ctx.const_tensor(Const(keep), None), scores, float("-inf"))
     if mask is not None:

@@ -41,8 +41,10 @@ def keras_padding(spatial, kernel, stride, dilation, pads):
     """'valid', 'same', or None when explicit padding is needed."""
     if all(lo == 0 and hi == 0 for lo, hi in pads):
         return "valid"
-    if all(isinstance(n, int) for n in spatial) and all(
-            same_padding(n, k, s, d) == p for n, k, s, d, p in zip(spatial, kernel, stride, dilation, pads)):
+    # 'same' at stride 1 pads the same whatever the size; at stride > 1 only for the size it was worked out for
+    sizes = [n if isinstance(n, int) else None for n in spatial]
+    if all(n is not None or s == 1 for n, s in zip(sizes, stride)) and all(
+            same_padding(n, k, s, d) == p for n, k, s, d, p in zip(sizes, kernel, stride, dilation, pads)):
         return "same"
     return None
 
@@ -90,20 +92,20 @@ def conv(ctx, node, row):
         layer, new = _shared_layer(ctx, ("dwconv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             kernel_size=kernel, strides=kstride, padding=padding_mode, depth_multiplier=multiplier,
             dilation_rate=dilation, use_bias=use_bias, name=ctx.layer_name()))
-        out = layer(t)
         if new:
             port(ctx, drow, layer, {"weight": w, "bias": b if use_bias else None},
                  params={"weight": {"multiplier": multiplier}})
+        out = layer(t)
         ctx.used(drow)
     else:
         cls = getattr(layers(), CONV[n])
         layer, new = _shared_layer(ctx, ("conv", ctx.weight_key(w), ctx.weight_key(b), kstride, padding_mode), lambda: cls(
             out_channels, kernel_size=kernel, strides=kstride, padding=padding_mode, dilation_rate=dilation,
             groups=groups, use_bias=use_bias, name=ctx.layer_name()))
-        out = layer(t)
         crow = ctx.table.row(f"conv{n}d")
         if new:
             port(ctx, crow, layer, {"weight": w, "bias": b if use_bias else None})
+        out = layer(t)
         if crow is not row:
             ctx.used(crow)
     if split_stride:
@@ -144,8 +146,8 @@ def conv_transpose(ctx, node, row):
         suffix = f"group{g}" if groups > 1 else ""
         layer = cls(out_per_group, kernel_size=kernel, strides=stride, padding="valid", output_padding=extra,
                     dilation_rate=dilation, use_bias=b is not None, name=ctx.layer_name(suffix))
-        outs.append(layer(piece))
         port(ctx, row, layer, {"weight": wg, "bias": bg})
+        outs.append(layer(piece))
     out = outs[0] if groups == 1 else ops().concatenate(outs, axis=-1)
     if any(c != (0, 0) for c in crops):
         spec = crops if n > 1 else crops[0]

@@ -1,11 +1,14 @@
-"""Tensor creation whose shape depends on the batch size (static ones are constant-folded)."""
+"""Tensor creation whose shape has dynamic sizes (static ones are constant-folded): a constant
+of size 1 on each dynamic axis broadcast to the run-time sizes, and aranges over dynamic sizes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import plan
+from ...frameworks import numpy_dtype
+from .. import plan, symsize
 from ..registry import converter
+from ..trace import Sym
 from ..values import Const, DynamicShapeError
 from ._common import np_dtype, ops
 
@@ -25,27 +28,18 @@ def creation(ctx, node, row):
         return ctx.new_value(ops().full_like(x.tensor, fill), x.perm)
     if name == "arange":
         return _dynamic_arange(ctx, node)
-    if fill is None or name in ("arange", "scalar_tensor"):
+    if fill is None or name == "scalar_tensor" or not isinstance(fill, (int, float, bool)):
         raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
-    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
-    if len(dynamic) != 1:
-        raise DynamicShapeError(f"{node.target} of shape {shape} at {ctx.where()}")
-    (axis,) = dynamic
-    value = np.full([1 if i == axis else d for i, d in enumerate(shape)], fill, dtype=np_dtype(node.meta.dtype))
-    out = ctx.dynamic_const(value, axis, shape[axis], name)
-    return ctx.new_value(out, plan.identity(len(shape)))
+    if all(isinstance(d, int) for d in shape):  # x.new_ones(static size): only the dtype comes from x (Mistral)
+        return Const(np.full(shape, fill, dtype=numpy_dtype(node.meta.dtype)))
+    value = np.full([d if isinstance(d, int) else 1 for d in shape], fill, dtype=np_dtype(node.meta.dtype))
+    t = ctx.const_tensor(Const(value), None, name_hint=f"{node.module_path or node.name}.{name}")
+    return ctx.new_value(symsize.broadcast(ctx, t, shape, list(value.shape)), plan.identity(len(shape)))
 
 
 def _dynamic_arange(ctx, node):
-    from ...keras_layers import Range
-
     start, end, step = (ctx.arg(k) for k in ("start", "end", "step"))
-    start, step = start or 0, step or 1
-    size = node.meta.shape[0]
-    anchor = ctx.anchor_of(size)
-    if anchor is None or not isinstance(start, int) or step != 1 or end != size:
-        raise DynamicShapeError(f"{node.target} with a dynamic size at {ctx.where()}")
-    anchor_input, anchor_axis = anchor
-    layer = Range(start=start, step=step, dtype_name=node.meta.dtype, anchor_axis=anchor_axis,
-                  name=ctx.layer_name("arange"))
-    return ctx.new_value(layer(anchor_input), (0,))
+    start, step = (0 if start is None else start), (1 if step is None else step)
+    if not all(isinstance(v, (int, Sym)) and not isinstance(v, bool) for v in (start, end, step)):
+        raise DynamicShapeError(f"{node.target} with a non-integer step at {ctx.where()}")
+    return ctx.new_value(symsize.arange(ctx, start, end, step, node.meta.dtype), (0,))

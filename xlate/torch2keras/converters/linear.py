@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...transforms import get_transform
 from .. import plan
+from ..ported import Pending
 from ..registry import converter
 from ..values import Const, Value
 from ._common import layers, ops
@@ -17,6 +18,7 @@ def port(ctx, row, layer, tensors: dict, *, transforms: dict | None = None, para
     state can follow) or plain arrays (slices, not recorded). Weight maps whose torch tensors are
     absent (a Linear without bias) are skipped. ``recorded`` overrides the (transform, params)
     recorded for a weight the caller already transformed (e.g. a transposed (in, out) weight).
+    Call it before the layer is built: its variables are then created from the converted values.
     """
     out, pairs = {}, []
     for wm in row.weights:
@@ -26,8 +28,8 @@ def port(ctx, row, layer, tensors: dict, *, transforms: dict | None = None, para
         name = (transforms or {}).get(wm.torch[0], wm.transform)
         kparams = (params or {}).get(wm.torch[0], {})
         arrays = [v.array if isinstance(v, Const) else v for v in values]
-        converted = get_transform(name).to_keras(*arrays, **kparams)
-        out.update(zip(wm.keras, converted))
+        pending = Pending(get_transform(name), arrays, kparams)  # converted when its variable is made
+        out.update((k, pending.piece(i)) for i, k in enumerate(wm.keras))
         if all(isinstance(v, Const) and v.path for v in values):
             rec_name, rec_params = (recorded or {}).get(wm.torch[0], (name, kparams))
             pairs.append((tuple(v.path for v in values), wm.keras, rec_name, rec_params))
@@ -64,9 +66,9 @@ def dense(ctx, node, row):
     key = ("dense", ctx.weight_key(w), ctx.weight_key(const_bias), "flat" if transforms else "")
     layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
         w.array.shape[0], use_bias=const_bias is not None, name=ctx.layer_name()))
-    out = layer(tensor)
-    if new:
+    if new:  # before the call: the layer's variables are built from the ported values
         port(ctx, row, layer, {"weight": w, "bias": const_bias}, transforms=transforms, params=params)
+    out = layer(tensor)
     if b is not None and const_bias is None:
         out = ops().add(out, _operand(ctx, b))
     return ctx.new_value(out, perm)
@@ -117,11 +119,11 @@ def matmul(ctx, node, row):
         key = ("dense-in-out", ctx.weight_key(b), ctx.weight_key(bias))
         layer, new = _shared_layer(ctx, key, lambda: layers().Dense(
             b.array.shape[1], use_bias=bias is not None, name=ctx.layer_name()))
-        out = layer(ctx.keras_tensor(x, perm))
         if new:
             # torch keeps this weight as (in, out): transposing it gives nn.Linear's (out, in)
             port(ctx, linear_row, layer, {"weight": Const(b.array.T, b.path, b.trainable), "bias": bias},
                  recorded={"weight": ("identity", {})})
+        out = layer(ctx.keras_tensor(x, perm))
         ctx.used(linear_row)
         return ctx.new_value(out, perm)
     return _matmul_value(ctx, a, b, bias)
@@ -154,7 +156,7 @@ def embedding(ctx, node, row):
     idx = ctx.materialize(idx)
     layer, new = _shared_layer(ctx, ("embedding", ctx.weight_key(w)), lambda: layers().Embedding(
         w.array.shape[0], w.array.shape[1], name=ctx.layer_name()))
-    out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     if new:
         port(ctx, row, layer, {"weight": w})
+    out = layer(ctx.keras_tensor(idx, plan.identity(idx.rank)))
     return ctx.new_value(out)

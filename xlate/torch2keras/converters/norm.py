@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import plan
 from ..registry import converter
-from ..values import Value
+from ..values import DynamicShapeError, Value
 from ._common import layers
 from .linear import _shared_layer, port
 
@@ -32,9 +32,9 @@ def batch_norm(ctx, node, row):
     layer, new = _shared_layer(ctx, key, lambda: layers().BatchNormalization(
         axis=-1, momentum=row.to_keras_value("momentum", float(momentum)), epsilon=eps,
         center=b is not None, scale=w is not None, name=ctx.layer_name()))
-    out = layer(ctx.keras_tensor(x, perm))
     if new:
         port(ctx, row, layer, {"weight": w, "bias": b, "running_mean": mean, "running_var": var})
+    out = layer(ctx.keras_tensor(x, perm))
     value = ctx.new_value(out, perm, meta=node.meta[0] if legit else node.meta)
     return (value, None, None) if legit else value
 
@@ -69,9 +69,9 @@ def layer_norm(ctx, node, row):
     key = ("ln", ctx.weight_key(w), ctx.weight_key(b), tuple(transforms))
     layer, new = _shared_layer(ctx, key, lambda: layers().LayerNormalization(
         axis=axis, epsilon=eps, center=b is not None, scale=w is not None, name=ctx.layer_name()))
-    out = layer(x.tensor if x.perm in x.tensors else ctx.keras_tensor(x))
     if new:
         port(ctx, row, layer, {"weight": w, "bias": b}, transforms=transforms)
+    out = layer(x.tensor if x.perm in x.tensors else ctx.keras_tensor(x))
     value = ctx.new_value(out, x.perm, meta=node.meta[0] if native else node.meta)
     return (value, None, None) if native else value
 
@@ -79,11 +79,13 @@ def layer_norm(ctx, node, row):
 def _group_normalization(ctx, row, groups: int):
     """Keras GroupNormalization over channels-last (groups=-1: one channel per group)."""
     x, w, b = ctx.materialize(ctx.arg("input")), ctx.arg("weight"), ctx.arg("bias")
+    if not isinstance(x.meta.shape[1], int):
+        raise DynamicShapeError(f"group normalization over a dynamic number of channels at {ctx.where()}")
     perm = plan.channels_last(x.rank)
     layer = layers().GroupNormalization(groups=groups, axis=-1, epsilon=float(ctx.node.args.get("eps", 1e-5)),
                                         center=b is not None, scale=w is not None, name=ctx.layer_name())
-    out = layer(ctx.keras_tensor(x, perm))
     port(ctx, row, layer, {"weight": w, "bias": b})
+    out = layer(ctx.keras_tensor(x, perm))
     return ctx.new_value(out, perm)
 
 
@@ -109,8 +111,8 @@ def rms_norm(ctx, node, row):
     x = ctx.materialize(x)
     x, axes, _ = _normalized_axes(ctx, x, k)
     layer = layers().RMSNormalization(axis=axes[0] if k == 1 else axes, epsilon=eps, name=ctx.layer_name())
-    out = layer(x.tensor)
     if w is None:
         raise ctx.unsupported("RMSNorm without a weight")
     port(ctx, row, layer, {"weight": w})
+    out = layer(x.tensor)
     return ctx.new_value(out, x.perm)

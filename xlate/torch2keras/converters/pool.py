@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from ...layout import same_padding
-from .. import plan
+from .. import plan, symsize
 from ..registry import converter
+from ..values import DynamicShapeError
 from ._common import layers, ops
 from .conv import ntuple, pad_explicitly
 
@@ -41,22 +42,27 @@ def pool(ctx, node, row):
     if a.get("divisor_override") is not None:
         raise ctx.unsupported("avg pooling with divisor_override")
     spatial = [x.meta.shape[2 + i] for i in range(n)]
-    if not all(isinstance(s, int) for s in spatial):
-        raise ctx.unsupported("pooling over dynamic spatial sizes")
+    static = all(isinstance(s, int) for s in spatial)
+    if a.get("ceil_mode") and not static:
+        raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}")
     extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
              for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
     cl = plan.channels_last(x.rank)
     t = ctx.keras_tensor(x, cl)
-    same = all(same_padding(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
+    # 'same' depends on the size; a dynamic size gets the explicit padding
+    same = static and all(same_padding(s, k, st, 1) == pd for s, k, st, pd in zip(spatial, kernel, stride, pads))
     if all(pd == (0, 0) for pd in pads):
         mode = "valid"
     elif kind == "max":
         # TF 'same' max pooling ignores the padding, like torch's -inf padding
         mode = "same" if same else "valid"
         if mode == "valid":
+            # edge values, not -inf: a window over padding always holds the edge value it copies
+            # (padding <= kernel // 2; the last ceil_mode window starts inside), so the max is torch's,
+            # and int8 quantization is not handed an infinite range (an inf scale, then an abort)
             width = [[0, 0], *[list(pd) for pd in pads], [0, 0]]
-            t = ops().pad(t, width, constant_values=float("-inf"))
+            t = _edge_pad(t, width)
     else:
         include_pad = a.get("count_include_pad", True)
         if any(e for e in extra):
@@ -66,6 +72,9 @@ def pool(ctx, node, row):
             mode = "valid"
         elif same:
             mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
+        elif not static:
+            raise DynamicShapeError(f"average pooling with count_include_pad=False over a dynamic size at "
+                                    f"{ctx.where()}")
         else:
             raise ctx.unsupported("average pooling with count_include_pad=False and symmetric padding")
     cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
@@ -90,6 +99,8 @@ def adaptive_pool(ctx, node, row):
         k = tuple(s // o for s, o in zip(spatial, out_size))
         cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
         out = cls(pool_size=k, strides=k, padding="valid", name=ctx.layer_name())(t)
+    elif not all(isinstance(s, int) for s in spatial):
+        raise DynamicShapeError(f"adaptive pooling of a dynamic size to {out_size} at {ctx.where()}")
     else:
         out = getattr(layers(), ADAPTIVE[(kind, n)])(output_size=out_size, name=ctx.layer_name())(t)
     meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
@@ -107,13 +118,17 @@ def pad(ctx, node, row):
     elif "replication" in node.target:
         mode = "replicate"
     value = node.args.get("value") or 0.0
-    if any(p < 0 for p in flat):
+    if any(isinstance(p, int) and p < 0 for p in flat):
         raise ctx.unsupported("negative padding (cropping) through pad")
     # torch lists (begin, end) pairs starting from the last dim
     per_dim = {x.rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
     perm = x.perm
     t = ctx.keras_tensor(x, perm)
     width = [list(per_dim.get(d, (0, 0))) for d in perm]
+    if not all(isinstance(p, int) for p in flat):
+        if mode != "constant":
+            raise DynamicShapeError(f"{mode} padding by a dynamic amount at {ctx.where()}")
+        return ctx.new_value(symsize.pad(ctx, t, symsize.keras_order(x), width, float(value)), perm)
     mode_row = {"reflect": "reflection_pad2d", "replicate": "replication_pad2d"}.get(mode)
     if mode_row and mode_row != row.id:
         ctx.used(ctx.table.row(mode_row))

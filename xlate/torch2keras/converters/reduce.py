@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from .. import plan
+from .. import plan, symsize
 from ..registry import converter
 from ._common import ops
 
@@ -54,13 +52,14 @@ def variance(ctx, node, row):
     correction = node.args.get("correction")
     if correction is None:
         correction = 1 if node.args.get("unbiased", True) else 0
-    n = math.prod(x.meta.shape[d] for d in dims)
-    if not isinstance(n, int):
-        raise ctx.unsupported("variance over a dynamic dim")
+    n = symsize.product([x.meta.shape[d] for d in dims])
     axis = axes if len(axes) > 1 else axes[0]
     var = ops().var(x.tensor, axis=axis, keepdims=keepdim)
-    if correction:
+    if correction and isinstance(n, int):
         var = var * (n / (n - correction))  # Keras is biased; torch defaults to the unbiased estimator
+    elif correction:  # over a dynamic size: the same factor, read at run time
+        count = symsize.size_tensor(ctx, n, x.meta.dtype, [(x.tensor, symsize.keras_order(x))])
+        var = ops().multiply(var, ops().divide(count, ops().subtract(count, correction)))
     if name == "var_mean":
         mean = ops().mean(x.tensor, axis=axis, keepdims=keepdim)
         return ctx.new_value(var, perm, meta=node.meta[0]), ctx.new_value(mean, perm, meta=node.meta[1])

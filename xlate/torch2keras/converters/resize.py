@@ -5,7 +5,9 @@ Everything else (bicubic, align_corners=True, non-integer factors or sizes, near
 antialias, 1-D linear, trilinear) is a linear map applied separably, one matrix per spatial
 axis: the matrices are computed by torch's own op on a float64 basis input, so the weights are
 torch's (border clamping, scale handling and all), and the Keras side is one einsum per axis.
-It needs static spatial sizes.
+It needs static spatial sizes; with dynamic ones (interpolate(size=skip.shape[-2:]) in a network
+converted with a free H and W), integer-factor and 2-D nearest/bilinear resampling read the sizes at
+run time (symsize.resize), and other modes keep the sizes static.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import string
 
 import numpy as np
 
-from .. import plan
+from .. import plan, symsize
 from ..registry import converter
 from ..trace import Ref
-from ..values import Const
+from ..values import Const, DynamicShapeError
 from ._common import layers, ops
 
 UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}
@@ -36,12 +38,53 @@ def upsample(ctx, node, row):
                                                 name=ctx.layer_name(), **kwargs)
         return ctx.new_value(layer(ctx.keras_tensor(x, cl)), cl)
     in_shape = x.meta.shape
-    if not all(isinstance(d, int) for d in in_shape[2:]) or not all(isinstance(d, int) for d in node.meta.shape[2:]):
-        raise ctx.unsupported("resampling with dynamic spatial sizes")
+    if not symsize.is_static(in_shape[2:]) or not symsize.is_static(node.meta.shape[2:]):
+        return _dynamic_upsample(ctx, node, x, n, cl)
     t = ctx.keras_tensor(x, cl)
     for axis, matrix in enumerate(interpolation_matrices(node, in_shape)):
         t = _apply_along(ctx, t, matrix, cl.index(2 + axis), x.rank, f"{axis}")
     return ctx.new_value(t, cl, meta=node.meta)
+
+
+def _dynamic_upsample(ctx, node, x, n, cl):
+    """Resampling where a spatial size is dynamic: an UpSampling layer for integer factors known
+    from the scale, else (2-D nearest, bilinear without align_corners) a resize to the sizes read
+    at run time, which computes torch's op (DynamicResize). Other modes keep the sizes static."""
+    target = node.target
+    nearest = target.startswith("aten.upsample_nearest")
+    bilinear = target.startswith("aten.upsample_bilinear2d") and not node.args.get("align_corners")
+    if node.args.get("antialias") or not (nearest or bilinear) or (bilinear and n != 2):
+        raise DynamicShapeError(f"{target} to a dynamic size at {ctx.where()}")
+    t = ctx.keras_tensor(x, cl)
+    factors = _symbolic_factors(x.meta.shape[2:], node.meta.shape[2:], node.args.get("scale_factors"))
+    if factors is not None:
+        kwargs = {"interpolation": "bilinear" if bilinear else "nearest"} if n == 2 else {}
+        layer = getattr(layers(), UPSAMPLE[n])(size=tuple(factors) if n > 1 else factors[0],
+                                                name=ctx.layer_name(), **kwargs)
+        return ctx.new_value(layer(t), cl)
+    if n != 2:
+        raise DynamicShapeError(f"{n}-D resampling to a dynamic size at {ctx.where()}")
+    sizes = [x.meta.shape[p] for p in cl]
+    out = symsize.resize(ctx, t, sizes, list(node.meta.shape[2:]), "bilinear" if bilinear else "nearest")
+    return ctx.new_value(out, cl)
+
+
+def _symbolic_factors(sizes, out_sizes, scales):
+    """The integer factor per spatial axis where sizes may be symbolic, or None when one is not
+    known to be an integer."""
+    factors = []
+    for i, (a, b) in enumerate(zip(sizes, out_sizes)):
+        if isinstance(a, int) and isinstance(b, int):
+            if b % a:
+                return None
+            factors.append(b // a)
+        elif a == b:
+            factors.append(1)
+        elif scales and float(scales[i]).is_integer():
+            factors.append(int(scales[i]))
+        else:
+            return None
+    return factors
 
 
 def _native_factors(node, x, n):

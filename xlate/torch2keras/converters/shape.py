@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import plan
+from .. import plan, symsize
 from ..registry import converter
 from ..trace import Sym
 from ..values import Const, DynamicShapeError, Value
@@ -31,15 +29,15 @@ def reshape_value(ctx, x, out_shape, meta=None):
     planned = plan.reshape_in_layout(x.perm, x.meta.shape, out_shape)
     if planned is not None:
         keras_shape, out_perm = planned
-        t = x.tensor
+        t, sizes = x.tensor, symsize.keras_order(x)
     else:
         out_perm = plan.identity(len(out_shape))
         keras_shape = tuple(out_shape)
-        t = ctx.keras_tensor(x, plan.identity(x.rank))
-    if tuple(t.shape) == tuple(d if isinstance(d, int) else None for d in keras_shape):
+        t, sizes = ctx.keras_tensor(x, plan.identity(x.rank)), list(x.meta.shape)
+    if list(sizes) == list(keras_shape):
         out = t
     else:
-        out = ops().reshape(t, _keras_shape_for_reshape(ctx, keras_shape))
+        out = symsize.reshape(ctx, t, list(keras_shape), sizes)
     return ctx.new_value(out, out_perm, meta=meta)
 
 
@@ -120,50 +118,28 @@ def unsqueeze(ctx, node, row):
 def expand(ctx, node, row):
     target = list(node.meta.shape)
     x = ctx.arg("input")
-    dynamic = [i for i, d in enumerate(target) if not isinstance(d, int)]
-    if isinstance(x, Const) and len(dynamic) == 1:
-        # a buffer expanded to the batch size: broadcast the static dims now, the dynamic one at run time
-        (axis,) = dynamic
-        a = x.array.reshape((1,) * (len(target) - x.array.ndim) + x.array.shape)
-        a = np.broadcast_to(a, [1 if i == axis else d for i, d in enumerate(target)]).copy()
-        out = ctx.dynamic_const(a, axis, target[axis], "expand", source=x)
-        return ctx.new_value(out, plan.identity(len(target)))
-    x = ctx.materialize(x)
-    t, perm = x.tensor, x.perm
-    for _ in range(len(target) - x.rank):  # new leading dims
+    if isinstance(x, Const):
+        # a buffer or parameter expanded (to the batch size...): kept as it is, broadcast in the graph
+        t, perm, sizes = ctx.const_tensor(x, None), plan.identity(x.array.ndim), list(x.array.shape)
+    else:
+        x = ctx.materialize(x)
+        t, perm, sizes = x.tensor, x.perm, symsize.keras_order(x)
+    for _ in range(len(target) - len(perm)):  # new leading dims
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
-    in_shape = [1] * (len(target) - x.rank) + list(x.meta.shape)
-    symbolic = []
-    for d, (a, b) in enumerate(zip(in_shape, target)):
-        if a == b:
-            continue
-        if a != 1:
-            raise DynamicShapeError(f"expand of dim {d} (size {a}) to {b} at {ctx.where()}")
-        if not isinstance(b, int):
-            symbolic.append(d)
-            continue
-        t = ops().repeat(t, b, axis=perm.index(d))
-    if symbolic:
-        t = _broadcast_to_symbolic(ctx, t, perm, target, symbolic)
-    return ctx.new_value(t, perm)
-
-
-def _broadcast_to_symbolic(ctx, t, perm, target, dims):
-    """Broadcast size-1 ``dims`` of ``t`` to their symbolic sizes (the batch: HF BERT's
-    ``token_type_ids.expand(batch, seq)``) by adding zeros that a Constant layer broadcasts to the
-    anchor input's size at run time: exact, and built only from layers xlate converts back."""
-    if len(dims) != 1:
-        raise DynamicShapeError(f"expand of {len(dims)} dims to symbolic sizes at {ctx.where()}")
-    (d,) = dims
-    shape = [1 if k == d else target[k] for k in perm]
-    if not all(isinstance(n, int) for n in shape):
-        raise DynamicShapeError(f"expand to {target} at {ctx.where()}")
-    dtype = str(getattr(t, "dtype", "float32"))
-    zeros = ctx.dynamic_const(np.zeros(shape, dtype=np.dtype(dtype)), perm.index(d), target[d], "expand")
-    if dtype == "bool":
-        return ops().logical_or(t, zeros)
-    return ops().add(t, zeros)
+        sizes.insert(axis, 1)
+    keras_target = [target[p] for p in perm]
+    for a, b in zip(sizes, keras_target):
+        if a != b and a != 1:
+            raise DynamicShapeError(f"expand of a size {a} to {b} at {ctx.where()}")
+    if sizes == keras_target:
+        return ctx.new_value(t, perm)
+    if symsize.is_static(keras_target):
+        for axis, (a, b) in enumerate(zip(sizes, keras_target)):
+            if a != b:
+                t = ops().repeat(t, b, axis=axis)
+        return ctx.new_value(t, perm)
+    return ctx.new_value(symsize.broadcast(ctx, t, keras_target, sizes), perm)
 
 
 @converter("repeat")
@@ -177,14 +153,34 @@ def repeat(ctx, node, row):
         return ctx.new_value(ops().repeat(x.tensor, int(node.args["repeats"]), axis=x.perm.index(dim % x.rank)),
                              x.perm)
     reps = list(node.args.get("repeats", node.args.get("dims")))
-    t, perm = x.tensor, x.perm
+    t, perm, sizes = x.tensor, x.perm, symsize.keras_order(x)
     for _ in range(len(reps) - x.rank):
         perm, axis = plan.insert_dim(perm, 0)
         t = ops().expand_dims(t, axis)
+        sizes.insert(axis, 1)
     reps = [1] * (len(perm) - len(reps)) + reps
-    if not all(isinstance(r, int) for r in reps):
-        raise DynamicShapeError(f"repeat by a dynamic count {reps} at {ctx.where()}")
-    return ctx.new_value(ops().tile(t, [reps[p] for p in perm]), perm)
+    keras_reps = [reps[p] for p in perm]
+    if symsize.is_static(keras_reps):
+        return ctx.new_value(ops().tile(t, keras_reps), perm)
+    return ctx.new_value(_dynamic_tile(ctx, t, sizes, keras_reps, [node.meta.shape[p] for p in perm]), perm)
+
+
+def _dynamic_tile(ctx, t, sizes, reps, target):
+    """``tile(t, reps)`` (Keras order) where some counts are dynamic (XCiT's ``pos.repeat(B, 1, 1, 1)``,
+    a token repeated to the batch): a broadcast where the size is 1, else the tensor broadcast on a
+    new axis in front of that one and merged with it (tile's order: the whole axis, ``r`` times)."""
+    static = [r if isinstance(r, int) else 1 for r in reps]
+    if static != [1] * len(reps):
+        t = ops().tile(t, static)
+    sizes = [s * r if isinstance(r, int) else s for s, r in zip(sizes, reps)]
+    for axis, r in enumerate(reps):
+        if isinstance(r, int) or sizes[axis] == 1:
+            continue
+        wide = [*sizes[:axis], r, *sizes[axis:]]
+        t = symsize.broadcast(ctx, ops().expand_dims(t, axis), wide, [*sizes[:axis], 1, *sizes[axis:]])
+        sizes = [*sizes[:axis], target[axis], *sizes[axis + 1:]]
+        t = symsize.reshape(ctx, t, sizes, wide)
+    return symsize.broadcast(ctx, t, target, sizes) if sizes != target else t
 
 
 def _operands_in(ctx, values, perm):
@@ -259,20 +255,32 @@ def slice_(ctx, node, row):
     x = ctx.materialize(ctx.arg("input"))
     dim = int(node.args.get("dim", 0)) % x.rank
     if node.target.startswith("aten.narrow"):
-        start = _int(ctx.arg("start"), ctx)
-        stop, step = start + _int(ctx.arg("length"), ctx), 1
+        start, length, step = ctx.arg("start"), ctx.arg("length"), 1
+        static = isinstance(start, int) and isinstance(length, int)
+        stop = start + length if static else Sym(f"({_expr(start)}) + ({_expr(length)})")
     else:
         start, stop, step = ctx.arg("start"), ctx.arg("end"), node.args.get("step", 1)
-        start, stop = (None if v is None else _int(v, ctx) for v in (start, stop))
     size = x.meta.shape[dim]
-    if stop is not None and isinstance(size, int) and stop >= size:
+    if isinstance(stop, int) and isinstance(size, int) and stop >= size:
         stop = None
-    if stop is not None and stop > 2 ** 62:
+    if isinstance(stop, int) and stop > 2 ** 62:
         stop = None
+    if stop is not None and stop == size:
+        stop = None  # up to a dynamic size: to the end
     if (start in (None, 0)) and stop is None and step == 1:
         return Value(node.meta, x.perm, dict(x.tensors))
-    t = x.tensor[_index_at(x.rank, x.perm.index(dim), slice(start, stop, step))]
+    axis = x.perm.index(dim)
+    length = node.meta.shape[dim]
+    if isinstance(start, Sym) or isinstance(stop, Sym) or (isinstance(length, int) and not isinstance(size, int)):
+        out = symsize.slice_axis(ctx, x.tensor, symsize.keras_order(x), axis, start, stop, step,
+                                 length if isinstance(length, int) else None)
+        return ctx.new_value(out, x.perm)
+    t = x.tensor[_index_at(x.rank, axis, slice(start, stop, step))]
     return ctx.new_value(t, x.perm)
+
+
+def _expr(v) -> str:
+    return v.expr if isinstance(v, Sym) else str(v)
 
 
 @converter("select")
@@ -311,16 +319,15 @@ def index(ctx, node, row):
         return ctx.new_value(ops().take(t, _index_tensor(ctx, positions[0][1]), axis=first))
     # several adjacent index tensors: one flat index into the merged dims
     sizes = x.meta.shape[first:last + 1]
-    if not all(isinstance(n, int) for n in sizes[1:]):
-        raise DynamicShapeError(f"advanced indexing over dynamic dims at {ctx.where()}")
     flat = None
     for k, (_, idx) in enumerate(positions):
-        stride = int(np.prod(sizes[k + 1:])) if k + 1 < len(sizes) else 1
-        term = ops().multiply(_index_tensor(ctx, idx), stride) if stride != 1 else _index_tensor(ctx, idx)
+        stride = symsize.product(sizes[k + 1:])
+        term = _index_tensor(ctx, idx)
+        if stride != 1:
+            term = ops().multiply(term, symsize.size_tensor(ctx, stride, "int64", [(t, list(x.meta.shape))]))
         flat = term if flat is None else ops().add(flat, term)
-    merged = [*x.meta.shape[:first], None, *x.meta.shape[last + 1:]]
-    merged_shape = _keras_shape_for_reshape(ctx, [d if i != first else Sym("merged") for i, d in enumerate(merged)])
-    out = ops().take(ops().reshape(t, merged_shape), flat, axis=first)
+    merged = [*x.meta.shape[:first], symsize.product(sizes), *x.meta.shape[last + 1:]]
+    out = ops().take(symsize.reshape(ctx, t, merged, list(x.meta.shape)), flat, axis=first)
     return ctx.new_value(out)
 
 

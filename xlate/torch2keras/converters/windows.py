@@ -2,7 +2,8 @@
 (im2col), pixel (un)shuffle and channel shuffle.
 
 No arithmetic, so exact by construction. They work in torch's own layout (the value is brought
-to it once) with static sizes except the batch, which reshapes leave as -1.
+to it once) with static sizes except the batch, which reshapes leave as -1: another dynamic size
+raises DynamicShapeError, so the converter keeps that input size static (with this op as the reason).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 
 from .. import plan
 from ..registry import converter
+from ..values import DynamicShapeError
 from ._common import ops
 
 
@@ -19,7 +21,7 @@ def _torch_order(ctx, what):
     x = ctx.materialize(ctx.arg("input"))
     shape = list(x.meta.shape)
     if not all(isinstance(d, int) for d in shape[1:]):
-        raise ctx.unsupported(f"{what} with dynamic sizes beyond the batch")
+        raise DynamicShapeError(f"{what} with dynamic sizes beyond the batch at {ctx.where()}")
     if not isinstance(shape[0], int):
         shape[0] = -1
     return ctx.keras_tensor(x, plan.identity(x.rank)), shape

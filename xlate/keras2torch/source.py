@@ -1,9 +1,8 @@
-"""Python source snippets for the generated torch module: identifiers, literals, calls.
+"""Python source snippets for the generated torch file: identifiers, literals and calls.
 
-Owns the small pure functions the keras -> torch emitter and its converters share to write
-code (``call("nn.Conv2d", 3, 8, kernel_size=3)`` -> ``'nn.Conv2d(3, 8, kernel_size=3)'``). It sits
-below ``emit`` and ``converters/*`` so both can import it; it must not import either of them,
-torch or keras.
+Converters build their lines of ``model.py`` with these (``call("nn.Conv2d", 3, 8, kernel_size=3)``),
+so every value is written the same way everywhere: tuples of equal ints collapse, infinities
+are spelled out, and code that is already source (``Code``) is not quoted again.
 """
 
 from __future__ import annotations
@@ -69,6 +68,7 @@ def torch_fn_name(qualified: str) -> str:
     return qualified
 
 
+
 _TORCH_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "float16": "torch.float16",
                  "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool", "uint8": "torch.uint8",
                  "int8": "torch.int8", "int16": "torch.int16", "bfloat16": "torch.bfloat16"}
@@ -76,3 +76,5 @@ _TORCH_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "float1
 
 def torch_dtype(dtype: str) -> str:
     return _TORCH_DTYPES.get(str(dtype), "torch.float32")
+
+

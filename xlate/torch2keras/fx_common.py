@@ -1,0 +1,78 @@
+"""What the fast trace's modules share: its two refusals and a few value helpers.
+
+``FastTraceUnsupported``: the fast path cannot reproduce the module; torch.export takes over.
+``VariationFailed``: one varied size cannot be used as run (the module rejects it, takes another
+branch, or the graph changes with it); the front end tries another size or keeps it static.
+Nothing here imports torch at module import time.
+"""
+
+from __future__ import annotations
+
+from .trace import TensorMeta
+
+
+class FastTraceUnsupported(Exception):
+    """The fast front end cannot reproduce this module exactly: use torch.export instead."""
+
+
+class VariationFailed(FastTraceUnsupported):
+    """The run with symbol ``symbol`` varied failed or disagrees with the example's run.
+
+    ``retry``: another size of the symbol may work (the module rejected this one); otherwise the
+    symbol is pinned to the example's size for ``reason``."""
+
+    def __init__(self, symbol: str, reason: str, *, retry: bool = True):
+        super().__init__(f"{symbol}: {reason}")
+        self.symbol = symbol
+        self.reason = reason
+        self.retry = retry
+
+
+class BoundFound(FastTraceUnsupported):
+    """A condition in the module's code bounds a symbol (``x.size(1) > 64: raise ...``): the trace
+    restarts with the bound recorded, so every run's size lies within it."""
+
+    def __init__(self, symbol: str, low, high, reason: str):
+        super().__init__(f"{symbol}: {reason}")
+        self.symbol, self.low, self.high, self.reason = symbol, low, high, reason
+
+
+def fetch_attr(root, target: str):
+    value = root
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def meta_of(value):
+    """A TensorMeta (or nested list/tuple of them) of concrete tensors; other values as they are."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return TensorMeta(tuple(int(d) for d in value.shape), str(value.dtype).replace("torch.", ""))
+    if isinstance(value, (tuple, list)):
+        return (list if isinstance(value, list) else tuple)(meta_of(v) for v in value)
+    return value
+
+
+def tensors_in(values) -> list:
+    import torch
+
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out += tensors_in(v)
+        elif isinstance(v, dict):
+            out += tensors_in(list(v.values()))
+    return out
+
+
+def module_path_of(node) -> str:
+    """The innermost torch module path an fx node was traced in ("<root>" for the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "<root>"
+    path, _ = list(stack.values())[-1]
+    return path or "<root>"

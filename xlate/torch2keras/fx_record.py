@@ -1,0 +1,445 @@
+"""One real run of the fx graph, recorded: the ATen calls torch's own Python code makes.
+
+The fx graph (see fx_tracer.py) is interpreted on real tensors under a ``TorchFunctionMode`` that
+records, inside each leaf module and each function or method call, the ATen calls torch makes
+(Conv2d.forward -> aten.conv2d with its padding branch, LSTM.forward -> aten.zeros + aten.lstm...),
+so the arguments are exactly the ones torch passes. Overloads and arguments are named as in an
+exported program (fx_aten.py). A run yields a ``Recording`` with concrete sizes; fx_merge.py turns
+several runs into one symbolic graph.
+
+Anything a recording cannot reproduce exactly (data-dependent Python, an op without a table row,
+in-place writes to inputs or aliased tensors...) raises ``FastTraceUnsupported``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass, field
+
+from ..frameworks import torch_to_numpy
+from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
+from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
+from .fx_sizes import size_of
+from .trace import MODULE_LEVEL, Ref, SourceNode, _public_name, aten_name
+
+
+@dataclass
+class Recording:
+    """One run's graph, with concrete sizes."""
+
+    params: list  # param SourceNodes, in order of first use
+    inputs: list  # input SourceNodes
+    calls: list  # call / module SourceNodes
+    outputs: list
+    param_values: dict  # node name -> (torch path, array, trainable)
+    arg_types: dict  # node name -> {arg name: schema type}, for Sym checks
+    module_types: dict = field(default_factory=dict)
+
+
+class Run:
+    """Interprets the fx graph on real tensors and records the ATen calls torch makes."""
+
+    def __init__(self, module, root, graph):
+        import torch
+
+        self.torch = torch
+        self.module = module
+        self.root = root
+        self.graph = graph
+        self.root_type = _public_name(type(module))
+        self.known = {}  # id(tensor) -> (kind, path, tensor): parameters, buffers, fx constants
+        for path, p in module.named_parameters():
+            self.known[id(p)] = ("p", path, p)
+        for path, b in module.named_buffers():
+            self.known[id(b)] = ("b", path, b)
+        self.refs: dict[int, str] = {}  # id(tensor) -> node name
+        self.keep: list = []  # every tracked tensor stays alive, so ids are not reused
+        self.input_ids: set[int] = set()
+        self.names: dict[str, int] = {}
+        self.rec = Recording([], [], [], [], {}, {}, {"": self.root_type})
+        self.stack: tuple = (("", self.root_type),)
+        self.env: dict = {}  # fx node -> its value in this run
+        self.last_use: dict = {}  # fx node -> index of the last node that reads it
+        self.index = 0  # the fx node being run
+        self.created: list = []  # tensors recorded while running the current fx node
+        self.mode = None
+        self.error: BaseException | None = None
+        self.protected: set | None = None
+
+    # -- names and references --
+
+    def _name(self, base: str) -> str:
+        k = self.names.get(base, 0)
+        self.names[base] = k + 1
+        return base if k == 0 else f"{base}_{k}"
+
+    def _track(self, tensor, name: str) -> None:
+        self.refs[id(tensor)] = name
+        self.keep.append(tensor)
+        self.created.append(tensor)
+
+    def ref(self, tensor) -> Ref:
+        name = self.refs.get(id(tensor))
+        if name is not None:
+            return Ref(name)
+        known = self.known.get(id(tensor))
+        if known is None:
+            raise FastTraceUnsupported(f"a tensor of unknown origin ({tuple(tensor.shape)}) used at {self.where()}")
+        kind, path, value = known
+        name = self._name(f"{kind}_{path.replace('.', '_')}")
+        try:
+            array = torch_to_numpy(value)
+        except Exception as e:  # e.g. bfloat16
+            raise FastTraceUnsupported(f"parameter {path}: {e}") from e
+        self.rec.params.append(SourceNode(name, "param", meta=meta_of(value)))
+        self.rec.param_values[name] = (path, array, kind == "p")
+        self.refs[id(tensor)] = name
+        self.keep.append(tensor)
+        return Ref(name)
+
+    def where(self) -> str:
+        return self.stack[-1][0] or "<root>"
+
+    # -- the fx graph --
+
+    def execute(self, names, values) -> Recording:
+        torch = self.torch
+        import torch.utils._pytree as pytree
+        from torch.fx.node import map_arg
+
+        nodes = list(self.graph.nodes)
+        for i, n in enumerate(nodes):
+            for a in n.all_input_nodes:
+                self.last_use[a] = i
+        env = self.env
+        inputs = dict(zip(names, values))
+        self.mode = recorder_class()(self)
+        for i, n in enumerate(nodes):
+            self.index = i
+            self.created = []
+            if n.op == "placeholder":
+                value = inputs[n.target]
+                node = SourceNode(n.target, "input", meta=meta_of(value))
+                self.rec.inputs.append(node)
+                self.refs[id(value)] = n.target
+                self.names[n.target] = 1
+                self.keep.append(value)
+                self.input_ids.add(id(value))
+            elif n.op == "get_attr":
+                value = fetch_attr(self.root, n.target)
+                if isinstance(value, torch.Tensor) and id(value) not in self.known:
+                    self.known[id(value)] = ("c", n.target, value)
+                    self.protected = None
+            elif n.op in ("call_module", "call_function", "call_method"):
+                args = map_arg(n.args, lambda a: env[a])
+                kwargs = map_arg(n.kwargs, lambda a: env[a])
+                self._enter(n)
+                value = self._call(n, args, kwargs)
+                if n.op == "call_method" and n.target in ("size", "numel") and args:
+                    value = self._sized(value, args[0], n.target, args[1:])
+            elif n.op == "output":
+                out = map_arg(n.args[0], lambda a: env[a])
+                self.rec.outputs = [self.ref(v) if isinstance(v, torch.Tensor) else v
+                                    for v in pytree.tree_leaves(out)]
+                value = None
+            else:
+                raise FastTraceUnsupported(f"fx node kind {n.op}")
+            env[n] = value
+        return self.rec
+
+    def _sized(self, value, tensor, method, dims):
+        """``x.size(d)`` as a SizeInt that remembers x and d (fx_sizes.py); ``x.size()`` as a tuple of them."""
+        torch = self.torch
+        if not isinstance(tensor, torch.Tensor):
+            return value
+        try:
+            name = self.ref(tensor).name
+        except FastTraceUnsupported:
+            return value
+        if method == "numel":
+            return value  # a product of every size: the merge fits it from the runs
+        if isinstance(value, int) and dims:
+            return size_of(value, name, dims[0] % tensor.dim())
+        if isinstance(value, (tuple, list)):
+            return tuple(size_of(v, name, axis) for axis, v in enumerate(value))
+        return value
+
+    def _enter(self, n) -> None:
+        stack = [("", self.root_type)]
+        for path, tp in (n.meta.get("nn_module_stack") or {}).values():
+            name = _public_name(tp) if isinstance(tp, type) else str(tp)
+            stack.append((path, name))
+            self.rec.module_types.setdefault(path, name)
+        self.stack = tuple(stack)
+
+    def _call(self, n, args, kwargs):
+        if n.op == "call_module":
+            mod = self.root.get_submodule(n.target)
+            if _public_name(type(mod)) in MODULE_LEVEL:
+                return self._module_node(n.target, mod, args, kwargs)
+            fn = mod
+        elif n.op == "call_function":
+            fn = n.target
+        else:
+            self_obj, *rest = args
+            fn, args = getattr(self_obj, n.target), tuple(rest)
+        self.error = None
+        try:
+            with self.mode:
+                value = fn(*args, **kwargs)
+        except FastTraceUnsupported:
+            raise
+        except Exception as e:  # the module's own code failed on this run
+            if self.error is not None:
+                raise self.error from e
+            raise FastTraceUnsupported(f"running {n.format_node()}: {type(e).__name__}: {e}") from e
+        if self.error is not None:  # swallowed by the module's code: still ours to report
+            raise self.error
+        return value
+
+    def _module_node(self, path, mod, args, kwargs):
+        """A module converted as a whole (MultiheadAttention): one ``module`` node and a getitem
+        alias per output, the layout trace._collapse_module_calls produces."""
+        torch = self.torch
+        call_args = [self._call_value(a) for a in args]
+        call_kwargs = {k: self._call_value(v) for k, v in kwargs.items()}
+        try:
+            out = mod(*args, **kwargs)
+        except Exception as e:
+            raise FastTraceUnsupported(f"running {path}: {type(e).__name__}: {e}") from e
+        outs = out if isinstance(out, tuple) else (out,)
+        kind = _public_name(type(mod))
+        name = self._name(f"{path}.__call__")
+        out_names = [self._name("getitem") if isinstance(o, torch.Tensor) else None for o in outs]
+        node = SourceNode(name, "module", kind, {"args": call_args, "kwargs": call_kwargs, "outputs": out_names},
+                          tuple(meta_of(o) if isinstance(o, torch.Tensor) else None for o in outs), path, kind,
+                          self.stack, module=mod)
+        self.rec.calls.append(node)
+        for k, (o, alias) in enumerate(zip(outs, out_names)):
+            if alias is not None:
+                self.rec.calls.append(SourceNode(alias, "call", "getitem", {"arg0": Ref(name), "arg1": k}, meta_of(o),
+                                                 path, kind, self.stack))
+                self._track(o, alias)
+        return out
+
+    def _call_value(self, v):
+        torch = self.torch
+        if isinstance(v, torch.Tensor):
+            return self.ref(v)
+        if isinstance(v, (list, tuple)):
+            return type(v)(self._call_value(x) for x in v)
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise FastTraceUnsupported(f"module argument of type {type(v).__name__} at {self.where()}")
+
+    # -- torch functions seen while running a node --
+
+    def on_torch_function(self, mode, func, types_, args, kwargs):
+        kind, name = classify(func)
+        if kind == "meta":
+            return func(*args, **kwargs)
+        if kind == "python":
+            from torch.overrides import redispatch_function
+
+            with mode:
+                return redispatch_function(func, types_, args, kwargs)
+        try:
+            if kind == "refuse":
+                raise FastTraceUnsupported(f"{name} at {self.where()}")
+            if kind == "getitem":
+                return self._getitem(*args)
+            if kind == "constant":
+                return self._constant(func(*args, **kwargs))
+            return self._op(func, name, args, kwargs)
+        except Exception as e:
+            # kept, so that a try/except in the module's code cannot hide a refusal or a bug here
+            if self.error is None:
+                self.error = e
+            raise
+
+    def _op(self, func, name, args, kwargs):
+        torch = self.torch
+        if "out" in kwargs:
+            raise FastTraceUnsupported(f"{name}(out=...) at {self.where()}")
+        call_args, call_kwargs = args, kwargs
+        if name in CAST_METHODS:
+            call_args, call_kwargs = (args[0], getattr(torch, CAST_METHODS[name])), dict(kwargs)
+            name = "to"
+        op, bound = tensor_to(call_args, call_kwargs) if name == "to" else (None, None)
+        if op is None:
+            op, bound = resolve(name, call_args, call_kwargs)
+        if aten_name(op) not in by_aten():
+            raise FastTraceUnsupported(f"{aten_name(op)} (no table row) at {self.where()}")
+        self._check_mutation(op, bound)
+        try:
+            out = func(*args, **kwargs)
+        except Exception as e:  # torch rejected the call on this run
+            raise FastTraceUnsupported(f"{name} at {self.where()}: {type(e).__name__}: {e}") from e
+        self._record(op, bound, out)
+        return out
+
+    def _constant(self, tensor):
+        name = self._name("c_lifted_tensor")
+        self.rec.params.append(SourceNode(name, "param", meta=meta_of(tensor)))
+        self.rec.param_values[name] = (name[2:], torch_to_numpy(tensor).copy(), False)
+        self._track(tensor, name)
+        return tensor
+
+    def _check_mutation(self, op, bound) -> None:
+        """In-place ops are recorded as new values; that is exact only when nothing else sees the
+        old one: not an input, parameter or buffer, and no other live tensor sharing its memory."""
+        schema = op._schema
+        if not schema.is_mutable:
+            return
+        torch = self.torch
+        for a in schema.arguments:
+            if a.alias_info is None or not a.alias_info.is_write:
+                continue
+            t = bound[a.name]
+            if not isinstance(t, torch.Tensor):
+                raise FastTraceUnsupported(f"in-place {schema.name} at {self.where()}")
+            if t.numel() == 0:
+                continue
+            storage = t.untyped_storage().data_ptr()
+            if id(t) in self.input_ids or id(t) in self.known or storage in self._protected_storage():
+                raise FastTraceUnsupported(f"in-place {schema.name} on an input or parameter at {self.where()}")
+            # values of fx nodes read by this node or later ones, and this node's intermediates
+            live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
+            others = [o for o in tensors_in(live) + self.created if o is not t]
+            if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
+                raise FastTraceUnsupported(f"in-place {schema.name} on a tensor that has views at {self.where()}")
+
+    def _protected_storage(self) -> set:
+        """Memory of the inputs, parameters, buffers and constants: never written by a run."""
+        if self.protected is None:
+            tensors = [t for _, _, t in self.known.values()] + [v for v in self.keep if id(v) in self.input_ids]
+            self.protected = {t.untyped_storage().data_ptr() for t in tensors if t.numel()}
+        return self.protected
+
+    def _record(self, op, bound, out) -> None:
+        torch = self.torch
+        schema = op._schema
+        target = aten_name(op)
+        if target not in by_aten():
+            raise FastTraceUnsupported(f"{target} (no table row) at {self.where()}")
+        positional = [a for a in schema.arguments if not a.kwarg_only]
+        keyword_only = [a for a in schema.arguments if a.kwarg_only]
+        last = max((i for i, a in enumerate(positional) if not is_default(a, bound[a.name])), default=-1)
+        kept = positional[:last + 1]
+        kept_kw = [a for a in keyword_only if not is_default(a, bound[a.name])]
+        args = {a.name: self._arg(bound[a.name]) for a in kept + kept_kw}
+        if "self" in args:
+            args["input"] = args.pop("self")
+        base = schema.name.split("::")[-1]
+        name = self._name(base)
+        inner_path, inner_type = self.stack[-1]
+        node = SourceNode(name, "call", target, args, meta_of(out), inner_path, inner_type, self.stack, fn=op,
+                          call_args=tuple(self._raw(bound[a.name]) for a in kept),
+                          call_kwargs={a.name: self._raw(bound[a.name]) for a in kept_kw})
+        self.rec.calls.append(node)
+        self.rec.arg_types[name] = {("input" if a.name == "self" else a.name): str(a.real_type)
+                                    for a in kept + kept_kw}
+        if isinstance(out, torch.Tensor):
+            self._track(out, name)
+        elif isinstance(out, (tuple, list)):
+            for k, o in enumerate(out):
+                if isinstance(o, torch.Tensor):
+                    alias = self._name("getitem")
+                    self.rec.calls.append(SourceNode(alias, "call", "getitem", {"arg0": Ref(name), "arg1": k},
+                                                     meta_of(o), inner_path, inner_type, self.stack))
+                    self._track(o, alias)
+                elif o is not None:
+                    raise FastTraceUnsupported(f"{target} returning {type(o).__name__} at {self.where()}")
+        else:
+            raise FastTraceUnsupported(f"{target} returning {type(out).__name__} at {self.where()}")
+
+    def _arg(self, v):
+        """A value as SourceNode.args hold it: Refs for tensors, dtypes and devices as strings."""
+        torch = self.torch
+        if isinstance(v, torch.Tensor):
+            return self.ref(v)
+        if isinstance(v, (list, tuple)):
+            return [self._arg(x) for x in v]
+        if isinstance(v, torch.dtype):
+            return str(v).replace("torch.", "")
+        if isinstance(v, (torch.device, torch.memory_format, torch.layout)):
+            return str(v)
+        return v
+
+    def _raw(self, v):
+        """A value as called (for constant folding): Refs for tensors, the rest untouched."""
+        if isinstance(v, self.torch.Tensor):
+            return self.ref(v)
+        if isinstance(v, (list, tuple)):
+            return [self._raw(x) for x in v]
+        return v
+
+    def _getitem(self, x, index):
+        """Tensor indexing as the select / slice / unsqueeze / index ops torch applies."""
+        torch = self.torch
+        aten = torch.ops.aten
+        expected = x[index]
+        items = index if isinstance(index, tuple) else (index,)
+        used = 0
+        for it in items:
+            if isinstance(it, bool) or not (it is None or it is Ellipsis or isinstance(it, (int, slice)) or (
+                    isinstance(it, torch.Tensor) and it.dim() > 0 and it.dtype in (torch.int64, torch.int32))):
+                raise FastTraceUnsupported(f"indexing with {type(it).__name__} at {self.where()}")
+            if isinstance(it, slice) and not all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                                                 for v in (it.start, it.stop, it.step)):
+                raise FastTraceUnsupported(f"slicing with non-int bounds at {self.where()}")
+            used += it is not None and it is not Ellipsis
+        tensors = [it for it in items if isinstance(it, torch.Tensor)]
+        if tensors and any(isinstance(it, int) for it in items):
+            raise FastTraceUnsupported(f"indexing that mixes ints and index tensors at {self.where()}")
+        cur, dim, advanced = x, 0, {}
+        for it in items:
+            if it is None:
+                cur = self._apply(aten.unsqueeze.default, cur, dim)
+                dim += 1
+            elif it is Ellipsis:
+                dim += x.dim() - used
+            elif isinstance(it, int):
+                cur = self._apply(aten.select.int, cur, dim, it)
+            elif isinstance(it, slice):
+                start, stop, step = it.start, it.stop, 1 if it.step is None else it.step
+                if not (start in (None, 0) and stop is None and step == 1):
+                    cur = self._apply(aten.slice.Tensor, cur, dim, 0 if start is None else start,
+                                      sys.maxsize if stop is None else stop, step)
+                dim += 1
+            else:
+                advanced[dim] = it
+                dim += 1
+        if advanced:
+            indices = [advanced.get(d) for d in range(max(advanced) + 1)]
+            cur = self._apply(aten.index.Tensor, cur, indices)
+        elif cur is x:  # x[:] and friends: torch returns a new view
+            cur = self._apply(aten.alias.default, x)
+        if cur.shape != expected.shape or cur.dtype != expected.dtype or not torch.equal(
+                torch.nan_to_num(cur), torch.nan_to_num(expected)):
+            raise FastTraceUnsupported(f"indexing {index!r} not reproduced at {self.where()}")
+        return cur
+
+    def _apply(self, op, *args):
+        bound = bind(op._schema, args, {})
+        out = op(*args)
+        self._record(op, bound, out)
+        return out
+
+
+@functools.cache
+def recorder_class():
+    """The TorchFunctionMode that hands every torch call to its run (defined on first use: torch)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Recorder(TorchFunctionMode):
+        def __init__(self, run):
+            super().__init__()
+            self.run = run
+
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            return self.run.on_torch_function(self, func, types_, args, kwargs or {})
+
+    return Recorder
+

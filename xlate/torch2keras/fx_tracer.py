@@ -1,0 +1,366 @@
+"""The fast trace's symbolic tracer: torch.fx with the table's modules as leaves, and proxies that
+answer shape questions from real runs.
+
+Plain fx refuses ``if x.dim() != 3`` or ``if x.shape[1] != self.channels`` (a Proxy in a
+condition). Here the graph built so far is evaluated on several input sets when such a question
+is asked: the example's, and one per varied symbol (that symbol's size changed, the others as in
+the example). A size, rank or dtype that is the same in every set is answered with that value; a
+size that differs stays a ``size`` node. A comparison of sizes is answered when it has one answer
+over the symbol's whole range (``x.size(0) == y.size(0)``; ``B > 1`` for every batch of 2 or more);
+one that holds only over part of it bounds the symbol (``if T > 64: raise`` gives T <= 64), and one
+that holds at the example's size alone pins it (``if height != 224: raise``). Any other Python
+control flow on traced values stops the trace, as in plain fx.
+
+This module traces; it does not record ATen calls (fx_record.py) or merge runs (fx_merge.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import types
+from fractions import Fraction
+
+from ..errors import one_line
+from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, fetch_attr, module_path_of
+from .trace import MODULE_LEVEL, _public_name
+
+# Factories whose values fx would compute once while tracing and keep as a constant.
+NONDETERMINISTIC = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal",
+                    "bernoulli", "multinomial", "poisson", "empty", "empty_like", "empty_strided", "new_empty",
+                    "uniform_", "normal_", "exponential_", "geometric_", "log_normal_", "cauchy_", "random_",
+                    "bernoulli_"}
+FACTORIES = {"arange", "zeros", "ones", "full", "eye", "linspace", "tensor", "as_tensor", "scalar_tensor"}
+COMPARISONS = {operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=", operator.gt: ">",
+               operator.ge: ">="}
+
+
+@functools.cache
+def leaf_types() -> set:
+    """Public names of the torch.nn classes kept whole by fx: those with a table row."""
+    from ..table import table
+
+    names = {name for name in table().by_torch if name.startswith("torch.nn.")}
+    return names | set(MODULE_LEVEL) | {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"}
+
+
+def symbolic_trace(root, names, inputs, varied):
+    """fx-trace ``root`` with shape-aware proxies. ``inputs``: one list of tensors per input set,
+    the example's first; ``varied[j]``: the Symbol that input set j changes (None for the first)."""
+    from torch.overrides import TorchFunctionMode
+
+    tracer = shape_tracer_class()(leaf_types(), root, [dict(zip(names, e)) for e in inputs], varied)
+
+    class Factories(TorchFunctionMode):
+        """Tensors made in forward are graph nodes, as in torch.export, not values fx computes once:
+        a random draw would be frozen, and torch.arange(n).expand(proxy, -1) would not trace."""
+
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if not tracer.evaluating:
+                if name in NONDETERMINISTIC:
+                    raise FastTraceUnsupported(f"{name}() in forward (fx would keep one draw as a constant)")
+                if name in FACTORIES and isinstance(func, types.BuiltinFunctionType):
+                    return tracer.create_proxy("call_function", func, args, kwargs)
+            return func(*args, **kwargs)
+
+    try:
+        with Factories():
+            graph = tracer.trace(root)
+    except FastTraceUnsupported:
+        raise
+    except Exception as e:  # any fx failure means: use torch.export
+        if tracer.error is not None:  # ours, wrapped or swallowed by the module's code
+            raise tracer.error from e
+        raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {one_line(e, 200)}") from e
+    if tracer.error is not None:
+        raise tracer.error
+    return graph
+
+
+#: Python arithmetic whose result on a size is not affine in it: a size computed with it may follow
+#: the size's parity (TensorFlow's 'same' padding, padding to a window multiple)
+NONLINEAR = {operator.floordiv, operator.mod, operator.truediv, operator.pow, math.ceil, math.floor}
+
+
+def has_nonlinear_sizes(graph) -> bool:
+    """Whether the fx graph computes a value from a dynamic size with floor, ceil, // or %."""
+    sized = set()
+    for node in graph.nodes:
+        inputs = node.all_input_nodes
+        reads_size = (node.op == "call_method" and node.target in ("size", "numel")) or (
+            node.op == "call_function" and node.target in (getattr, operator.getitem) and inputs
+            and (inputs[0] in sized or node.args[1:2] == ("shape",)))
+        if reads_size:
+            sized.add(node)
+        elif any(a in sized for a in inputs) and node.op == "call_function" and (
+                node.target in COMPARISONS or getattr(node.target, "__module__", "") in ("_operator", "math")
+                or node.target in (max, min)):
+            if node.target in NONLINEAR:
+                return True
+            sized.add(node)
+    return False
+
+
+def decided(compare, k1, c1, k2, c2) -> bool:
+    """Whether k1*B + c1 <op> k2*B + c2 has one answer for all B >= 2."""
+    k = k1 - k2
+    return region(compare, k, 2 * k + c1 - c2, 2, 2, None) == (2, None)
+
+
+def region(compare, k: int, c0: int, r: int, low: int, high):
+    """The largest range [lo, hi] within [low, high] (None: unbounded) around the integer ``r`` where
+    ``compare(c0 + k*(s - r), 0)`` has the answer it has at s = r."""
+    answer = compare(c0, 0)
+    if k == 0:
+        return low, high
+    zero = r - Fraction(c0, k)  # where the difference is 0; its sign is sign(k) * sign(s - zero)
+
+    def same(side: int) -> bool:
+        return compare(side * (1 if k > 0 else -1), 0) == answer
+
+    pieces = [(None, math.ceil(zero) - 1, same(-1))]  # below the zero
+    if zero.denominator == 1:
+        pieces.append((int(zero), int(zero), same(0)))
+    pieces.append((math.floor(zero) + 1, None, same(1)))  # above it
+    i = next(n for n, (a, b, _) in enumerate(pieces) if (a is None or a <= r) and (b is None or r <= b))
+    first = last = i
+    while first > 0 and pieces[first - 1][2]:
+        first -= 1
+    while last < len(pieces) - 1 and pieces[last + 1][2]:
+        last += 1
+    lo, hi = pieces[first][0], pieces[last][1]
+    lo = low if lo is None else max(lo, low)
+    hi = high if hi is None else (hi if high is None else min(hi, high))
+    return lo, hi
+
+
+@functools.cache
+def shape_tracer_class():
+    """A torch.fx Tracer whose proxies answer shape questions from real runs (see the module doc).
+
+    Defined on first use because it subclasses torch.fx classes (torch is imported lazily); the
+    function is long because it is the two class bodies."""
+    import torch
+    import torch.fx
+    from torch.fx._symbolic_trace import _maybe_revert_all_patches
+    from torch.fx.node import map_arg
+
+    static_properties = {"ndim", "dtype", "device", "layout", "is_cuda", "is_cpu", "is_sparse", "is_quantized",
+                         "is_meta", "is_nested", "requires_grad"}
+    static_methods = {"dim", "ndimension", "is_floating_point", "is_complex", "is_signed", "get_device"}
+
+    class ShapeProxy(torch.fx.Proxy):
+        def __getattr__(self, k):
+            tracer = self.tracer
+            if k in static_properties or k == "shape":
+                values = tracer.tensors(self)
+                if values is not None:
+                    return tracer.sizes(self, None) if k == "shape" else tracer.static(values, k, lambda t: getattr(t, k))
+            elif k in static_methods or k in ("size", "numel", "nelement"):
+                values = tracer.tensors(self)
+                if values is not None:
+                    if k == "size":
+                        return lambda dim=None: tracer.sizes(self, dim)
+                    if k in ("numel", "nelement"):
+                        return lambda: tracer.numel(self, values)
+                    return lambda *a: tracer.static(values, k, lambda t: getattr(t, k)(*a))
+            elif not hasattr(torch.Tensor, k) and not k.startswith("_") and tracer.tensors(self) is not None:
+                # plain fx answers every attribute (hasattr(x, "anything") is True): a tensor has not
+                raise AttributeError(f"'Tensor' object has no attribute '{k}'")
+            return super().__getattr__(k)
+
+    class ShapeTracer(torch.fx.Tracer):
+        def __init__(self, leaves, root, inputs, varied):
+            super().__init__()
+            self.proxy_buffer_attributes = True  # buffers are graph inputs, as in torch.export
+            self.leaves = leaves
+            self.model_root = root
+            self.inputs = inputs  # per input set: placeholder name -> tensor
+            self.names = list(inputs[0])
+            self.varied = varied  # per input set: the Symbol it changes (None: the example's)
+            self.envs = [{} for _ in inputs]
+            self.evaluating = False
+            self.error = None
+
+        def _fail(self, error):
+            """Raise ``error``, keeping it so that a try/except in the module cannot hide it."""
+            if self.error is None:
+                self.error = error
+            raise error
+
+        def is_leaf_module(self, m, qualname):
+            return _public_name(type(m)) in self.leaves
+
+        def proxy(self, node):
+            return ShapeProxy(node, self)
+
+        def where(self) -> str:
+            paths = [path for path, _ in self.module_stack.values() if path]
+            return paths[-1] if paths else "<root>"
+
+        # -- evaluating the graph so far on every input set --
+
+        def tensors(self, proxy):
+            """The proxy's value in each input set, or None when it is not a tensor."""
+            node = proxy.node
+            if node not in self.envs[0]:
+                self._evaluate_until(node)
+            values = [env[node] for env in self.envs]
+            return values if all(isinstance(v, torch.Tensor) for v in values) else None
+
+        def _evaluate_until(self, target) -> None:
+            self.evaluating = True
+            try:
+                with _maybe_revert_all_patches(), torch.no_grad():
+                    for node in self.graph.nodes:
+                        if node in self.envs[0]:
+                            continue
+                        for j, (env, inputs) in enumerate(zip(self.envs, self.inputs)):
+                            env[node] = self._evaluate_guarded(node, env, inputs, j)
+                        if node is target:
+                            return
+            finally:
+                self.evaluating = False
+
+        def _evaluate_guarded(self, node, env, inputs, j):
+            try:
+                return self._evaluate(node, env, inputs)
+            except FastTraceUnsupported:
+                raise
+            except Exception as e:  # noqa: BLE001 - the module's own code failed on this input set
+                what = f"{node.format_node()} at {module_path_of(node)}: {type(e).__name__}: {one_line(e, 160)}"
+                if j == 0:
+                    self._fail(FastTraceUnsupported(f"evaluating {what}"))
+                self._fail(VariationFailed(self.varied[j].name, what))
+
+        def _evaluate(self, node, env, inputs):
+            if node.op == "placeholder":
+                return inputs[node.target]
+            if node.op == "get_attr":
+                return fetch_attr(self.model_root, node.target)
+            args = map_arg(node.args, lambda a: env[a])
+            kwargs = map_arg(node.kwargs, lambda a: env[a])
+            if node.op == "call_module":
+                return self.model_root.get_submodule(node.target)(*args, **kwargs)
+            if node.op == "call_function":
+                return node.target(*args, **kwargs)
+            if node.op == "call_method":
+                return getattr(args[0], node.target)(*args[1:], **kwargs)
+            raise FastTraceUnsupported(f"fx node kind {node.op}")
+
+        def _ints(self, arg):
+            """``arg``'s value in each input set when it is an int in all of them, else None."""
+            if isinstance(arg, int) and not isinstance(arg, bool):
+                return [arg] * len(self.envs)
+            if not isinstance(arg, torch.fx.Node):
+                return None
+            if arg not in self.envs[0]:
+                self._evaluate_until(arg)
+            values = [env[arg] for env in self.envs]
+            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            return values if ok else None
+
+        # -- shape questions --
+
+        def static(self, values, what, fn):
+            answers = [fn(v) for v in values]
+            for j, a in enumerate(answers[1:], 1):
+                if a != answers[0]:
+                    self._fail(VariationFailed(self.varied[j].name, f"{what} changes with it at {self.where()}",
+                                               retry=False))
+            return answers[0]
+
+        def sizes(self, proxy, dim):
+            if isinstance(dim, torch.fx.Proxy):
+                return self.create_proxy("call_method", "size", (proxy, dim), {})
+            values = self.tensors(proxy)
+            if dim is None:
+                dims = [self.sizes(proxy, d) for d in range(values[0].dim())]
+                return torch.Size(dims) if all(isinstance(d, int) for d in dims) else tuple(dims)
+            sizes = {v.shape[dim] for v in values}
+            if len(sizes) == 1:
+                return sizes.pop()
+            return self.create_proxy("call_method", "size", (proxy, dim), {})
+
+        def numel(self, proxy, values):
+            counts = {v.numel() for v in values}
+            if len(counts) == 1:
+                return counts.pop()
+            return self.create_proxy("call_method", "numel", (proxy,), {})
+
+        def to_bool(self, proxy):
+            """A comparison of sizes, decided over each symbol's range (see the module doc). Any
+            other condition on a traced value stops the trace."""
+            node = proxy.node
+            compare = node.target if node.op == "call_function" and node.target in COMPARISONS else None
+            if compare is not None and len(node.args) == 2 and not node.kwargs:
+                sides = [self._ints(a) for a in node.args]
+                if None not in sides:
+                    return self._decide(compare, [a - b for a, b in zip(*sides)], node)
+            return super().to_bool(proxy)
+
+        def _decide(self, compare, diff, node) -> bool:
+            slopes = {}
+            for j in range(1, len(diff)):
+                change = diff[j] - diff[0]
+                if change == 0:
+                    continue
+                sym = self.varied[j]
+                step = self.inputs_size(j) - sym.size
+                if change % step:
+                    self._fail(VariationFailed(sym.name, f"the condition `{_render(node)}` at {self.where()} is "
+                                               "not linear in it", retry=False))
+                slopes[j] = change // step
+            if not slopes:
+                return compare(diff[0], 0)
+            if len(slopes) > 1:
+                j = max(slopes)
+                self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at {self.where()} "
+                                           "ties it to another size", retry=False))
+            (j, k), = slopes.items()
+            sym = self.varied[j]
+            # decisions on the batch hold for every batch of 2 or more (an example of 1 takes them at 2)
+            ref, c0 = (self.inputs_size(j), diff[j]) if sym.batch and sym.size < 2 else (sym.size, diff[0])
+            low = max(sym.low, 2) if sym.batch else sym.low
+            lo, hi = region(compare, k, c0, ref, low, sym.high)
+            answer = compare(c0, 0)
+            if (lo, hi) == (low, sym.high):
+                return answer
+            reason = f"`{_render(node)}` at {self.where()}"
+            if lo == hi == ref:
+                self._fail(VariationFailed(sym.name, reason, retry=False))
+            self._fail(BoundFound(sym.name, lo if lo != low else None, hi if hi != sym.high else None, reason))
+
+        def inputs_size(self, j) -> int:
+            """The varied symbol's size in input set j."""
+            sym = self.varied[j]
+            index, axis = sym.members[0]
+            return int(self.inputs[j][self.names[index]].shape[axis])
+
+    return ShapeTracer
+
+
+def _render(node, depth: int = 0) -> str:
+    """A short source-like form of an fx size expression: ``x.size(1) > 64``."""
+    import torch.fx
+
+    def arg(a):
+        return _render(a, depth + 1) if isinstance(a, torch.fx.Node) else repr(a)
+
+    if depth > 4:
+        return node.name
+    if node.op == "call_function" and node.target in COMPARISONS and len(node.args) == 2:
+        return f"{arg(node.args[0])} {COMPARISONS[node.target]} {arg(node.args[1])}"
+    if node.op == "call_method" and node.target == "size":
+        return f"{arg(node.args[0])}.size({', '.join(arg(a) for a in node.args[1:])})"
+    if node.op == "call_function" and node.target is operator.getitem:
+        return f"{arg(node.args[0])}[{arg(node.args[1])}]"
+    symbols = {operator.add: "+", operator.sub: "-", operator.mul: "*", operator.floordiv: "//"}
+    if node.op == "call_function" and node.target in symbols and len(node.args) == 2:
+        return f"({arg(node.args[0])} {symbols[node.target]} {arg(node.args[1])})"
+    if node.op == "getattr" or (node.op == "call_function" and node.target is getattr):
+        return f"{arg(node.args[0])}.{node.args[1]}"
+    return node.name
