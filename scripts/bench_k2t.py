@@ -42,7 +42,7 @@ def fresh_process_error(model, module, workdir: Path, samples: int = 2) -> float
 def _latencies(model, module) -> tuple[float, float]:
     import torch
 
-    from xlate.parity import make_inputs
+    from xlate.parity_inputs import make_inputs
     from xlate.record import record_of
 
     arrays = make_inputs(record_of(module).io.inputs, samples=1, seed=1, batch=1)[0]

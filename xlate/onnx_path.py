@@ -264,7 +264,7 @@ def keras_to_torch(model, *, example_inputs=None, io_layout: str = "source",
     channels-first layouts for rank >= 3 tensors, permuted at the boundary.
     """
     from . import onnx_torch
-    from .parity import embedding_bound
+    from .parity_inputs import embedding_bound
 
     start = time.perf_counter()
     specs, shapes, dtypes = _keras_signature(model, example_inputs)

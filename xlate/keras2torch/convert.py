@@ -21,7 +21,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import BadInputError, UnsupportedOpError
 from ..frameworks import IOSpec, TensorSpec
-from ..parity import embedding_bound, make_inputs
+from ..parity_inputs import embedding_bound, make_inputs
 from ..record import ConversionRecord, attach
 from . import plan
 from .emit import CLASS_NAME, Emitter, render
