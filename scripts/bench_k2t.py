@@ -31,8 +31,8 @@ from bench_t2k import _median_time
 
 def fresh_process_error(model, module, workdir: Path, samples: int = 2) -> float:
     """Max abs error of the saved package, run in a new interpreter, against the Keras model."""
-    from xlate.keras2torch.convert import save_torch_package
     from xlate.record import record_of
+    from xlate.save import save_torch_package
     from xlate.testing import fresh_package_error
 
     outdir = save_torch_package(module, workdir / "pkg", overwrite=True)
