@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,8 +23,9 @@ from ..table import Row, table
 from ..transforms import get_transform
 from . import plan
 from .helpers import HELPERS, helper_sources
-from .registry import NotConvertible, get_converter, keras_mask, load, mask_refs
+from .registry import NotConvertible, get_converter, keras_mask, mask_refs
 from .source import identifier, literal, torch_dtype
+from .values import Value
 from .walk import Graph, Node, Ref
 
 CLASS_NAME = "Net"
@@ -32,32 +33,6 @@ _RESERVED = {"self", "torch", "nn", "F", "math", "Net"} | set(dir(__builtins__) 
                                                                else dir(__import__("builtins")))
 _MERGE_HOOKS = {"binary", "cat", "merge", "compare"}
 _LAYOUT_SUFFIX = {3: ("nlc", "ncl"), 4: ("nhwc", "nchw"), 5: ("ndhwc", "ncdhw")}
-
-
-@dataclass
-class Value:
-    """A Keras tensor as it exists in the generated forward: a variable and its layout."""
-
-    tid: int
-    var: str
-    perm: plan.Perm
-    shape: tuple  # the Keras shape
-    dtype: str
-    # Set by a Flatten of a channels-first map left in torch order: the (C, *S) it flattened.
-    flat_chw: tuple | None = None
-    alts: dict = field(default_factory=dict)  # perm -> variable holding a permuted copy
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
-    def torch_shape(self) -> tuple:
-        return plan.torch_shape(self.perm, self.shape)
-
-    def dim(self, axis: int) -> int:
-        """The torch dim of Keras axis ``axis``."""
-        return plan.torch_dim(self.perm, axis)
 
 
 class Emitter:
@@ -69,7 +44,8 @@ class Emitter:
     """
 
     def __init__(self, graph: Graph, *, io_layout: str = "source"):
-        load()
+        from . import converters  # noqa: F401 - importing the package registers every converter
+
         self.graph = graph
         self.io_layout = io_layout
         self.table = table()

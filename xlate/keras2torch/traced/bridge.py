@@ -196,9 +196,8 @@ def _helpers(names) -> list[str]:
 def rowless(graph) -> list[int]:
     """Indices of the nodes no table row can convert whatever their configuration."""
     from ...table import table
-    from ..registry import get_converter, load
-
-    load()
+    from .. import converters  # noqa: F401 - importing the package registers every converter
+    from ..registry import get_converter
     rows = table().by_keras
     out = []
     for i, node in enumerate(graph.nodes):
