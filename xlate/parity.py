@@ -54,6 +54,9 @@ def check_parity(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, device="c
     policy; when it cannot be, Keras stays float32 as the reference and the report says so), and
     atol/rtol are raised to at least ``DTYPE_TOL_FACTOR`` x the dtype's machine epsilon; the
     rounding floor is then measured against the source in float32.
+
+    (Long because it is where the gate's steps meet: setup, the compare loop, the floor, the
+    report and the per-layer pass, each a call with the same dozen settings.)
     """
     src_fw, tgt_fw = framework_of(source), framework_of(target)
     if {src_fw, tgt_fw} != {"torch", "keras"}:
