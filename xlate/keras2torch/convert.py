@@ -23,7 +23,8 @@ from ..frameworks import IOSpec, TensorSpec
 from ..parity_inputs import embedding_bound, make_inputs
 from ..record import ConversionRecord, attach
 from . import plan
-from .emit import CLASS_NAME, Emitter, render
+from .emit import Emitter
+from .render import CLASS_NAME, render
 from .walk import Graph, functional_of, walk
 
 _counter = itertools.count()

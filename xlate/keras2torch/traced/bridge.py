@@ -170,7 +170,7 @@ def _converter(written: Written, program):
 
 def trace_model(model, example_arrays, *, model_name: str, version: str, input_names=None, builder=None):
     """Capture a subclassed model whole; returns (source, state, program, writer)."""
-    from ..emit import CLASS_NAME, assemble
+    from ..render import CLASS_NAME, assemble
     from .capture import capture_model
 
     program, arrays = capture_model(model, example_arrays, input_names=input_names, builder=builder)
