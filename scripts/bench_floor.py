@@ -80,13 +80,14 @@ def _per_value_share(source, target) -> float | None:
     """Share of values where |target - float64| > 3 |source - float64| (all samples)."""
     from xlate.floor import ReferenceRun
     from xlate.frameworks import framework_of
-    from xlate.parity import _batches_and_spec, _Sides
+    from xlate.parity import Sides
+    from xlate.parity_inputs import batches_and_spec
     from xlate.runners import KerasRunner, TorchRunner
 
     src_fw = framework_of(source)
     torch_model, keras_model = (source, target) if src_fw == "torch" else (target, source)
-    batches, spec = _batches_and_spec(source, target, keras_model, src_fw, None, 4, 0)
-    sides = _Sides(spec, src_fw == "torch")
+    batches, spec = batches_and_spec(source, target, keras_model, src_fw, None, 4, 0)
+    sides = Sides(spec, src_fw == "torch")
     reference = ReferenceRun(source, src_fw, dtype="float32", device="cpu", keras_device="cpu:0", training=False)
     refs = sides.reference(reference, batches, list(range(len(batches))))
     bad = total = 0
@@ -107,7 +108,8 @@ def _per_value_share(source, target) -> float | None:
 def measure(name, build, direction, rounds: int) -> dict:
     from xlate.floor import ReferenceRun
     from xlate.frameworks import framework_of
-    from xlate.parity import _batches_and_spec, _Sides, check_parity
+    from xlate.parity import Sides, check_parity
+    from xlate.parity_inputs import batches_and_spec
 
     source, target = _pair(build, direction)
     check_parity(source, target, floor_factor=None)  # warm-up: first calls build graphs
@@ -120,10 +122,10 @@ def measure(name, build, direction, rounds: int) -> dict:
             times[rule].append(time.perf_counter() - start)
     src_fw = framework_of(source)
     keras_model = source if src_fw == "keras" else target
-    batches, spec = _batches_and_spec(source, target, keras_model, src_fw, None, 4, 0)
+    batches, spec = batches_and_spec(source, target, keras_model, src_fw, None, 4, 0)
     reference = ReferenceRun(source, src_fw, dtype="float32", device="cpu", keras_device="cpu:0", training=False)
     start = time.perf_counter()
-    _Sides(spec, src_fw == "torch").reference(reference, batches, list(range(len(batches))))
+    Sides(spec, src_fw == "torch").reference(reference, batches, list(range(len(batches))))
     ref_time = time.perf_counter() - start
     new = reports["new"]
     shown = max(new.per_output, key=lambda o: (not o.passed, o.outside_tol, o.max_abs_err))

@@ -31,8 +31,8 @@ from bench_t2k import _median_time
 
 def fresh_process_error(model, module, workdir: Path, samples: int = 2) -> float:
     """Max abs error of the saved package, run in a new interpreter, against the Keras model."""
-    from xlate.keras2torch.convert import save_torch_package
     from xlate.record import record_of
+    from xlate.save import save_torch_package
     from xlate.testing import fresh_package_error
 
     outdir = save_torch_package(module, workdir / "pkg", overwrite=True)
@@ -42,7 +42,7 @@ def fresh_process_error(model, module, workdir: Path, samples: int = 2) -> float
 def _latencies(model, module) -> tuple[float, float]:
     import torch
 
-    from xlate.parity import make_inputs
+    from xlate.parity_inputs import make_inputs
     from xlate.record import record_of
 
     arrays = make_inputs(record_of(module).io.inputs, samples=1, seed=1, batch=1)[0]

@@ -201,8 +201,8 @@ def child_k2t(size: str, work: Path) -> dict:
 
     import xlate
     import xlate.keras_layers  # registers xlate's layers for load_model
-    from xlate.keras2torch.convert import save_torch_package
     from xlate.record import record_of
+    from xlate.save import save_torch_package
 
     t = time.perf_counter()
     keras_model = keras.saving.load_model(str(work / "keras_model"), compile=False)

@@ -61,8 +61,8 @@ def _cases() -> dict:
 
 def run(names: list[str] | None = None) -> list[dict]:
     import xlate
-    from xlate.keras2torch.convert import save_torch_package
     from xlate.record import record_of
+    from xlate.save import save_torch_package
     from xlate.testing import fresh_package_error
 
     cases = _cases()

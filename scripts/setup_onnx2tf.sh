@@ -3,7 +3,7 @@
 # runs onnx2tf from. onnx2tf pins exact versions of numpy, onnx, onnxruntime, protobuf and
 # TensorFlow (1.29.x: numpy 1.26.4, onnx 1.19.1, protobuf 4.25.5, tensorflow 2.19.0, tf-keras),
 # which would downgrade the main environment, so it never goes into .venv: xlate calls the
-# `onnx2tf` executable of this venv as a subprocess (see xlate/onnx_path.py).
+# `onnx2tf` executable of this venv as a subprocess (see xlate/onnx_tools.py).
 #
 #   scripts/setup_onnx2tf.sh [VENV_DIR]        (default: .venv-onnx2tf at the repository root)
 #

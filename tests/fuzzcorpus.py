@@ -128,8 +128,7 @@ def _write_seeds(folder: Path, mynet) -> None:
 def _keras_seeds(folder: Path, net) -> None:
     import keras
 
-    from xlate.keras2torch.convert import write_torch_package
-    from xlate.save import save_keras
+    from xlate.save import save_keras, write_torch_package
 
     conv = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                              keras.layers.Dense(5)])

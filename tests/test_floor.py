@@ -391,7 +391,8 @@ def test_xlate_check_says_which_rule_passed_and_floor_factor_0_is_the_old_rule(o
 def test_a_carried_float64_reference_works_like_the_live_one(offset_pair):
     """``check_torch_against_reference`` (the GPU machine's path: Keras outputs computed where
     TensorFlow is, carried over) takes the source's float64 outputs the same way."""
-    from xlate.parity import check_torch_against_reference, make_inputs
+    from xlate.parity import check_torch_against_reference
+    from xlate.parity_inputs import make_inputs
     from xlate.runners import keras_in_dtype
 
     module, model = offset_pair

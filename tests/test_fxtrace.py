@@ -19,7 +19,7 @@ from torch import nn
 import xlate
 from fixtures import torch_models as tm
 from xlate.frameworks import IOSpec, TensorSpec
-from xlate.parity import make_inputs
+from xlate.parity_inputs import make_inputs
 from xlate.record import ConversionRecord, attach
 from xlate.table import table
 from xlate.torch2keras.emit import DynamicShapeError, Emitter
@@ -69,7 +69,7 @@ def parity_samples(model, example_inputs, seed=0):
     """4 seeded samples: two at the example's batch size, two at another one (5 for a batch of 2)."""
     import dataclasses
 
-    from xlate.parity import io_spec_of
+    from xlate.parity_inputs import io_spec_of
 
     specs = io_spec_of(model).inputs
     batch = _examples(example_inputs)[0].shape[0]

@@ -23,9 +23,10 @@ import xlate
 from fixtures.keras_models import APPLICATIONS, FIXTURES
 from xlate.errors import BadInputError, UnsupportedOpError
 from xlate.frameworks import flatten_outputs
-from xlate.keras2torch.convert import keras_to_torch, save_torch_package
-from xlate.parity import make_inputs
+from xlate.keras2torch.convert import keras_to_torch
+from xlate.parity_inputs import make_inputs
 from xlate.record import record_of
+from xlate.save import save_torch_package
 from xlate.testing import fresh_package_error
 
 FAST = ["mlp", "cnn_bn", "text", "transformer_block", "unet"]

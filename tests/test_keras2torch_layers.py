@@ -16,8 +16,9 @@ keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
 import xlate
-from xlate.keras2torch.convert import keras_to_torch, save_torch_package
+from xlate.keras2torch.convert import keras_to_torch
 from xlate.record import record_of
+from xlate.save import save_torch_package
 from xlate.table import table
 from xlate.testing import fresh_package_error
 

@@ -14,14 +14,14 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from fixtures import onnx_fallback
-from xlate import onnx_path
+from xlate import onnx_path, onnx_tools
 from xlate.errors import BadInputError, UnsupportedOpError
 from xlate.parity import check_parity
 from xlate.record import record_of
 
 needs_onnx2tf = pytest.mark.skipif(
-    onnx_path.find_onnx2tf() is None and not onnx_path.onnx2tf_in_process(),
-    reason=f"no onnx2tf executable: {onnx_path.SETUP_HINT}",
+    onnx_tools.find_onnx2tf() is None and not onnx_tools.onnx2tf_in_process(),
+    reason=f"no onnx2tf executable: {onnx_tools.SETUP_HINT}",
 )
 
 
@@ -82,11 +82,11 @@ def test_torch_to_keras_multi_input_multi_output(tmp_path):
 
 
 def test_missing_onnx2tf_is_one_line_with_hint(tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_path, "find_onnx2tf", lambda explicit=None: None)
-    monkeypatch.setattr(onnx_path, "onnx2tf_in_process", lambda: False)
-    monkeypatch.delenv(onnx_path.ONNX2TF_ENV, raising=False)
+    monkeypatch.setattr(onnx_tools, "find_onnx2tf", lambda explicit=None: None)
+    monkeypatch.setattr(onnx_tools, "onnx2tf_in_process", lambda: False)
+    monkeypatch.delenv(onnx_tools.ONNX2TF_ENV, raising=False)
     module = onnx_fallback.torch_model()
-    with pytest.raises(onnx_path.OnnxToolError) as err:
+    with pytest.raises(onnx_tools.OnnxToolError) as err:
         onnx_path.torch_to_keras(module, onnx_fallback.torch_example_inputs(), workdir=tmp_path)
     assert "onnx2tf not found" in str(err.value) and "\n" not in str(err.value)
     assert "setup_onnx2tf.sh" in err.value.hint
@@ -94,13 +94,13 @@ def test_missing_onnx2tf_is_one_line_with_hint(tmp_path, monkeypatch):
 
 def test_explicit_onnx2tf_path_must_exist(tmp_path):
     with pytest.raises(BadInputError, match="no such file"):
-        onnx_path.use_onnx2tf(tmp_path / "nope")
-    onnx_path.use_onnx2tf(None)
+        onnx_tools.use_onnx2tf(tmp_path / "nope")
+    onnx_tools.use_onnx2tf(None)
 
 
 def test_shipped_calibration_file_is_the_generated_one():
-    shipped = np.load(onnx_path.CALIBRATION_FIXTURE)
-    np.testing.assert_array_equal(shipped, onnx_path.calibration_images())
+    shipped = np.load(onnx_tools.CALIBRATION_FIXTURE)
+    np.testing.assert_array_equal(shipped, onnx_tools.calibration_images())
     assert shipped.shape == (20, 32, 32, 3) and shipped.min() >= 0 and shipped.max() <= 1
 
 
@@ -173,10 +173,10 @@ def test_static_batch_image_model_converts_offline_with_the_local_calibration(tm
     """onnx2tf fetches sample images for static-batch RGB models (and fails with no network): the
     generated local file written next to the ONNX file is used instead."""
     onnx_file = _export_static(tmp_path)
-    how = onnx_path.run_onnx2tf(onnx_file, tmp_path / "saved")
+    how = onnx_tools.run_onnx2tf(onnx_file, tmp_path / "saved")
     assert "onnx2tf" in how
     assert (tmp_path / "saved" / "saved_model.pb").is_file()
-    assert (tmp_path / onnx_path.CALIBRATION_FILE).is_file()
+    assert (tmp_path / onnx_tools.CALIBRATION_FILE).is_file()
 
 
 def test_in_process_onnx2tf_inside_its_own_venv(tmp_path):
@@ -185,15 +185,15 @@ def test_in_process_onnx2tf_inside_its_own_venv(tmp_path):
     import sys
     from pathlib import Path
 
-    exe = onnx_path.find_onnx2tf()
+    exe = onnx_tools.find_onnx2tf()
     python = Path(exe).parent / "python" if exe else None
     if python is None or not python.is_file():
-        pytest.skip(f"no onnx2tf venv with a python next to onnx2tf: {onnx_path.SETUP_HINT}")
+        pytest.skip(f"no onnx2tf venv with a python next to onnx2tf: {onnx_tools.SETUP_HINT}")
     onnx_file = _export_static(tmp_path)
-    root = Path(onnx_path.__file__).resolve().parents[1]
-    code = ("import sys; from pathlib import Path; from xlate import onnx_path; "
-            "assert onnx_path.onnx2tf_in_process(); "
-            "print(onnx_path.run_onnx2tf(Path(sys.argv[1]), Path(sys.argv[2])))")
+    root = Path(onnx_tools.__file__).resolve().parents[1]
+    code = ("import sys; from pathlib import Path; from xlate import onnx_tools; "
+            "assert onnx_tools.onnx2tf_in_process(); "
+            "print(onnx_tools.run_onnx2tf(Path(sys.argv[1]), Path(sys.argv[2])))")
     proc = subprocess.run([str(python), "-c", code, str(onnx_file), str(tmp_path / "saved")], capture_output=True,
                           text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"},
                           check=False, timeout=600)

@@ -10,7 +10,8 @@ from torch import nn
 
 import xlate
 from xlate.errors import BadInputError
-from xlate.parity import check_parity, compare_arrays
+from xlate.parity import check_parity
+from xlate.parity_report import compare_arrays
 
 
 def twin_mlp(perturb: float = 0.0):

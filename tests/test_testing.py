@@ -63,8 +63,9 @@ def test_accepts_files(pair, tmp_path):
 def test_fresh_package_error_runs_the_folder_without_xlate_and_sees_a_changed_weight(pair, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from xlate.keras2torch.convert import keras_to_torch, save_torch_package
+    from xlate.keras2torch.convert import keras_to_torch
     from xlate.record import record_of
+    from xlate.save import save_torch_package
     from xlate.testing import fresh_package_error
 
     _, twin = pair

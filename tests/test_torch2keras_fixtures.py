@@ -241,8 +241,8 @@ def test_savedmodel_and_tflite_exports_match_torch(tmp_path):
 def test_record_pairs_every_trainable_parameter_with_its_exact_transform(name):
     """Every trainable torch parameter is a trainable Keras variable (nothing frozen into a
     constant), recorded with its exact transform: optimizer state ports through these pairs
-    (xlate.training.state), flatten -> Linear included."""
-    from xlate.training.state import pair_parameters
+    (xlate.training.pairing), flatten -> Linear included."""
+    from xlate.training.pairing import pair_parameters
     from xlate.transforms import get_transform
 
     module, example = build(name)

@@ -12,8 +12,8 @@ import torch
 
 import xlate
 from xlate.training.mixed_precision import mixed_precision_bound
+from xlate.training.pairing import copy_weights
 from xlate.training.samples import paired_mlp
-from xlate.training.state import copy_weights
 
 STEPS, ATOL = 10, 1e-4
 get_ema = torch.optim.swa_utils.get_ema_multi_avg_fn

@@ -14,8 +14,8 @@ import torch
 
 import xlate
 from xlate.table import table
+from xlate.training.pairing import copy_weights
 from xlate.training.samples import keras_loss, keras_optimizer, loss_data, torch_loss, torch_optimizer
-from xlate.training.state import copy_weights
 
 STEPS, IN_FEATURES, ATOL, TIME = 10, 6, 1e-4, 8
 

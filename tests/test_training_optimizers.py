@@ -18,8 +18,8 @@ import xlate
 from xlate.errors import XlateError
 from xlate.table import table
 from xlate.training import translation_of
+from xlate.training.pairing import pair_parameters, weight_differences
 from xlate.training.samples import _resolve, keras_optimizer, paired_mlp, sample_mlp, torch_optimizer
-from xlate.training.state import pair_parameters, weight_differences
 
 ROWS = table().family("optimizer")
 T2K = [(r, s) for r in ROWS for s in r.samples if s.torch is not None]

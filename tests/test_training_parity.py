@@ -283,7 +283,7 @@ class _TorchCNN(torch.nn.Module):
 
 
 def _cnn_pair():
-    from xlate.training.state import copy_weights
+    from xlate.training.pairing import copy_weights
 
     torch.manual_seed(0)
     tm = _TorchCNN()

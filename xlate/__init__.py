@@ -133,7 +133,7 @@ def translate_training(model, optimizer, loss=None, schedule=None, **kwargs):
 
 def __getattr__(name):
     if name == "ParityReport":
-        from .parity import ParityReport
+        from .parity_report import ParityReport
 
         return ParityReport
     raise AttributeError(f"module 'xlate' has no attribute {name!r}")

@@ -7,50 +7,12 @@ answers in well under a second.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import click
 
 from ._version import __version__
-from .errors import XlateError, one_line
-
-
-def _fail(message: str, hint: str | None, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"hint: {hint}", err=True)
-    sys.exit(code)
-
-
-def handles_errors(fn):
-    """Turn xlate's errors and foreign exceptions into a one-line cause and an exit code.
-
-    ``--debug`` on the group re-raises, so the full traceback is shown.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        debug = bool(ctx.find_root().params.get("debug"))
-        try:
-            return fn(*args, **kwargs)
-        except XlateError as e:
-            if debug:
-                raise
-            first, *rest = str(e).splitlines() or [type(e).__name__]
-            if rest and e.exit_code == 1:
-                click.echo("\n".join(rest), err=True)
-            _fail(first, e.hint, e.exit_code)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
-            raise
-        except Exception as e:  # the CLI contract: one line, never a traceback (--debug shows it)
-            if debug:
-                raise
-            _fail(f"{type(e).__name__}: {one_line(e, 400) or type(e).__name__}", "rerun with --debug for the traceback", 2)
-
-    return wrapper
+from .commands._errors import handles_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,7 +16,9 @@ import numpy as np
 
 from .floor import apply_verdict, judge
 from .frameworks import flatten_outputs, framework_of, to_numpy
-from .parity import LayerParity, _perm_at, _permute, compare_arrays, io_spec_of
+from .layout import perm_at, permute_array
+from .parity_inputs import io_spec_of
+from .parity_report import LayerParity, compare_arrays
 from .record import record_of
 from .runners import float32_if_reduced, torch_tensors
 
@@ -125,8 +127,8 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
     spec = spec or io_spec_of(target) or io_spec_of(source)
     src_is_torch = spec is None or spec.source == "torch"
     in_perms = spec.input_perms if spec is not None else ()
-    torch_in = [a if src_is_torch else _permute(a, _perm_at(in_perms, i)) for i, a in enumerate(inputs)]
-    keras_in = [_permute(a, _perm_at(in_perms, i)) if src_is_torch else a for i, a in enumerate(inputs)]
+    torch_in = [a if src_is_torch else permute_array(a, perm_at(in_perms, i)) for i, a in enumerate(inputs)]
+    keras_in = [permute_array(a, perm_at(in_perms, i)) if src_is_torch else a for i, a in enumerate(inputs)]
 
     torch_names = [lr.source if torch_is_source else lr.target for lr in record.layers]
     keras_names = [lr.target if torch_is_source else lr.source for lr in record.layers]
@@ -181,7 +183,7 @@ def localize(report, source, target, inputs, *, atol: float, rtol: float, traini
 
 def _align(tgt, lr, torch_is_source: bool):
     """A target layer's output in the source's layout and element order."""
-    aligned = _permute(tgt, lr.output_perm) if lr.output_perm and tgt.ndim == len(lr.output_perm) else tgt
+    aligned = permute_array(tgt, lr.output_perm) if lr.output_perm and tgt.ndim == len(lr.output_perm) else tgt
     if lr.feature_order is not None and aligned.shape[-1:] == (len(lr.feature_order),):
         # a channels-last flatten keeps the target's element order: put it back in the source's
         order = np.argsort(lr.feature_order) if torch_is_source else np.asarray(lr.feature_order)

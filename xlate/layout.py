@@ -2,10 +2,14 @@
 
 A layout is a permutation of a tensor's dims; channels-first (PyTorch) and channels-last (Keras)
 differ by moving the channel dim between position 1 and the end. Each direction's ``plan``
-module names these in its own terms (``keras_axis``, ``torch_dim``...).
+module names these in its own terms (``keras_axis``, ``torch_dim``...). ``perm_at`` and
+``permute_array`` apply a model boundary's layouts to NumPy arrays (the parity gate and the
+per-layer diagnosis share them).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 Perm = tuple[int, ...]
 
@@ -69,3 +73,12 @@ def same_padding(size, kernel: int, stride: int, dilation: int) -> tuple[int, in
         out = -(-size // stride)
         total = max((out - 1) * stride + k_eff - size, 0)
     return total // 2, total - total // 2
+
+
+def perm_at(perms, i):
+    """The ``i``-th of a boundary's perms (None: no perms, or fewer than ``i + 1``)."""
+    return perms[i] if perms is not None and i < len(perms) else None
+
+
+def permute_array(a: np.ndarray, perm) -> np.ndarray:
+    return a if perm is None else np.transpose(a, perm)

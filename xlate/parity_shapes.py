@@ -15,7 +15,9 @@ import dataclasses
 
 from .floor import FAILED, FLOOR, TOLERANCE
 from .frameworks import framework_of
-from .parity import OutputParity, check_parity, concrete_shape, io_spec_of, make_inputs
+from .parity import check_parity
+from .parity_inputs import concrete_shape, io_spec_of, make_inputs
+from .parity_report import OutputParity
 
 #: the largest step a size moves by (as the fast trace's variations: a power of two)
 MAX_STEP = 32

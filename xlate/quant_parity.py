@@ -119,7 +119,7 @@ def _inputs(q: Quantization, model, seed: int) -> tuple[list[np.ndarray], str]:
     if q.calibration is not None:
         n = min(len(q.calibration[0]), MAX_SAMPLES)
         return [a[:n] for a in q.calibration], f"--calibration {q.calibration_path}"
-    from .parity import io_spec_of, make_inputs
+    from .parity_inputs import io_spec_of, make_inputs
 
     spec = io_spec_of(model)
     specs = spec.inputs if spec is not None else ()
@@ -148,7 +148,8 @@ def check_quantized(source, tflite_path, model, q: Quantization, *, seed: int = 
     from . import progress
     from .frameworks import flatten_outputs, to_numpy
     from .loaders.tflite import run_tflite, tflite_interpreter
-    from .parity import io_spec_of, versions
+    from .parity_inputs import io_spec_of
+    from .parity_report import versions
 
     interpreter = tflite_interpreter(tflite_path)
     arrays, where = _inputs(q, model, seed)

@@ -103,7 +103,7 @@ def model_batch(model) -> int:
 
 def to_target_layout(arrays, model) -> list[np.ndarray]:
     """Source-layout arrays as the converted model takes them (its I/O spec's input permutations)."""
-    from .parity import io_spec_of
+    from .parity_inputs import io_spec_of
 
     spec = io_spec_of(model)
     perms = list(spec.input_perms) if spec is not None else []

@@ -138,7 +138,8 @@ def compare_models(source, target, inputs=None, *, atol=1e-5, rtol=1e-4, samples
     from .errors import BadInputError, one_line
     from .frameworks import TensorSpec
     from .load import load_inputs
-    from .parity import check_parity, io_spec_of, make_inputs
+    from .parity import check_parity
+    from .parity_inputs import io_spec_of, make_inputs
 
     if isinstance(inputs, (str, Path)):  # read first: a damaged inputs file is named before the models load
         inputs = load_inputs(inputs)
@@ -252,7 +253,7 @@ def fresh_package_error(keras_model, package: Path, input_specs, *, samples: int
     import numpy as np
 
     from .frameworks import flatten_outputs, keras_inputs
-    from .parity import make_inputs
+    from .parity_inputs import make_inputs
 
     package = Path(package).resolve()
     batches = make_inputs(input_specs, samples=samples, seed=seed)

@@ -272,9 +272,9 @@ def write_json_report(report, path: Path | None, **extra) -> None:
     data = report.to_dict()
     if extra:
         data["files"] = {k: str(v) for k, v in extra.items()}
-    from xlate.parity import _json_default
+    from xlate.parity_report import json_default
 
-    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
+    text = json.dumps(_finite(json.loads(json.dumps(data, default=json_default))), indent=2, allow_nan=False)
     if json_to_stdout(path):
         click.echo(text)
         return

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import (
     Steps,
     json_to_stdout,
@@ -22,6 +21,7 @@ from ._common import (
     torch_options,
     write_json_report,
 )
+from ._errors import handles_errors
 
 
 @click.command("check")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import model_options, print_report, torch_options, write_json_report
+from ._errors import handles_errors
 
 _NAMESPACES = {
     ("torch", "optimizer"): ("torch.optim",),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import ParityFailed, Steps, fail_parity, human_size, print_report, stdout_console
+from ._errors import handles_errors
 
 
 def fixtures_dir() -> Path:
@@ -47,7 +47,7 @@ def demo(out_dir, force):
     import torch
 
     from ..load import load_keras, load_torch, load_torch_package
-    from ..parity import compare_arrays
+    from ..parity_report import compare_arrays
     from . import tf2torch, torch2tf
 
     steps = Steps(show=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import dynamic_options, model_options, stdout_console, torch_options
+from ._errors import handles_errors
 
 
 def coverage_items(loaded, dynamic="auto") -> tuple[list[dict], list[dict]]:

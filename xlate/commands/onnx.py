@@ -17,7 +17,6 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import (
     ParityFailed,
     Steps,
@@ -27,6 +26,7 @@ from ._common import (
     human_size,
     say_result,
 )
+from ._errors import handles_errors
 
 SAMPLES = 4
 SAMPLE_SEED = 0  # the gates' inputs: the file's example, then make_inputs from this seed + 1

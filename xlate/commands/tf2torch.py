@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import (
     Steps,
     conversion_options,
@@ -22,6 +21,7 @@ from ._common import (
     human_size,
     say_result,
 )
+from ._errors import handles_errors
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",

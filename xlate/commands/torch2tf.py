@@ -16,7 +16,6 @@ from pathlib import Path
 
 import click
 
-from ..cli import handles_errors
 from ._common import (
     ParityFailed,
     Steps,
@@ -30,6 +29,7 @@ from ._common import (
     say_result,
     torch_options,
 )
+from ._errors import handles_errors
 
 
 def convert_and_save(loaded, output: Path, *, force=False, check=True, atol=1e-5, rtol=1e-4, via="auto",
@@ -154,7 +154,7 @@ def torch2tf(model, output, model_class, input_shapes, input_dtypes, trust, stat
     check_destination(output, force=force)
     quantization = quantization_from_options(quantize, calibration, int8_io, min_cosine, min_top1, output)
     if onnx2tf_path is not None:
-        from ..onnx_path import use_onnx2tf
+        from ..onnx_tools import use_onnx2tf
 
         use_onnx2tf(onnx2tf_path)
     steps = Steps(quiet=quiet or str(json_path) == "-")

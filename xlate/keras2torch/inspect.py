@@ -21,13 +21,13 @@ TRACED = "traced with torch.export, written as its own nn.Module class"
 
 def coverage(model) -> list[CoverageItem]:
     """One item per walked node of ``model`` (subclassed models: one item)."""
+    from . import converters  # noqa: F401 - importing the package registers every converter
     from .emit import Emitter
-    from .registry import get_converter, load
+    from .registry import get_converter
     from .traced.bridge import untraceable
     from .traced.capture import importable
     from .walk import functional_of, kind_of, walk
 
-    load()
     if functional_of(model) is None:
         cls = type(model)
         if importable(cls):

@@ -4,21 +4,20 @@ A converter is called as ``fn(emitter, node, row)`` for every walked node whose 
 its hook. It reads the node's inputs from the emitter (asking for the layout it needs), declares
 torch submodules, ports weights through the row's named transforms and assigns the outputs.
 Registering two converters for one hook is an error, so a hook is written exactly once.
+
+``CONVERTERS`` is filled by importing ``xlate.keras2torch.converters`` (each family module registers
+its functions); whoever needs the full set imports that package. This module must not import the
+converters itself, or the two would depend on each other.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from ..errors import TableError
 
 CONVERTERS: dict[str, Callable] = {}
 
-_FAMILIES = ("core", "conv", "pooling", "norm", "activations", "recurrent", "conv_lstm", "attention", "dot_attention",
-             "resize", "regularization", "preprocessing", "merging", "audio", "augmentation",
-             "ops", "xlate_layers", "dynamic_layers",
-             "wrappers")
 
 
 class NotConvertible(Exception):
@@ -66,12 +65,6 @@ def mask_refs(node) -> list:
 def keras_mask(node) -> bool:
     """Does Keras pass this node a mask?"""
     return bool(mask_refs(node))
-
-
-def load() -> None:
-    """Import every converter family once (their decorators fill ``CONVERTERS``)."""
-    for family in _FAMILIES:
-        importlib.import_module(f"{__package__}.converters.{family}")
 
 
 def get_converter(hook: str | None) -> Callable | None:

@@ -40,7 +40,7 @@ class OnnxModel:
 
     def samples(self, n: int = 4, seed: int = 0) -> list[list[np.ndarray]]:
         """``n`` seeded input samples (the first one is ``example``), for the parity gates."""
-        from ..parity import make_inputs
+        from ..parity_inputs import make_inputs
 
         return [[t.numpy() for t in self.example]] + make_inputs(self.specs, samples=n - 1, seed=seed + 1)
 

@@ -20,61 +20,13 @@ from ..frameworks import numpy_to_torch, torch_to_numpy
 from ..progress import report as report_progress
 from ..table import Row, table
 from . import plan, ported
-from .registry import INTERNAL, get_converter, load
+from .registry import INTERNAL, get_converter
 from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
+from .values import Const, DynamicShapeError, Value
 
 # creation ops whose tensor operand gives only a dtype/device (and, for *_like, a shape)
 SHAPE_TEMPLATE_CREATION = {"new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like", "full_like",
                            "empty_like"}
-
-
-class DynamicShapeError(Exception):
-    """A dynamic size the Keras graph cannot express here; the converter keeps the input sizes it
-    depends on (``symbols``, filled in by the emitter) static and converts again."""
-
-    def __init__(self, message: str, symbols=None):
-        super().__init__(message)
-        self.symbols = set(symbols or ())
-        self.where = ""
-
-
-@dataclass
-class Const:
-    """A value known at conversion time (a buffer, a folded constant), in torch layout."""
-
-    array: np.ndarray
-    path: str = ""  # torch parameter/buffer path when it is one
-    trainable: bool = False
-    # its Constant/Parameter layer's output per layout, made once. Kept on the object, not in a
-    # cache keyed by id(): a freed temporary's id is soon reused, and a hit on it would silently
-    # return another constant's layer.
-    tensors: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def shape(self):
-        return self.array.shape
-
-
-@dataclass
-class Value:
-    """A dynamic tensor of the torch graph as it exists in the Keras graph."""
-
-    meta: TensorMeta
-    perm: tuple  # layout of the canonical Keras tensor (see plan.py)
-    tensors: dict = field(default_factory=dict)  # perm -> KerasTensor
-    # A flatten of a channels-last tensor keeps Keras order: feature j here is torch feature
-    # feature_order[j]. ``unflattened`` rebuilds the torch-order tensor when a consumer needs it.
-    feature_order: np.ndarray | None = None
-    flat_chw: tuple | None = None  # the (C, *S) block a channels-last flatten came from
-    unflattened: object = None
-
-    @property
-    def rank(self) -> int:
-        return len(self.perm)
-
-    @property
-    def tensor(self):
-        return self.tensors[self.perm]
 
 
 @dataclass
@@ -94,7 +46,7 @@ class Emitter:
                  model_name: str = "xlate_converted"):
         import keras
 
-        load()
+        from . import converters  # noqa: F401 - importing the package registers every converter
         self.keras = keras
         self.graph = graph
         self.model_name = model_name

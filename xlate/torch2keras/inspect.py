@@ -18,11 +18,11 @@ def coverage(module, example_inputs, dynamic="auto") -> list[CoverageItem]:
 
 def coverage_and_dims(module, example_inputs, dynamic="auto"):
     """(coverage items, per input axis dims.DimInfo) as a conversion would find them."""
+    from . import converters  # noqa: F401 - importing the package registers every converter
     from .convert import emit_pinning
     from .fxtrace import trace_dynamic
-    from .registry import INTERNAL, load
+    from .registry import INTERNAL
 
-    load()
     try:
         with without_kv_cache(module):
             traced = trace_dynamic(module, example_inputs, dynamic)

@@ -4,6 +4,10 @@
 (one function serves Conv1d/2d/3d). ``internal(target)`` registers graph plumbing that is not
 an equivalence between frameworks (tuple indexing, symbolic size arithmetic, asserts). Both
 registries reject duplicates.
+
+The tables are filled by importing ``xlate.torch2keras.converters`` (each module registers its
+functions); whoever needs the full set imports that package. This module must not import the
+converters itself, or the two would depend on each other.
 """
 
 from __future__ import annotations
@@ -43,18 +47,8 @@ def internal(*targets: str):
 
 
 def get_converter(hook: str):
-    load()
+    """The converter of ``hook``; the caller has imported ``xlate.torch2keras.converters``."""
     try:
         return CONVERTERS[hook]
     except KeyError:
         raise TableError(f"no torch->keras converter for hook {hook!r}") from None
-
-
-_loaded = False
-
-
-def load() -> None:
-    global _loaded
-    if not _loaded:
-        from . import converters  # noqa: F401 - registers every converter
-        _loaded = True

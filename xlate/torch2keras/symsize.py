@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from .emit import DynamicShapeError, Value
 from .trace import Sym, sym_names
+from .values import DynamicShapeError, Value
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 

@@ -16,6 +16,7 @@ from collections import Counter
 
 from ..errors import BadInputError
 from ..table import table
+from .lookup import keras_class_name, torch_class_name
 from .record import translation_of
 from .schedule_common import (
     base_lr,
@@ -26,7 +27,6 @@ from .schedule_common import (
     row_for,
     set_base_lr,
 )
-from .state import keras_class_name, torch_class_name
 
 # children whose torch chainable form multiplies the lr by a factor of the epoch alone
 _MULTIPLICATIVE = {"LinearLR", "ConstantLR", "ExponentialLR", "StepLR", "MultiStepLR", "PolynomialLR"}

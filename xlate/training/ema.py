@@ -101,7 +101,7 @@ class TorchLoopEMA:
 
 def ema_pairs_keras(optimizer) -> dict:
     """{model variable path: Keras average variable} of a Keras optimizer with use_ema."""
-    from .state import sub_optimizers
+    from .lookup import sub_optimizers
 
     out = {}
     for sub in sub_optimizers(getattr(optimizer, "inner_optimizer", optimizer)):

@@ -15,7 +15,7 @@ import math
 import keras
 from keras import ops
 
-from .state import keras_learning_rate, sub_optimizers
+from .lookup import keras_learning_rate, sub_optimizers
 
 _register = keras.saving.register_keras_serializable(package="xlate")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..frameworks import flatten_outputs, to_numpy
-from .state import keras_learning_rate, sub_optimizers
+from .lookup import keras_learning_rate, sub_optimizers
 
 
 @dataclass

@@ -16,8 +16,8 @@ from ..errors import BadInputError, UnsupportedOpError, XlateError
 from ..frameworks import accepted_kwargs
 from ..table import Row, table
 from . import loss_hooks_extra
+from .lookup import check_emulate, keras_class_name, row_named, torch_class_name
 from .record import Translation, attach_translation
-from .state import check_emulate, keras_class_name, row_named, torch_class_name
 
 _TORCH_TO_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": None}
 _KERAS_TO_TORCH_REDUCTION = {"sum_over_batch_size": "mean", "mean": "mean", "mean_with_sample_weight": "mean",

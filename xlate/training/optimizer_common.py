@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import BadInputError, XlateError
 from ..table import Row
-from .state import EMULATE
+from .lookup import EMULATE
 
 TUPLE_ARG = re.compile(r"(\w+)\[(\d+)\]")
 KERAS_BASE_ONLY = {"name", "learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from ..errors import BadInputError
 from ..frameworks import is_keras_model, is_torch_module
+from .lookup import is_torch_optimizer
 from .optimizer_common import LoopSettings, check_emulate
 from .optimizer_hooks import HOOKS, OptimizerHook
-from .state import _is_torch_optimizer
 
 __all__ = ["HOOKS", "LoopSettings", "OptimizerHook", "translate_optimizer"]
 
@@ -54,7 +54,7 @@ def translate_optimizer(optimizer, target_params_or_model, *, source_model=None,
     """
     check_emulate(emulate)
     loop = LoopSettings(clip_grad_norm, clip_grad_value, ema, grad_accum_steps)
-    if _is_torch_optimizer(optimizer):
+    if is_torch_optimizer(optimizer):
         if is_torch_module(target_params_or_model):
             raise BadInputError("the target of a torch optimizer's translation is a Keras model")
         from .optimizers_t2k import torch_to_keras

@@ -14,19 +14,12 @@ from __future__ import annotations
 from ..errors import BadInputError, UnsupportedOpError, XlateError
 from ..frameworks import accepted_kwargs, is_torch_module
 from ..table import Row
+from .lookup import keras_class_name, keras_learning_rate, optimizer_row, sub_optimizers
 from .optimizer_common import KERAS_LOOP_SETTINGS, TUPLE_ARG, is_power_of_two, use_native
 from .optimizer_hooks import HOOKS
+from .pairing import keras_vars, pair_parameters, torch_params
 from .record import Translation, attach_translation
-from .state import (
-    keras_class_name,
-    keras_learning_rate,
-    keras_vars,
-    optimizer_row,
-    pair_parameters,
-    port_optimizer_state,
-    sub_optimizers,
-    torch_params,
-)
+from .state import port_optimizer_state
 
 
 def _keras_hypers(row: Row, optimizer, src_side: str) -> tuple[dict, dict]:

@@ -16,10 +16,12 @@ from ..errors import BadInputError, XlateError
 from ..frameworks import is_keras_model
 from ..table import Row
 from .ema import ema_decay_of, port_ema_to_keras
+from .lookup import optimizer_row, torch_class_name
 from .optimizer_common import KERAS_LOOP_SETTINGS, TUPLE_ARG, LoopSettings, accepted, use_native
 from .optimizer_hooks import HOOKS, torch_loop_reason
+from .pairing import pair_parameters
 from .record import Translation, attach_translation
-from .state import optimizer_row, pair_parameters, port_optimizer_state, torch_class_name
+from .state import port_optimizer_state
 
 
 def _group_hypers(row: Row, group: dict, decay: str) -> tuple[dict, dict]:

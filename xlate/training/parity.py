@@ -21,9 +21,9 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..frameworks import framework_of, to_numpy
-from ..parity import PrintableReport
+from ..parity_report import PrintableReport
+from .pairing import copy_weights, pair_parameters, weight_differences
 from .record import translation_of
-from .state import copy_weights, pair_parameters, weight_differences
 
 
 @dataclass

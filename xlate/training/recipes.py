@@ -54,7 +54,7 @@ def models(seed: int = 0):
     import keras
     import torch
 
-    from .state import copy_weights
+    from .pairing import copy_weights
 
     torch.manual_seed(seed)
     tm = torch.nn.Sequential(torch.nn.Linear(IN_FEATURES, 32), torch.nn.LayerNorm(32), torch.nn.GELU(),

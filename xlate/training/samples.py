@@ -162,12 +162,12 @@ def _make(kind, shape, rng, sample):
 def paired_mlp(in_features: int, out_features: int, hidden: int = 16, seed: int = 0, activation: str = "tanh",
                bias: bool = True):
     """A torch MLP and the same Keras Dense model with the torch weights copied through the
-    table's weight transforms (``xlate.training.state.copy_weights``). ``bias=False``: 2-D weights
+    table's weight transforms (``xlate.training.pairing.copy_weights``). ``bias=False``: 2-D weights
     only (torch's Muon)."""
     import keras
     import torch
 
-    from .state import copy_weights
+    from .pairing import copy_weights
 
     torch.manual_seed(seed)
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from ..errors import BadInputError, XlateError
 from ..table import Row
+from .lookup import keras_class_name, row_named, sub_optimizers, torch_class_name
 from .record import Translation, attach_translation
-from .state import keras_class_name, row_named, sub_optimizers, torch_class_name
 
 STEPPINGS = ("epoch", "batch")
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from ..errors import BadInputError, XlateError
 from ..table import Row, table
 from . import composed_hooks
+from .lookup import check_emulate, keras_class_name, row_named, torch_class_name
 from .schedule_common import (
     Context,
     base_lr,
@@ -32,7 +33,6 @@ from .schedule_common import (
     row_for,
     set_base_lr,
 )
-from .state import check_emulate, keras_class_name, row_named, torch_class_name
 
 # --- torch -> Keras -------------------------------------------------------------------------
 

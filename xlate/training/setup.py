@@ -118,8 +118,8 @@ def _keras_to_torch(model, optimizer, loss, schedule, target, *, steps_per_epoch
     from .losses import translate_loss
     from .mixed_precision import torch_grad_scaler
     from .optimizers import translate_optimizer
+    from .pairing import pair_parameters
     from .schedules import translate_schedule
-    from .state import pair_parameters
 
     inner = getattr(optimizer, "inner_optimizer", None) if type(optimizer).__name__ == "LossScaleOptimizer" else None
     loop_out: dict = {}

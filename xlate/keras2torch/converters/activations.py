@@ -13,10 +13,10 @@ import inspect
 import numpy as np
 
 from .. import plan
-from ..emit import Code, call, literal, torch_fn_name
 from ..helpers import register_helper
 from ..registry import NotConvertible, converter
-from .core import layout_constant
+from ..source import Code, call, literal, torch_fn_name
+from .operands import layout_constant
 
 _AXIS_ARGS = {"softmax", "log_softmax", "glu"}
 

@@ -8,8 +8,8 @@ kernels) into an explicit ``F.pad`` with the extra pixel at the end, as TensorFl
 from __future__ import annotations
 
 from .. import plan
-from ..emit import Code, call, compact
 from ..registry import NotConvertible, converter
+from ..source import Code, call, compact
 
 
 def _spatial(x, channels_last: bool) -> tuple:

@@ -5,21 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import call, literal
 from ..registry import NotConvertible, converter
-
-
-def layout_constant(array: np.ndarray, perm) -> np.ndarray:
-    """A constant that broadcasts against a Keras tensor of rank len(perm), reshaped and
-    transposed so it broadcasts the same way against the torch tensor laid out as ``perm``."""
-    array = np.asarray(array)
-    rank = len(perm)
-    if array.ndim > rank:
-        raise NotConvertible(f"a constant of rank {array.ndim} broadcast against rank {rank}")
-    if plan.is_identity(perm):
-        return array
-    full = array.reshape((1,) * (rank - array.ndim) + array.shape)
-    return np.transpose(full, perm)
+from ..source import call, literal
+from .operands import elementwise_inputs, layout_constant
 
 
 @converter("dense")
@@ -227,7 +215,6 @@ def stochastic_depth(em, node, row):
 
 @converter("merge")
 def average(em, node, row):
-    from .ops import elementwise_inputs
 
     values, perm = elementwise_inputs(em, node, list(node.args[0]))
     em.assign(node, f"({' + '.join(values)}) / {len(values)}", perm)
@@ -260,7 +247,7 @@ def reversible_embedding(em, node, row):
         kernel = f"self.{reverse}"
     expr = f"{x.var} @ {kernel}"
     if cfg.get("reverse_dtype"):
-        from ..emit import torch_dtype
+        from ..source import torch_dtype
 
         dtype = torch_dtype(cfg["reverse_dtype"])
         expr = f"{x.var}.to({dtype}) @ {kernel}.to({dtype})"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ast
 
-from ..emit import literal, torch_dtype
 from ..registry import converter
+from ..source import literal, torch_dtype
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import call
 from ..registry import NotConvertible, converter
+from ..source import call
 
 
 def _axes(axis, rank: int) -> list[int]:

@@ -1,92 +1,28 @@
-"""keras.ops calls inside functional graphs, and the Keras merge/reshape layers that share their rows.
+"""keras.ops calls inside functional graphs that compute: elementwise ops, reductions and other
+axis-taking ops, creation ops, matmul/einsum/attention; and the Keras merge layers that share
+their rows.
 
 Elementwise ops keep their inputs' layout (constants are laid out to match); axis-taking ops
 have their axes remapped through the layout plan; ops that cannot follow a layout (matmul,
-einsum, reshape, slicing) ask for the Keras layout and get one explicit permute if needed.
+einsum) ask for the Keras layout and get one explicit permute if needed. Indexing, splitting
+and reshaping ops live in ``shape_ops.py``, operand handling in ``operands.py``; this module must
+not import the emitter.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import plan
-from ..emit import Code, call, literal, torch_dtype
 from ..registry import NotConvertible, converter
+from ..source import Code, call, literal, torch_dtype
 from ..walk import Ref
-from .core import layout_constant
+from .operands import axes_of, constant, dims_source, elementwise_inputs, scalar
 
-# --- operands -----------------------------------------------------------------------------------
-
-
-def _as_array(x):
-    """A non-tensor operand as a NumPy array (Python scalars stay scalars)."""
-    if isinstance(x, (bool, int, float)):
-        return x
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "shape") and hasattr(x, "dtype"):  # a backend tensor (a folded Keras constant)
-        import keras
-
-        return keras.ops.convert_to_numpy(x)
-    return np.asarray(x)
-
-
-def _arange_source(array: np.ndarray) -> str | None:
-    """``torch.arange(...)`` for a 1-D evenly spaced constant (keras.ops.arange is folded to one)."""
-    if array.ndim != 1 or array.size < 2 or array.dtype.kind not in "iuf":
-        return None
-    step = array[1] - array[0]
-    if step == 0 or not np.array_equal(array, array[0] + step * np.arange(array.size, dtype=array.dtype)):
-        return None
-    start, stop = array[0].item(), (array[0] + step * array.size).item()
-    dtype = torch_dtype(str(array.dtype))
-    args = [start, stop] if start != 0 else [stop]
-    if step != 1:
-        args = [start, stop, step.item()]
-    return call("torch.arange", *args, dtype=Code(dtype))
-
-
-def constant(em, node, x, perm, name: str = "const") -> str:
-    """Source for a constant operand broadcast against a tensor laid out as ``perm``."""
-    x = _as_array(x)
-    if not isinstance(x, np.ndarray):
-        return literal(x)
-    if x.ndim == 0:
-        return literal(x.item())
-    if plan.is_identity(perm) or x.ndim == 1 and len(perm) <= 1:
-        source = _arange_source(x)
-        if source is not None:
-            em.use_row(em.row("arange"))
-            return source
-    return f"self.{em.buffer(f'{node.name}_{name}', layout_constant(x, perm))}"
-
-
-def elementwise_inputs(em, node, operands) -> tuple[list[str], plan.Perm]:
-    """Sources of elementwise operands in one common layout (chosen from the tensor operands)."""
-    rank = em.graph.tensors[node.outputs[0]].rank
-    tensors = [em.value(o) for o in operands if isinstance(o, Ref)]
-    perm = plan.identity(rank)
-    for v in tensors:
-        if v.rank == rank and not plan.is_identity(v.perm) and v.flat_chw is None:
-            perm = v.perm
-            break
-    if any(v.rank not in (0, rank) for v in tensors):
-        perm = plan.identity(rank)  # NumPy broadcasting of a lower-rank tensor: stay in the Keras layout
-    out = []
-    for i, o in enumerate(operands):
-        if isinstance(o, Ref):
-            v = em.value(o)
-            out.append(em.in_layout(o, perm if v.rank == rank else "keras").var)
-        else:
-            out.append(constant(em, node, o, perm, f"operand{i}" if len(operands) > 1 else "const"))
-    return out, perm
+# --- elementwise ---------------------------------------------------------------------------------
 
 
 def _parens(src: str) -> str:
     return src if src.replace("_", "").replace(".", "").isalnum() else f"({src})"
 
-
-# --- elementwise ---------------------------------------------------------------------------------
 
 _BINARY_OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "true_divide": "/",
                      "power": "**", "Add": "+", "Subtract": "-", "Multiply": "*"}
@@ -159,12 +95,7 @@ def where(em, node, row):
 def clamp(em, node, row):
     x = em.input(node, 0)
     cfg = node.config
-    em.assign(node, call(f"{x.var}.clamp", _scalar(cfg["x_min"]), _scalar(cfg["x_max"])), x.perm)
-
-
-def _scalar(v):
-    a = _as_array(v)
-    return a.item() if isinstance(a, np.ndarray) else a
+    em.assign(node, call(f"{x.var}.clamp", scalar(cfg["x_min"]), scalar(cfg["x_max"])), x.perm)
 
 
 @converter("creation")
@@ -177,25 +108,13 @@ def creation(em, node, row):
     kwargs = {"dtype": Code(torch_dtype(dtype))} if dtype else {}
     if name == "full_like":
         fill = node.args[1] if len(node.args) > 1 else node.kwargs.get("fill_value")
-        expr = call("torch.full_like", Code(x.var), _scalar(fill), **kwargs)
+        expr = call("torch.full_like", Code(x.var), scalar(fill), **kwargs)
     else:
         expr = call(f"torch.{name}", Code(x.var), **kwargs)
     em.assign(node, expr, x.perm)
 
 
 # --- axis-taking ops ----------------------------------------------------------------------------
-
-
-def _axes(axis, rank) -> tuple[int, ...] | None:
-    if axis is None:
-        return None
-    if isinstance(axis, (list, tuple)):
-        return tuple(a % rank for a in axis)
-    return (axis % rank,)
-
-
-def _dims_source(dims: tuple[int, ...]):
-    return dims[0] if len(dims) == 1 else dims
 
 
 _REDUCE_METHODS = {"mean": "mean", "sum": "sum", "max": "amax", "min": "amin", "prod": "prod", "argmax": "argmax",
@@ -207,7 +126,7 @@ def reduce(em, node, row):
     name = node.kind.rsplit(".", 1)[-1]
     cfg = node.config
     x = em.input(node, 0)
-    axes = _axes(cfg.get("axis"), x.rank)
+    axes = axes_of(cfg.get("axis"), x.rank)
     keep = bool(cfg.get("keepdims"))
     method = _REDUCE_METHODS[name]
     if axes is None:
@@ -220,7 +139,7 @@ def reduce(em, node, row):
     kwargs = {"keepdim": True} if keep else {}
     if name in ("argmax", "argmin", "prod") and len(dims) > 1:
         raise NotConvertible(f"{name} over several axes")
-    expr = call(f"{x.var}.{method}", dim=_dims_source(dims), **kwargs)
+    expr = call(f"{x.var}.{method}", dim=dims_source(dims), **kwargs)
     if name in ("max", "min") and cfg.get("initial") is not None:
         expr = f"{expr}.clamp({'min' if name == 'max' else 'max'}={literal(float(cfg['initial']))})"
     if name == "prod" and cfg.get("dtype"):
@@ -233,7 +152,7 @@ def variance(em, node, row):
     name = node.kind.rsplit(".", 1)[-1]
     cfg = node.config
     x = em.input(node, 0)
-    axes = _axes(cfg.get("axis"), x.rank)
+    axes = axes_of(cfg.get("axis"), x.rank)
     keep = bool(cfg.get("keepdims"))
     method = "std" if name == "std" else "var"
     kwargs = {"correction": 0}  # Keras computes the biased (population) variance
@@ -243,7 +162,7 @@ def variance(em, node, row):
         em.assign(node, call(f"{x.var}.{method}", **kwargs), () if not keep else x.perm)
         return
     dims = tuple(sorted(x.dim(a) for a in axes))
-    em.assign(node, call(f"{x.var}.{method}", dim=_dims_source(dims), **kwargs),
+    em.assign(node, call(f"{x.var}.{method}", dim=dims_source(dims), **kwargs),
               x.perm if keep else plan.drop_axes(x.perm, axes))
 
 
@@ -272,7 +191,7 @@ def diff(em, node, row):
 @converter("flip")
 def flip(em, node, row):
     x = em.input(node, 0)
-    axes = _axes(node.config.get("axis"), x.rank)
+    axes = axes_of(node.config.get("axis"), x.rank)
     dims = tuple(range(x.rank)) if axes is None else tuple(x.dim(a) for a in axes)
     em.assign(node, f"torch.flip({x.var}, dims={literal(dims)})", x.perm)
 
@@ -286,10 +205,10 @@ def roll(em, node, row):
         em.assign(node, call("torch.roll", Code(x.var), cfg["shift"]))
         return
     x = em.input(node, 0)
-    axes = _axes(axis, x.rank)
+    axes = axes_of(axis, x.rank)
     dims = tuple(x.dim(a) for a in axes)
     shifts = cfg["shift"]
-    em.assign(node, call("torch.roll", Code(x.var), shifts, dims=_dims_source(dims)), x.perm)
+    em.assign(node, call("torch.roll", Code(x.var), shifts, dims=dims_source(dims)), x.perm)
 
 
 @converter("triangle")
@@ -304,7 +223,7 @@ def triangle(em, node, row):
 def norm(em, node, row):
     cfg = node.config
     x = em.input(node, 0)
-    axes = _axes(cfg.get("axis"), x.rank)
+    axes = axes_of(cfg.get("axis"), x.rank)
     order = cfg.get("ord")
     keep = bool(cfg.get("keepdims"))
     kwargs = {"keepdim": True} if keep else {}
@@ -335,7 +254,7 @@ def normalize(em, node, row):
         axis, order = cfg.get("axis", -1), cfg.get("order", 2)
         eps = cfg.get("epsilon")
         eps = float(keras.config.epsilon()) if eps is None else float(eps)
-    axes = _axes(axis, x.rank)
+    axes = axes_of(axis, x.rank)
     dims = tuple(x.dim(a) for a in axes)
     if len(dims) == 1:
         expr = call("F.normalize", Code(x.var), p=order, dim=dims[0], eps=eps)
@@ -367,244 +286,6 @@ def sort(em, node, row):
         em.assign(node, f"{fn}({x.var}.flatten()){tail}", (0,))
         return
     em.assign(node, call(fn, Code(x.var), dim=x.dim(axis)) + tail, x.perm)
-
-
-@converter("gather")
-def gather(em, node, row):
-    axis = node.config.get("axis")
-    x = em.in_layout(node.args[0], "keras")
-    if axis is None:
-        raise NotConvertible("take_along_axis without an axis")
-    idx = node.args[1]
-    if isinstance(idx, Ref):
-        v = em.in_layout(idx, "keras")
-        isrc = v.var if v.dtype == "int64" else f"{v.var}.long()"
-    else:
-        isrc = f"self.{em.buffer(f'{node.name}_indices', np.asarray(_as_array(idx), dtype=np.int64))}"
-    em.assign(node, call("torch.take_along_dim", Code(x.var), Code(isrc), dim=axis % x.rank))
-
-
-@converter("index", "select")
-def take(em, node, row):
-    axis = node.config.get("axis")
-    indices = node.args[1] if len(node.args) > 1 else node.kwargs.get("indices")
-    if axis is None:
-        x = em.input(node, 0, "keras")
-        src, axis_dim, perm_in = f"{x.var}.flatten()", 0, (0,)
-    else:
-        x = em.input(node, 0)
-        src, axis_dim, perm_in = x.var, x.dim(axis), x.perm
-    plain = _as_array(indices) if not isinstance(indices, Ref) else None
-    if plain is not None and not isinstance(plain, np.ndarray):
-        # one integer: a select, which drops the axis (the select row)
-        em.use_row(em.row("select"))
-        out_perm = plan.drop_axes(perm_in, (perm_in[axis_dim],))
-        em.assign(node, f"{src}.select({axis_dim}, {int(plain)})", out_perm)
-        return
-    if isinstance(indices, Ref):
-        v = em.in_layout(indices, "keras")
-        isrc = v.var if "int" in v.dtype else f"{v.var}.long()"
-    else:
-        arr = np.asarray(plain, dtype=np.int64)
-        isrc = literal(arr.tolist()) if arr.ndim == 1 and arr.size <= 16 else \
-            f"self.{em.buffer(f'{node.name}_indices', arr)}"
-    if axis is not None and not plan.is_identity(x.perm):
-        x = em.input(node, 0, "keras")
-        src, axis_dim = x.var, axis % x.rank
-    index = ", ".join([":"] * axis_dim + [isrc])
-    em.assign(node, f"{src}[{index}]")
-
-
-@converter("split")
-def split(em, node, row):
-    name = node.kind.rsplit(".", 1)[-1]
-    cfg = node.config
-    x = em.input(node, 0)
-    axis = cfg.get("axis", 0)
-    dim = x.dim(axis)
-    if name == "unstack":
-        em.assign_many(node, f"torch.unbind({x.var}, dim={dim})", [plan.drop_axes(x.perm, (axis % x.rank,))] *
-                       len(node.outputs))
-        return
-    sections = cfg["indices_or_sections"]
-    sections = list(sections) if isinstance(sections, (list, tuple)) else int(sections)
-    em.assign_many(node, call("torch.tensor_split", Code(x.var), sections, dim=dim), [x.perm] * len(node.outputs))
-
-
-# --- combining and reshaping --------------------------------------------------------------------
-
-
-@converter("cat")
-def cat(em, node, row):
-    name = node.kind.rsplit(".", 1)[-1]
-    tensors = list(node.args[0])
-    axis = node.config.get("axis", -1 if name == "Concatenate" else 0)
-    if name == "stack":
-        srcs = [em.in_layout(t, "keras").var for t in tensors]
-        em.assign(node, f"torch.stack([{', '.join(srcs)}], dim={axis})")
-        return
-    values = [em.value(t) for t in tensors if isinstance(t, Ref)]
-    perm = next((v.perm for v in values if not plan.is_identity(v.perm) and v.flat_chw is None),
-                plan.identity(values[0].rank))
-    srcs = [em.in_layout(t, perm).var if isinstance(t, Ref) else constant(em, node, t, perm) for t in tensors]
-    dim = plan.torch_dim(perm, axis)
-    em.assign(node, f"torch.cat([{', '.join(srcs)}], dim={dim})", perm)
-
-
-def _same_order(v) -> bool:
-    """True when the torch tensor holds its elements in Keras order (only size-1 axes moved)."""
-    moved = [p for p in v.perm if v.shape[p] != 1]
-    return moved == sorted(moved)
-
-
-@converter("reshape")
-def reshape(em, node, row):
-    out = em.graph.tensors[node.outputs[0]]
-    raw = em.value(node.inputs[0])
-    x = raw if raw.flat_chw is None and _same_order(raw) else em.input(node, 0, "keras")
-    shape = out.shape
-    if all(d is not None for d in shape[1:]):
-        target = [-1, *shape[1:]]
-        # a (N, 1, 1, C) result read by convolutions: (N, C, 1, 1) is the same memory
-        if out.rank >= 3 and all(d == 1 for d in shape[1:-1]) and em._wants_channels_first(out.id):
-            cf = plan.channels_first(out.rank)
-            em.assign(node, call(f"{x.var}.reshape", *[-1, *plan.torch_shape(cf, shape)[1:]]), cf)
-            return
-        em.assign(node, call(f"{x.var}.reshape", *target))
-        return
-    target = node.config.get("target_shape") or node.config.get("newshape")
-    if target is None:
-        raise NotConvertible("reshape to a shape that is not static")
-    if node.kind == "keras.layers.Reshape":
-        em.assign(node, call(f"{x.var}.reshape", Code(f"{x.var}.shape[0]"), *target))
-    else:
-        em.assign(node, call(f"{x.var}.reshape", *target))
-
-
-def _keras_permutation(node, rank) -> tuple[int, ...]:
-    cfg = node.config
-    name = node.kind.rsplit(".", 1)[-1]
-    if name == "Permute":
-        return (0, *cfg["dims"])
-    if name == "transpose":
-        axes = cfg.get("axes")
-        return tuple(reversed(range(rank))) if axes is None else tuple(a % rank for a in axes)
-    if name == "swapaxes":
-        order = list(range(rank))
-        a, b = cfg["axis1"] % rank, cfg["axis2"] % rank
-        order[a], order[b] = order[b], order[a]
-        return tuple(order)
-    if name == "moveaxis":
-        src = _axes(cfg["source"], rank)
-        dst = _axes(cfg["destination"], rank)
-        order = [a for a in range(rank) if a not in src]
-        for d, s in sorted(zip(dst, src)):
-            order.insert(d, s)
-        return tuple(order)
-    raise NotConvertible(f"no permutation rule for {node.kind}")
-
-
-@converter("permute")
-def permute(em, node, row):
-    """A transpose only relabels the layout: no statement until a consumer needs a particular one."""
-    x = em.input(node, 0)
-    keras_perm = _keras_permutation(node, x.rank)
-    inv = plan.inverse(keras_perm)
-    em.alias(node, x)
-    v = em.values[node.outputs[0]]
-    v.perm = tuple(inv[p] for p in x.perm)
-    for alt in v.alts.values():
-        em._live[alt] -= 1
-    v.alts = {}
-
-
-@converter("squeeze")
-def squeeze(em, node, row):
-    x = em.input(node, 0)
-    axis = node.config.get("axis")
-    axes = _axes(axis, x.rank)
-    if axes is None:
-        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
-    dims = tuple(sorted(x.dim(a) for a in axes))
-    em.assign(node, f"{x.var}.squeeze({literal(_dims_source(dims))})", plan.drop_axes(x.perm, axes))
-
-
-@converter("unsqueeze")
-def unsqueeze(em, node, row):
-    x = em.input(node, 0, "keras")
-    out_rank = em.graph.tensors[node.outputs[0]].rank
-    axes = sorted(_axes(node.config["axis"], out_rank))
-    expr = x.var
-    for a in axes:
-        expr = f"{expr}.unsqueeze({a})"
-    em.assign(node, expr)
-
-
-@converter("expand")
-def expand(em, node, row):
-    x = em.input(node, 0, "keras")
-    shape = tuple(-1 if d is None else int(d) for d in node.config["shape"])
-    em.assign(node, call("torch.broadcast_to", Code(x.var), shape))
-
-
-@converter("repeat")
-def repeat(em, node, row):
-    name = node.kind.rsplit(".", 1)[-1]
-    cfg = node.config
-    if name == "RepeatVector":
-        x = em.input(node, 0, "keras")
-        em.assign(node, f"{x.var}.unsqueeze(1).repeat(1, {int(cfg['n'])}, 1)")
-        return
-    if name == "tile":
-        x = em.input(node, 0, "keras")
-        em.assign(node, call("torch.tile", Code(x.var), tuple(int(r) for r in cfg["repeats"])))
-        return
-    x = em.input(node, 0)
-    axis = cfg.get("axis")
-    repeats = cfg["repeats"]
-    repeats = list(repeats) if isinstance(repeats, (list, tuple)) else int(repeats)
-    if axis is None:
-        x = em.input(node, 0, "keras")
-        em.assign(node, call("torch.repeat_interleave", Code(f"{x.var}.flatten()"), repeats), (0,))
-        return
-    em.assign(node, call(f"{x.var}.repeat_interleave", repeats, dim=x.dim(axis)), x.perm)
-
-
-def _index_source(em, key) -> str:
-    if isinstance(key, (tuple, list)):  # a tuple saved in a .keras config comes back a list
-        return ", ".join(_index_source(em, k) for k in key) if key else "()"
-    if isinstance(key, slice):
-        if key.step is not None and _scalar(key.step) < 0:
-            raise NotConvertible("slicing with a negative step")
-        parts = ["" if p is None else str(_scalar(p)) for p in (key.start, key.stop)]
-        text = ":".join(parts)
-        if key.step is not None:
-            text += f":{_scalar(key.step)}"
-        return text
-    if key is None:
-        return "None"
-    if key is Ellipsis:
-        return "..."
-    if isinstance(key, Ref):
-        return em.in_layout(key, "keras").var
-    return literal(_scalar(key))
-
-
-@converter("slice")
-def slicing(em, node, row):
-    name = node.kind.rsplit(".", 1)[-1]
-    x = em.input(node, 0, "keras")
-    if name == "get_item":
-        key = node.args[1]
-        em.assign(node, f"{x.var}[{_index_source(em, key)}]")
-        return
-    if name == "slice":
-        starts = [int(s) for s in _as_array(node.args[1] if len(node.args) > 1 else node.kwargs["start_indices"])]
-        sizes = [int(s) for s in _as_array(node.args[2] if len(node.args) > 2 else node.kwargs["shape"])]
-        parts = [f"{s}:{s + n}" if n != -1 else f"{s}:" for s, n in zip(starts, sizes)]
-        em.assign(node, f"{x.var}[{', '.join(parts)}]")
-        return
-    raise NotConvertible(f"{node.kind} is not converted")
 
 
 # --- products -------------------------------------------------------------------------------
@@ -659,6 +340,6 @@ def sdpa(em, node, row):
     if cfg.get("is_causal"):
         kwargs["is_causal"] = True
     if node.kwargs.get("scale") is not None:
-        kwargs["scale"] = float(_scalar(node.kwargs["scale"]))
+        kwargs["scale"] = float(scalar(node.kwargs["scale"]))
     em.assign(node, call("F.scaled_dot_product_attention", Code(q.var), Code(k.var), Code(v.var), **kwargs),
               (0, 2, 1, 3), comment="(batch, heads, time, depth)")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import plan
-from ..emit import call, compact, literal
 from ..registry import converter
+from ..source import call, compact, literal
 from .conv import _layout, _spatial, conv_pads, padded_input
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..emit import torch_dtype
 from ..helpers import register_helper
 from ..registry import NotConvertible, converter
-from ..source import literal
+from ..source import literal, torch_dtype
 
 
 def encode(em, node, idx: str, rank: int, mode: str, depth: int, *, weights: str | None = None) -> str:

@@ -11,10 +11,11 @@ inner module's weight, in place, as Keras assigns the normalized kernel before e
 
 from __future__ import annotations
 
-from ..emit import Value, torch_dtype
 from ..helpers import register_helper
 from ..nested import run_inner
 from ..registry import NotConvertible, converter
+from ..source import torch_dtype
+from ..values import Value
 
 
 def _output_spec(layer, shape, dtype) -> tuple[tuple, str]:

@@ -4,8 +4,8 @@ bare parameters and arange over a dynamic size, so a converted model converts ba
 
 from __future__ import annotations
 
-from ..emit import literal, torch_dtype
 from ..registry import converter
+from ..source import literal, torch_dtype
 
 
 def _size(em, node, axis: int) -> str:

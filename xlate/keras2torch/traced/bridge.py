@@ -170,7 +170,7 @@ def _converter(written: Written, program):
 
 def trace_model(model, example_arrays, *, model_name: str, version: str, input_names=None, builder=None):
     """Capture a subclassed model whole; returns (source, state, program, writer)."""
-    from ..emit import CLASS_NAME, assemble
+    from ..render import CLASS_NAME, assemble
     from .capture import capture_model
 
     program, arrays = capture_model(model, example_arrays, input_names=input_names, builder=builder)
@@ -188,7 +188,7 @@ def trace_model(model, example_arrays, *, model_name: str, version: str, input_n
 
 
 def _helpers(names) -> list[str]:
-    from ..emit import HELPERS
+    from ..helpers import HELPERS
 
     return [HELPERS[name].strip("\n") for name in sorted(names)]
 
@@ -196,9 +196,8 @@ def _helpers(names) -> list[str]:
 def rowless(graph) -> list[int]:
     """Indices of the nodes no table row can convert whatever their configuration."""
     from ...table import table
-    from ..registry import get_converter, load
-
-    load()
+    from .. import converters  # noqa: F401 - importing the package registers every converter
+    from ..registry import get_converter
     rows = table().by_keras
     out = []
     for i, node in enumerate(graph.nodes):

@@ -15,7 +15,8 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 
-from ..emit import HELPERS, identifier
+from ..helpers import HELPERS
+from ..source import identifier
 from .statements import RESERVED
 
 _TOKEN = re.compile("\u27ea(\\d+)\u27eb")

@@ -72,7 +72,8 @@ class Natives:
 
     def __call__(self, scope: str, regions) -> bool:
         from ...table import table
-        from ..registry import get_converter, load
+        from .. import converters  # noqa: F401 - importing the package registers every converter
+        from ..registry import get_converter
         from ..walk import kind_of
 
         if self.root_layer is None:
@@ -81,7 +82,6 @@ class Natives:
         layer = resolve(self.root_layer, info.locator)
         if layer is None or type(layer).__name__ != info.cls:
             return False
-        load()
         row = table().by_keras.get(kind_of(layer))
         if row is None or "keras2torch" not in row.directions or get_converter(row.hook) is None:
             return False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..emit import identifier, literal, torch_dtype
+from ..source import identifier, literal, torch_dtype
 from .classes import ClassRegistry
 from .native import rename
 from .regions import Plan, Region, is_under, refs

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from ..emit import identifier
+from ..source import identifier
 
 MARKER = re.compile("\u27e8([^\u27e9]+)\u27e9")
 _PERMUTE = re.compile("\u27e8([^\u27e9]+)\u27e9\\.permute\\(([-\\d, ]+)\\)")

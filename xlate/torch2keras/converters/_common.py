@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import Const, Value
+from ..values import Const, Value
 
 # Constants up to this many elements are written inline into the op; larger ones become a
 # Constant layer whose value is saved with the weights.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...table import VALUE_CONVERSIONS
 from .. import plan
-from ..emit import Value
 from ..registry import converter
+from ..values import Value
 from ._common import layers
 from .elementwise import elementwise_result
 

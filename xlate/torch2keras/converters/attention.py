@@ -9,8 +9,8 @@ import inspect
 import numpy as np
 
 from .. import plan
-from ..emit import Const, DynamicShapeError, Value
 from ..registry import converter
+from ..values import Const, DynamicShapeError, Value
 from ._common import layers, ops
 from .linear import port
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ...layout import same_padding
 from .. import plan
-from ..emit import Const
 from ..registry import converter
+from ..values import Const
 from ._common import layers, ops
 from .linear import _shared_layer, port
 

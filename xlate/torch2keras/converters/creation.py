@@ -7,9 +7,9 @@ import numpy as np
 
 from ...frameworks import numpy_dtype
 from .. import plan, symsize
-from ..emit import Const, DynamicShapeError
 from ..registry import converter
 from ..trace import Sym
+from ..values import Const, DynamicShapeError
 from ._common import np_dtype, ops
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..emit import Const, Value
 from ..registry import converter
+from ..values import Const, Value
 from ._common import aligned, ops
 
 # aten op name (without overload) -> keras.ops function, for ops whose row hook is generic

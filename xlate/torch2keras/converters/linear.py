@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ...transforms import get_transform
 from .. import plan
-from ..emit import Const, Value
 from ..ported import Pending
 from ..registry import converter
+from ..values import Const, Value
 from ._common import layers, ops
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import DynamicShapeError, Value
 from ..registry import converter
+from ..values import DynamicShapeError, Value
 from ._common import layers
 from .linear import _shared_layer, port
 

@@ -3,8 +3,8 @@ arithmetic (torch.export records sizes as SymInts; their values are on the node)
 
 from __future__ import annotations
 
-from ..emit import Const
 from ..registry import internal
+from ..values import Const
 
 
 @internal("getitem")

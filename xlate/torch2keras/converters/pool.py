@@ -6,8 +6,8 @@ import math
 
 from ...layout import same_padding
 from .. import plan, symsize
-from ..emit import DynamicShapeError
 from ..registry import converter
+from ..values import DynamicShapeError
 from ._common import layers, ops
 from .conv import ntuple, pad_explicitly
 

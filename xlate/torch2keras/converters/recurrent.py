@@ -6,8 +6,8 @@ per torch layer, with the gate order handled by the rows' named transforms.
 
 from __future__ import annotations
 
-from ..emit import Const, Value
 from ..registry import converter
+from ..values import Const, Value
 from ._common import layers, ops
 from .linear import port
 

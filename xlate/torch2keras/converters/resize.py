@@ -17,9 +17,9 @@ import string
 import numpy as np
 
 from .. import plan, symsize
-from ..emit import Const, DynamicShapeError
 from ..registry import converter
 from ..trace import Ref
+from ..values import Const, DynamicShapeError
 from ._common import layers, ops
 
 UPSAMPLE = {1: "UpSampling1D", 2: "UpSampling2D", 3: "UpSampling3D"}

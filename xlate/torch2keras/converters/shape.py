@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import plan, symsize
-from ..emit import Const, DynamicShapeError, Value
 from ..registry import converter
 from ..trace import Sym
+from ..values import Const, DynamicShapeError, Value
 from ._common import layers, ops
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plan
-from ..emit import DynamicShapeError
 from ..registry import converter
+from ..values import DynamicShapeError
 from ._common import ops
 
 
