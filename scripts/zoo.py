@@ -36,9 +36,11 @@ SMOKE_RESULTS = ROOT / "build" / "zoo-smoke.json"  # the smoke run never rewrite
 TABLE = ROOT / "docs" / "zoo.md"
 BATCHES = (1, 2)
 
-# at most 12 models across families, batch 1 and 2 each: CNNs, ViTs, a decoder LLM at 8 layers
+# at most 12 models across families, batch 1 and 2 each: CNNs, ViTs, a decoder LLM at 8 layers.
+# (torchvision swin_t left the smoke set: with every size dynamic its conversion takes minutes on 2
+# cores, too slow for CI; the full zoo still converts it)
 SMOKE = ("torchvision/resnet18", "torchvision/mobilenet_v3_small", "torchvision/efficientnet_b0",
-         "torchvision/swin_t", "timm/levit_128s", "timm/convnext_atto", "timm/deit_tiny_patch16_224",
+         "torchvision/shufflenet_v2_x0_5", "timm/levit_128s", "timm/convnext_atto", "timm/deit_tiny_patch16_224",
          "hf/bert", "hf/llama", "hf/qwen2", "hf/vit", "hf/whisper_encoder")
 
 
