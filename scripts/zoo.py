@@ -40,7 +40,7 @@ BATCHES = (1, 2)
 # (torchvision swin_t left the smoke set: with every size dynamic its conversion takes minutes on 2
 # cores, too slow for CI; the full zoo still converts it)
 SMOKE = ("torchvision/resnet18", "torchvision/mobilenet_v3_small", "torchvision/efficientnet_b0",
-         "torchvision/shufflenet_v2_x0_5", "timm/levit_128s", "timm/convnext_atto", "timm/deit_tiny_patch16_224",
+         "torchvision/shufflenet_v2_x0_5", "timm/levit_128s", "timm/convnext_zepto_rms", "timm/deit_tiny_patch16_224",
          "hf/bert", "hf/llama", "hf/qwen2", "hf/vit", "hf/whisper_encoder")
 
 
