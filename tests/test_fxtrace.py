@@ -26,7 +26,7 @@ from xlate.torch2keras.emit import DynamicShapeError, Emitter
 from xlate.torch2keras.export_trace import trace
 from xlate.torch2keras.fxtrace import FastTraceUnsupported, fx_trace, trace_fast_or_export
 from xlate.torch2keras.port import port_weights
-from xlate.torch2keras.trace import Ref, Sym
+from xlate.torch2keras.source_graph import Ref, Sym
 
 from .rowcases import cases, torch_case
 

@@ -16,14 +16,13 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..frameworks import accepted_kwargs
 from ..record import LayerRecord
 from ..table import Row, table
-from ..transforms import get_transform
 from . import plan
+from .emit_weights import WeightSink
 from .helpers import HELPERS
 from .registry import NotConvertible, get_converter, keras_mask, mask_refs
-from .source import identifier, literal, torch_dtype
+from .source import identifier, literal
 from .values import Value
 from .walk import Graph, Node, Ref
 
@@ -33,7 +32,7 @@ _MERGE_HOOKS = {"binary", "cat", "merge", "compare"}
 _LAYOUT_SUFFIX = {3: ("nlc", "ncl"), 4: ("nhwc", "nchw"), 5: ("ndhwc", "ncdhw")}
 
 
-class Emitter:
+class Emitter(WeightSink):
     """Generates ``__init__`` lines, ``forward`` statements and the state dict for one graph.
 
     Converters talk to it through ``input``/``in_layout`` (read a tensor in the layout they
@@ -404,70 +403,6 @@ class Emitter:
         known = self._modules.get((id(layer), suffix))
         return known[0] if known else None
 
-    def parameter(self, name: str, array: np.ndarray, *, trainable: bool = True) -> str:
-        attr = self._attr_name(name)
-        shape = ", ".join(str(d) for d in array.shape) or "()"
-        if trainable:
-            self.init_lines.append(f"self.{attr} = nn.Parameter(torch.zeros({shape}))")
-        else:
-            self.init_lines.append(
-                f"self.{attr} = nn.Parameter(torch.zeros({shape}), requires_grad=False)")
-        self.state[attr] = np.asarray(array, dtype=np.float32)
-        return attr
-
-    def buffer(self, name: str, array: np.ndarray) -> str:
-        attr = self._attr_name(name)
-        array = np.asarray(array)
-        shape = literal(tuple(int(d) for d in array.shape))
-        dtype = torch_dtype(array.dtype)
-        self.init_lines.append(f'self.register_buffer("{attr}", torch.zeros({shape}, dtype={dtype}))')
-        self.state[attr] = array
-        return attr
-
-    def keras_weights(self, layer) -> dict[str, np.ndarray]:
-        """The layer's variables by path relative to the layer ('kernel', 'query/kernel'...), and
-        by the attribute that holds them (custom layers often leave a variable unnamed)."""
-        out = {}
-        prefix = f"{layer.path}/"
-        by_id = {}
-        for v in layer.weights:
-            rel = v.path.removeprefix(prefix)
-            out[rel] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-            by_id[id(v)] = rel
-        for attr, value in vars(layer).items():
-            if id(value) in by_id and attr not in out and not attr.startswith("_"):
-                out[attr] = out[by_id[id(value)]]
-        return out
-
-    def port(self, row: Row, attr: str, arrays: dict[str, np.ndarray], *, override: dict | None = None,
-             params: dict | None = None, suffix: str = "", attrs: dict | None = None, sep: str = ".") -> None:
-        """Move Keras arrays into the state dict through ``row.weights`` (named transforms only).
-
-        ``arrays`` are looked up by name or by path suffix ('kernel' finds 'lstm_cell/kernel');
-        ``override`` swaps a transform by name for a layout reason (flatten_dense_kernel);
-        ``suffix`` is appended to torch names ('_reverse'); ``attrs`` routes torch names with a
-        prefix ('depthwise.weight') to separate submodules.
-        """
-        for w in row.weights:
-            found = [_lookup(arrays, k) for k in w.keras]
-            if all(f is None for f in found):
-                continue  # e.g. no bias (use_bias=False)
-            if any(f is None for f in found):
-                missing = [k for k, f in zip(w.keras, found) if f is None]
-                raise NotConvertible(f"weights {missing} missing for row {row.id}")
-            name = (override or {}).get(w.transform, w.transform)
-            transform = get_transform(name)
-            kwargs = accepted_kwargs(transform.inverse, (params or {}).get(name, {}))
-            torch_arrays = transform.to_torch(*found, **kwargs)
-            for tname, array in zip(w.torch, torch_arrays):
-                tname = tname + suffix
-                if attrs and "." in tname:
-                    head, rest = tname.split(".", 1)
-                    key = f"{attrs[head]}.{rest}"
-                else:
-                    key = f"{attr}{sep}{tname}"
-                self.state[key] = array
-
     # --- activations --------------------------------------------------------------------------
 
     def fused_activation(self, node: Node, expr: str, value_perm=None) -> str:
@@ -517,10 +452,3 @@ def _is_whole_call(expr: str, attr: str) -> bool:
             if depth == 0:
                 return i == len(expr) - 1
     return False
-
-
-def _lookup(arrays: dict, name: str):
-    if name in arrays:
-        return arrays[name]
-    hits = [k for k in arrays if k.endswith("/" + name)]
-    return arrays[hits[0]] if len(hits) == 1 else None

@@ -13,7 +13,7 @@ DimPlan, so the record, ``xlate inspect`` and the parity gate use the same bound
 
 from __future__ import annotations
 
-from .trace import Ref, SourceGraph, Sym, TensorMeta, sym_names
+from .source_graph import Ref, SourceGraph, Sym, TensorMeta, sym_names
 
 #: ops that pass index values through unchanged (the walk from an embedding back to its arange)
 _PASS_VALUES = ("aten.unsqueeze.", "aten.expand.", "aten.view.", "aten.reshape.", "aten.clone.", "aten.alias.",

@@ -21,7 +21,7 @@ from ..progress import report as report_progress
 from ..table import Row, table
 from . import plan, ported
 from .registry import INTERNAL, get_converter
-from .trace import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
+from .source_graph import Ref, SourceGraph, SourceNode, TensorMeta, has_sym, refs_in
 from .values import Const, DynamicShapeError, Value
 
 # creation ops whose tensor operand gives only a dtype/device (and, for *_like, a shape)

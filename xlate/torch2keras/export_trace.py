@@ -15,7 +15,8 @@ import re
 
 from .bounds import apply_bounds
 from .dims import DimPlan, Traced
-from .trace import Sym, TensorMeta, _as_tuple, export_module, graph_from_exported
+from .source_graph import Sym, TensorMeta
+from .trace import _as_tuple, export_module, graph_from_exported
 
 SPECIALIZED = "torch.export specialized it (a guard in the module's code needs this size)"
 

@@ -8,7 +8,7 @@ Nothing here imports torch at module import time.
 
 from __future__ import annotations
 
-from .trace import TensorMeta
+from .source_graph import TensorMeta
 
 
 class FastTraceUnsupported(Exception):

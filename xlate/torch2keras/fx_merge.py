@@ -22,7 +22,7 @@ import numpy as np
 
 from .fx_common import VariationFailed
 from .fx_sizes import SizeInt, expression
-from .trace import SourceGraph, SourceNode, Sym, TensorMeta, has_sym, sym_names, syms_in
+from .source_graph import SourceGraph, SourceNode, Sym, TensorMeta, has_sym, sym_names, syms_in
 
 # Scalar arguments that are sizes (the emitter builds these from a dynamic size: torch.arange(x.size(1)))
 SIZE_SCALARS = {"aten.arange.default": ("end",), "aten.arange.start": ("start", "end"),

@@ -21,7 +21,8 @@ from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
 from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
 from .fx_sizes import size_of
-from .trace import MODULE_LEVEL, Ref, SourceNode, _public_name, aten_name
+from .source_graph import Ref, SourceNode
+from .trace import MODULE_LEVEL, _public_name, aten_name
 
 
 @dataclass

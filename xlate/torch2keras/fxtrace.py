@@ -28,7 +28,8 @@ from .fx_merge import merge
 from .fx_record import Run
 from .fx_tracer import decided as _decided  # noqa: F401 - the batch decision rule, tested on its own
 from .fx_tracer import has_nonlinear_sizes, symbolic_trace
-from .trace import SourceGraph, _as_tuple
+from .source_graph import SourceGraph
+from .trace import _as_tuple
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .trace import Sym, sym_names
+from .source_graph import Sym, sym_names
 from .values import DynamicShapeError, Value
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")

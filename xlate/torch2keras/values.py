@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .trace import TensorMeta
+from .source_graph import TensorMeta
 
 
 class DynamicShapeError(Exception):

@@ -8,7 +8,7 @@ import numpy as np
 from ...frameworks import numpy_dtype
 from .. import plan, symsize
 from ..registry import converter
-from ..trace import Sym
+from ..source_graph import Sym
 from ..values import Const, DynamicShapeError
 from ._common import np_dtype, ops
 

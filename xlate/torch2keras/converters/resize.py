@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import plan, symsize
 from ..registry import converter
-from ..trace import Ref
+from ..source_graph import Ref
 from ..values import Const, DynamicShapeError
 from ._common import layers, ops
 

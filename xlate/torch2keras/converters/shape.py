@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import plan, symsize
 from ..registry import converter
-from ..trace import Sym
+from ..source_graph import Sym
 from ..values import Const, DynamicShapeError, Value
 from ._common import layers, ops
 
