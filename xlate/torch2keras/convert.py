@@ -69,15 +69,16 @@ def _torch_to_keras(module, example_inputs, *, io_layout: str, dynamic):
     import keras  # noqa: F401 - imported before building layers
 
     dtype = float_dtype(module)
+    weight_bytes = _weight_bytes(module)
     with without_kv_cache(module) as cache_off:
         traced = trace_dynamic(module, example_inputs, dynamic)
-        release_free_memory()  # the trace's two real runs leave their activations in malloc's heaps
+        release_free_memory(weight_bytes)  # the trace's real runs leave their activations in malloc's heaps
         with dtype_policy(dtype):
             emitter, model = emit_pinning(traced, io_layout=io_layout, model_name=_model_name(module))
             weights = port_weights(emitter.assignments)
     graph = traced.graph
     emitter.assignments = []
-    release_free_memory()
+    release_free_memory(weight_bytes)
     if dtype != "float32":
         emitter.notes.append(f"{dtype} weights: Keras layers built under the {dtype} dtype policy")
     if cache_off:
@@ -93,6 +94,10 @@ def _torch_to_keras(module, example_inputs, *, io_layout: str, dynamic):
     )
     attach(model, record)
     return model
+
+
+def _weight_bytes(module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
 def _dim_notes(dims) -> list[str]:

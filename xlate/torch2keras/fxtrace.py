@@ -220,13 +220,16 @@ class _Runs:
     def _probe(self, graph, symbols) -> dict:
         """One more run per symbol at an odd size, for a graph that computes sizes with floor,
         ceil, // or %: a value that follows a size's parity looks constant across runs whose sizes
-        differ by a power of two, and the merge must explain this run too."""
+        differ by a power of two, and the merge must explain this run too. The odd size sits next
+        to the varied run's size (a quarter or half of the example's, so the run costs that much
+        less), else next to the example's."""
         import torch
 
         probes = {}
         for sym in symbols:
-            size = next((p for p in (sym.size + 1, sym.size - 1) if p >= 2 and sym.within(p)
-                         and p != self.sizes[sym.name]), None)
+            varied = self.sizes[sym.name]
+            size = next((p for p in (varied + 1, varied - 1, sym.size + 1, sym.size - 1)
+                         if p >= 2 and sym.within(p) and p not in (varied, sym.size)), None)
             if size is None or sym.batch:
                 continue
             try:
