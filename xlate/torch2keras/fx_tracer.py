@@ -299,8 +299,33 @@ def shape_tracer_class():
             if compare is not None and len(node.args) == 2 and not node.kwargs:
                 sides = [self._ints(a) for a in node.args]
                 if None not in sides:
+                    self._not_nonlinear(node)
                     return self._decide(compare, [a - b for a, b in zip(*sides)], node)
+            elif compare is None and (values := self._ints(node)) is not None:
+                # `if pad_h or pad_w:` on sizes: the same decision as `pad_h != 0`
+                self._not_nonlinear(node)
+                return self._decide(operator.ne, values, node)
             return super().to_bool(proxy)
+
+        def _not_nonlinear(self, node) -> None:
+            """Pin the sizes a condition reads through %, //, floor or ceil: runs at a few sizes
+            (a quarter of the example, its neighbour) cannot tell ``(-H) % 2`` is 0 only at even H,
+            so a branch decided there would be wrong at other sizes."""
+            seen, todo, nonlinear = set(), [node], False
+            while todo and len(seen) < 400:
+                n = todo.pop()
+                if n in seen:
+                    continue
+                seen.add(n)
+                nonlinear |= n.op == "call_function" and n.target in NONLINEAR
+                todo.extend(n.all_input_nodes)
+            if not nonlinear:
+                return
+            for j in range(1, len(self.envs)):
+                if any(isinstance(self.envs[0].get(n), int) and self.envs[j].get(n) != self.envs[0].get(n)
+                       for n in seen):
+                    self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
+                                               f"{self.where()} takes % or // of it", retry=False))
 
         def _decide(self, compare, diff, node) -> bool:
             slopes = {}
