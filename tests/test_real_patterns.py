@@ -264,3 +264,23 @@ class PadToStride(torch.nn.Module):
 def test_a_branch_on_a_size_modulo_keeps_those_sizes_static(truthiness, batch):
     keras_model = _convert(PadToStride(truthiness), torch.randn(batch, 3, 16, 16))
     assert tuple(keras_model.inputs[0].shape) == (None, 3, 16, 16)
+
+
+class GlobalQuery(torch.nn.Module):
+    """timm gcvit: a global query of batch 1 repeated to the dynamic batch with
+    ``repeat_interleave(B // q.shape[0], dim=0)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = torch.nn.Parameter(torch.randn(1, 4, 6))
+        self.proj = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        q = self.q.repeat_interleave(x.shape[0] // self.q.shape[0], dim=0)
+        return self.proj(x) * q
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_repeat_interleave_to_the_dynamic_batch(batch):
+    keras_model = _convert(GlobalQuery(), torch.randn(batch, 4, 6))
+    assert keras_model.inputs[0].shape[0] is None

@@ -43,3 +43,14 @@ def _dynamic_arange(ctx, node):
     if not all(isinstance(v, (int, Sym)) and not isinstance(v, bool) for v in (start, end, step)):
         raise DynamicShapeError(f"{node.target} with a non-integer step at {ctx.where()}")
     return ctx.new_value(symsize.arange(ctx, start, end, step, node.meta.dtype), (0,))
+
+
+@converter("meshgrid")
+def meshgrid(ctx, node, row):
+    """``torch.meshgrid`` of 1-D tensors whose lengths may be dynamic (timm's rotary position
+    grids over the patch grid): ``keras.ops.meshgrid`` with the same 'ij'/'xy' indexing."""
+    tensors = [ctx.const_tensor(v, None) if isinstance(v, Const) else ctx.materialize(v).tensor
+               for v in ctx.arg("tensors")]
+    outs = ops().meshgrid(*tensors, indexing=node.args.get("indexing") or "ij")
+    metas = node.meta if isinstance(node.meta, (list, tuple)) else [node.meta] * len(outs)
+    return tuple(ctx.new_value(t, plan.identity(len(tensors)), meta=m) for t, m in zip(outs, metas))

@@ -150,8 +150,17 @@ def repeat(ctx, node, row):
         dim = node.args.get("dim")
         if dim is None:
             raise ctx.unsupported("repeat_interleave without dim")
-        return ctx.new_value(ops().repeat(x.tensor, int(node.args["repeats"]), axis=x.perm.index(dim % x.rank)),
-                             x.perm)
+        axis, r = x.perm.index(dim % x.rank), node.args["repeats"]
+        if isinstance(r, int):
+            return ctx.new_value(ops().repeat(x.tensor, r, axis=axis), x.perm)
+        # a dynamic count (timm gcvit's ``q.repeat_interleave(B // q.shape[0], dim=0)``): each
+        # element broadcast along a new axis after its own, then the two axes merged
+        sizes = symsize.keras_order(x)
+        one = [*sizes[:axis + 1], 1, *sizes[axis + 1:]]
+        wide = [*sizes[:axis + 1], r, *sizes[axis + 1:]]
+        t = symsize.broadcast(ctx, ops().expand_dims(x.tensor, axis + 1), wide, one)
+        merged = [*sizes[:axis], node.meta.shape[dim % x.rank], *sizes[axis + 1:]]
+        return ctx.new_value(symsize.reshape(ctx, t, merged, wide), x.perm)
     reps = list(node.args.get("repeats", node.args.get("dims")))
     t, perm, sizes = x.tensor, x.perm, symsize.keras_order(x)
     for _ in range(len(reps) - x.rank):
