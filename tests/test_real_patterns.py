@@ -284,3 +284,25 @@ class GlobalQuery(torch.nn.Module):
 def test_repeat_interleave_to_the_dynamic_batch(batch):
     keras_model = _convert(GlobalQuery(), torch.randn(batch, 4, 6))
     assert keras_model.inputs[0].shape[0] is None
+
+
+class GridEncoding(torch.nn.Module):
+    """timm XCiT: a positional encoding built over the dynamic patch grid (aranges of H and W),
+    then ``repeat(B, 1, 1, 1)`` to the dynamic batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(2, 4, 1)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1).expand(1, 1, h, w)
+        xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 1, h, w)
+        pos = self.proj(torch.cat([ys, xs], dim=1) / 8).repeat(b, 1, 1, 1)
+        return x + pos
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_repeat_of_a_grid_over_dynamic_sizes_to_the_batch(batch):
+    keras_model = _convert(GridEncoding(), torch.randn(batch, 4, 8, 6))
+    assert keras_model.inputs[0].shape[0] is None

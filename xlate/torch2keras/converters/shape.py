@@ -181,7 +181,7 @@ def _dynamic_tile(ctx, t, sizes, reps, target):
     static = [r if isinstance(r, int) else 1 for r in reps]
     if static != [1] * len(reps):
         t = ops().tile(t, static)
-    sizes = [s * r if isinstance(r, int) else s for s, r in zip(sizes, reps)]
+    sizes = [symsize.product([s, r]) if isinstance(r, int) else s for s, r in zip(sizes, reps)]
     for axis, r in enumerate(reps):
         if isinstance(r, int) or sizes[axis] == 1:
             continue
