@@ -306,3 +306,24 @@ class GridEncoding(torch.nn.Module):
 def test_repeat_of_a_grid_over_dynamic_sizes_to_the_batch(batch):
     keras_model = _convert(GridEncoding(), torch.randn(batch, 4, 8, 6))
     assert keras_model.inputs[0].shape[0] is None
+
+
+class MultiQueryAttention(torch.nn.Module):
+    """timm mobilenetv5: multi-query attention with one key/value head of shape (B, 1, S, D),
+    broadcast against the query's heads by SDPA without enable_gqa."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = torch.nn.Linear(8, 16)
+        self.kv = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q = self.q(x).reshape(b, n, 4, 4).transpose(1, 2)
+        k, v = self.kv(x).reshape(b, 1, n, 8).chunk(2, dim=-1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, 16)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_multi_query_attention_broadcasts_its_single_key_head(batch):
+    _convert(MultiQueryAttention(), torch.randn(batch, 5, 8))

@@ -136,14 +136,16 @@ def sdpa(ctx, node, row):
 
 def _explicit_attention(ctx, node, q, k, v, mask):
     """softmax(q @ k^T * scale + mask) @ v in torch's layout, for any rank; with
-    enable_gqa, key/value heads (dim -3) are repeated to the query's, as torch does."""
+    enable_gqa, key/value heads (dim -3) are repeated to the query's, as torch does. A single
+    key/value head (timm mobilenetv5's multi-query attention, shape (B, 1, S, D)) broadcasts
+    without enable_gqa, as the batch dims of torch's SDPA do."""
     import math
 
     a = node.args
     ident = plan.identity(q.rank)
     tq, tk, tv = (ctx.keras_tensor(ctx.materialize(x), ident) for x in (q, k, v))
     heads_q, heads_k = q.meta.shape[-3], k.meta.shape[-3]
-    if heads_q != heads_k:
+    if heads_q != heads_k and 1 not in (heads_q, heads_k):  # one head broadcasts, as in torch's matmul
         if not a.get("enable_gqa"):
             raise ctx.unsupported("scaled_dot_product_attention with different query and key heads")
         if not (isinstance(heads_q, int) and isinstance(heads_k, int)):  # the head counts stay static
