@@ -327,3 +327,16 @@ class MultiQueryAttention(torch.nn.Module):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_multi_query_attention_broadcasts_its_single_key_head(batch):
     _convert(MultiQueryAttention(), torch.randn(batch, 5, 8))
+
+
+class SpelledOutOps(torch.nn.Module):
+    """HF ConvBERT: ``torch.multiply`` (and its siblings ``subtract``/``divide``), ATen aliases of
+    mul/sub/div."""
+
+    def forward(self, a, b):
+        return torch.multiply(a, b) + torch.subtract(a, b) + torch.divide(a, b.abs() + 1)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_spelled_out_aliases_of_arithmetic(batch):
+    _convert(SpelledOutOps(), torch.randn(batch, 3), torch.randn(batch, 3))

@@ -17,8 +17,13 @@ BINARY = {
 COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
 
 
+#: torch's spelled-out aliases (torch.multiply: HF ConvBERT) are the same ATen ops
+ALIASES = {"multiply": "mul", "subtract": "sub", "divide": "div"}
+
+
 def _op_name(node) -> str:
-    return node.target.split(".")[1].strip("_")
+    name = node.target.split(".")[1].strip("_")
+    return ALIASES.get(name, name)
 
 
 def elementwise_result(ctx, fn, operands):
