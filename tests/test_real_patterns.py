@@ -340,3 +340,22 @@ class SpelledOutOps(torch.nn.Module):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_spelled_out_aliases_of_arithmetic(batch):
     _convert(SpelledOutOps(), torch.randn(batch, 3), torch.randn(batch, 3))
+
+
+class WeightNormLinear(torch.nn.Module):
+    """HF wav2vec2/HuBERT: a layer under torch's weight_norm parametrization (aten._weight_norm in
+    forward); g and v stay trainable."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 3), dim=0)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_weight_norm_parametrization_keeps_g_and_v_trainable(batch):
+    module = WeightNormLinear()
+    keras_model = _convert(module, torch.randn(batch, 4))
+    assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == sum(p.numel() for p in module.parameters())

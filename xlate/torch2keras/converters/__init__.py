@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     pool,
     recurrent,
     reduce,
+    reparam,
     resize,
     shape,
     windows,
