@@ -359,3 +359,61 @@ def test_weight_norm_parametrization_keeps_g_and_v_trainable(batch):
     module = WeightNormLinear()
     keras_model = _convert(module, torch.randn(batch, 4))
     assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == sum(p.numel() for p in module.parameters())
+
+class BorderAvgPool(torch.nn.Module):
+    """timm resnet10t (avg_down): ``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`` on an
+    odd size, whose last window runs past the input; timm vitamin's ``AvgPool2d(3, 2, padding=1,
+    count_include_pad=False)``, whose border windows divide by their real pixels only. A flatten
+    and Linear head pins the spatial sizes (the divisor is a constant); without one they stay
+    dynamic (the divisor is a pooled mask)."""
+
+    def __init__(self, pool, shape, head):
+        super().__init__()
+        self.pool = pool
+        self.head = torch.nn.Linear(pool(torch.zeros(1, *shape)).numel(), 3) if head else None
+
+    def forward(self, x):
+        y = self.pool(x)
+        return self.head(y.flatten(1)) if self.head is not None else y * 2.0
+
+
+AVG_POOLS = {  # (kernel, stride, padding, ceil_mode, count_include_pad)
+    "ceil-exclude": (torch.nn.AvgPool2d, (2, 2, 0, True, False)),
+    "ceil-include": (torch.nn.AvgPool2d, (2, 2, 0, True, True)),
+    "pad-exclude": (torch.nn.AvgPool2d, (3, 2, 1, False, False)),
+    "pad-ceil-include": (torch.nn.AvgPool2d, (3, 2, 1, True, True)),
+    "pad-ceil-exclude-1d": (torch.nn.AvgPool1d, (3, 2, 1, True, False)),
+}
+
+
+@pytest.mark.parametrize("head", [True, False])
+@pytest.mark.parametrize("pool", list(AVG_POOLS))
+@pytest.mark.parametrize("batch", [1, 2])
+def test_avg_pool_divides_like_torch_at_the_borders(pool, head, batch):
+    cls, args = AVG_POOLS[pool]
+    shape = (4, 10) if cls is torch.nn.AvgPool1d else (4, 7, 10)  # an odd and an even size
+    keras_model = _convert(BorderAvgPool(cls(*args), shape, head), torch.randn(batch, *shape))
+    assert keras_model.inputs[0].shape[0] is None  # ceil_mode pins the spatial sizes, not the batch
+
+
+class CropPad(torch.nn.Module):
+    """timm nasnetalarge / pnasnet5large: ``nn.ZeroPad2d((-1, 1, -1, 1))`` (drop the first row and
+    column, add a zero row and column at the end) before a strided pool; and F.pad mixing crops and
+    pads in the other modes, which pad from the cropped edges as torch does."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+        self.pad = torch.nn.ZeroPad2d((-1, 1, -1, 1))
+        self.pool = torch.nn.AvgPool2d(1, stride=2, count_include_pad=False)
+
+    def forward(self, x):
+        y = torch.nn.functional.pad(x, (1, -2, -1, 1), mode=self.mode)
+        return self.pool(self.pad(x)), y * 2.0
+
+
+@pytest.mark.parametrize("mode", ["constant", "replicate", "reflect", "circular"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_negative_padding_crops(mode, batch):
+    keras_model = _convert(CropPad(mode), torch.randn(batch, 3, 8, 8))
+    assert keras_model.inputs[0].shape[0] is None

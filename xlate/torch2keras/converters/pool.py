@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...layout import same_padding
 from .. import plan, symsize
 from ..registry import converter
-from ..values import DynamicShapeError
-from ._common import layers, ops
+from ..values import Const, DynamicShapeError
+from ._common import INLINE_CONST_LIMIT, layers, ops
 from .conv import ntuple, pad_explicitly
 
 MAX = {1: "MaxPooling1D", 2: "MaxPooling2D", 3: "MaxPooling3D"}
@@ -44,7 +46,9 @@ def pool(ctx, node, row):
     spatial = [x.meta.shape[2 + i] for i in range(n)]
     static = all(isinstance(s, int) for s in spatial)
     if a.get("ceil_mode") and not static:
-        raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}")
+        # the overhang depends on the spatial sizes only: the batch can stay dynamic
+        raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}",
+                                ctx.graph.input_symbols_of(spatial))
     extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
              for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
@@ -64,23 +68,63 @@ def pool(ctx, node, row):
             width = [[0, 0], *[list(pd) for pd in pads], [0, 0]]
             t = _edge_pad(t, width)
     else:
-        include_pad = a.get("count_include_pad", True)
-        if any(e for e in extra):
-            raise ctx.unsupported("average pooling with ceil_mode windows past the input")
-        if include_pad:
-            t = pad_explicitly(ctx, t, pads, n)
-            mode = "valid"
-        elif same:
-            mode = "same"  # Keras 'same' average pooling excludes the padding, like count_include_pad=False
-        elif not static:
-            raise DynamicShapeError(f"average pooling with count_include_pad=False over a dynamic size at "
-                                    f"{ctx.where()}")
-        else:
-            raise ctx.unsupported("average pooling with count_include_pad=False and symmetric padding")
+        return _avg_pool(ctx, node, t, cl, spatial, kernel, stride, padding, extra, same)
     cls = getattr(layers(), (MAX if kind == "max" else AVG)[n])
     out = cls(pool_size=kernel, strides=stride, padding=mode, name=ctx.layer_name())(t)
     value = ctx.new_value(out, cl, meta=node.meta[0] if isinstance(node.meta, tuple) else node.meta)
     return (value, None) if "with_indices" in node.target else value
+
+
+def _avg_pool(ctx, node, t, cl, spatial, kernel, stride, padding, extra, same):
+    """Average pooling with torch's divisor: the window's pixels on the input, plus those on the
+    padding where count_include_pad, never those on the ceil_mode overhang past the padding."""
+    n = len(kernel)
+    include_pad = node.args.get("count_include_pad", True)
+    pads = [(p, p + e) for p, e in zip(padding, extra)]
+    cls = getattr(layers(), AVG[n])
+    meta = node.meta[0] if isinstance(node.meta, tuple) else node.meta
+
+    def pool(x, mode="valid", suffix=""):
+        return cls(pool_size=kernel, strides=stride, padding=mode, name=ctx.layer_name(suffix))(x)
+
+    if same and (not include_pad or not any(padding)):
+        # Keras 'same' divides by the real pixels: torch's divisor when no padding is counted
+        return ctx.new_value(pool(t, "same"), cl, meta=meta)
+    if include_pad and not any(extra):
+        return ctx.new_value(pool(pad_explicitly(ctx, t, pads, n)), cl, meta=meta)
+    # zero-pad, take the mean over the whole window, then rescale it to torch's divisor
+    out = pool(pad_explicitly(ctx, t, pads, n))
+    if all(isinstance(s, int) for s in spatial):
+        for axis, scale in enumerate(_avg_scales(spatial, kernel, stride, padding, extra, include_pad)):
+            if scale is not None:
+                shape = [1] * (n + 2)
+                shape[1 + axis] = scale.size
+                out = ops().multiply(out, _constant(ctx, scale.reshape(shape), f"avg_scale{axis}"))
+        return ctx.new_value(out, cl, meta=meta)
+    # a dynamic size (count_include_pad=False; ceil_mode needs static sizes): the same pooling of
+    # a mask of ones on the input counts the real pixels of each window at run time
+    mask = pad_explicitly(ctx, ops().ones_like(t[..., :1]), pads, n, suffix="mask_pad")
+    return ctx.new_value(ops().divide(out, pool(mask, suffix="mask_pool")), cl, meta=meta)
+
+
+def _avg_scales(spatial, kernel, stride, padding, extra, include_pad):
+    """Per spatial axis, window size / torch's divisor at each output position (None: all 1).
+
+    torch divides by the window's overlap with [-p, n + p) (count_include_pad) or [0, n)."""
+    scales = []
+    for size, k, s, p, e in zip(spatial, kernel, stride, padding, extra):
+        lo, hi = (-p, size + p) if include_pad else (0, size)
+        starts = np.arange((size + 2 * p + e - k) // s + 1) * s - p
+        counts = np.minimum(starts + k, hi) - np.maximum(starts, lo)
+        scale = (k / counts).astype("float32")
+        scales.append(None if np.all(counts == k) else scale)
+    return scales
+
+
+def _constant(ctx, array, tag):
+    if array.size <= INLINE_CONST_LIMIT:
+        return array
+    return ctx.const_tensor(Const(array), None, name_hint=f"{ctx.node.module_path or ctx.node.name}.{tag}")
 
 
 @converter("adaptive_pool")
@@ -118,17 +162,21 @@ def pad(ctx, node, row):
     elif "replication" in node.target:
         mode = "replicate"
     value = node.args.get("value") or 0.0
-    if any(isinstance(p, int) and p < 0 for p in flat):
-        raise ctx.unsupported("negative padding (cropping) through pad")
-    # torch lists (begin, end) pairs starting from the last dim
+    # torch lists (begin, end) pairs starting from the last dim; a negative amount crops
     per_dim = {x.rank - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
     perm = x.perm
     t = ctx.keras_tensor(x, perm)
     width = [list(per_dim.get(d, (0, 0))) for d in perm]
+    crop = [[-p if isinstance(p, int) and p < 0 else 0 for p in pair] for pair in width]
+    width = [[0 if isinstance(p, int) and p < 0 else p for p in pair] for pair in width]
     if not all(isinstance(p, int) for p in flat):
         if mode != "constant":
             raise DynamicShapeError(f"{mode} padding by a dynamic amount at {ctx.where()}")
-        return ctx.new_value(symsize.pad(ctx, t, symsize.keras_order(x), width, float(value)), perm)
+        # zeros, so padding before cropping the other side is the same; the pad reads x's sizes
+        out = symsize.pad(ctx, t, symsize.keras_order(x), width, float(value))
+        return ctx.new_value(_crop(out, crop), perm)
+    # torch crops first: reflect/replicate/circular pad from the cropped edges
+    t = _crop(t, crop)
     mode_row = {"reflect": "reflection_pad2d", "replicate": "replication_pad2d"}.get(mode)
     if mode_row and mode_row != row.id:
         ctx.used(ctx.table.row(mode_row))
@@ -170,6 +218,13 @@ def _circular_pad(t, width):
             parts.append(_take(t, axis, 0, hi))
         t = ops().concatenate(parts, axis=axis)
     return t
+
+
+def _crop(t, crop):
+    """Drop ``crop`` ((before, after) per axis) elements: plain slices, so dynamic sizes stay dynamic."""
+    if not any(lo or hi for lo, hi in crop):
+        return t
+    return t[tuple(slice(lo or None, -hi if hi else None) for lo, hi in crop)]
 
 
 def _take(t, axis, start, stop):
