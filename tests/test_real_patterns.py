@@ -284,3 +284,36 @@ class GlobalQuery(torch.nn.Module):
 def test_repeat_interleave_to_the_dynamic_batch(batch):
     keras_model = _convert(GlobalQuery(), torch.randn(batch, 4, 6))
     assert keras_model.inputs[0].shape[0] is None
+
+
+class StdConv(torch.nn.Conv2d):
+    """timm StdConv2d / ScaledStdConv2d (nfnet, nf_regnet, BiT, vit_*_r_*): the weight is
+    standardized in forward by ``F.batch_norm(w.reshape(1, out, -1), None, None, training=True)``
+    (times gain * scale for the scaled one), then convolved with F.conv2d."""
+
+    def __init__(self, groups, scaled):
+        super().__init__(8, 16, 3, padding=1, stride=2, groups=groups, bias=scaled)
+        self.gain = torch.nn.Parameter(torch.rand(16, 1, 1, 1) + 0.5) if scaled else None
+
+    def forward(self, x):
+        gain = None if self.gain is None else (self.gain * self.weight[0].numel() ** -0.5).view(-1)
+        weight = torch.nn.functional.batch_norm(self.weight.reshape(1, 16, -1), None, None, weight=gain,
+                                                training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@pytest.mark.parametrize(("groups", "scaled"), [(1, False), (4, True), (8, True)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_with_a_standardized_weight_keeps_it_trainable(groups, scaled, batch):
+    module = StdConv(groups, scaled)
+    keras_model = _convert(module, torch.randn(batch, 8, 9, 9))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_batch_norm_without_running_statistics_uses_the_batch(batch):
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, track_running_stats=False))
+    keras_model = _convert(module, torch.randn(batch, 3, 7, 7))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == sum(p.numel() for p in module.parameters())
