@@ -317,3 +317,40 @@ def test_batch_norm_without_running_statistics_uses_the_batch(batch):
     keras_model = _convert(module, torch.randn(batch, 3, 7, 7))
     trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
     assert trainable == sum(p.numel() for p in module.parameters())
+
+
+class SliceUpdate(torch.nn.Module):
+    """timm MViTv2: ``attn[:, :, sp:, sp:] = (attn[:, :, sp:, sp:].view(...) + rel).view(...)``
+    and ``x[:, :, sp:] += q[:, :, sp:]``, in-place slice updates that torch.export turns into
+    copy and slice_scatter."""
+
+    def __init__(self, sp):
+        super().__init__()
+        self.sp = sp
+        self.proj = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        attn = self.proj(x) @ x.transpose(-1, -2)
+        b, n, _ = attn.shape
+        sp = self.sp
+        attn[:, sp:, sp:] = (attn[:, sp:, sp:].view(b, n - sp, 1, n - sp) * 2 + 1).view(b, n - sp, n - sp)
+        out = attn.softmax(-1) @ x
+        out[:, sp:] += x[:, sp:]
+        return out
+
+
+@pytest.mark.parametrize("sp", [0, 1])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_in_place_slice_updates(sp, batch):
+    keras_model = _convert(SliceUpdate(sp), torch.randn(batch, 5, 6))
+    assert {"copy", "slice_scatter"} <= set(xlate.record.record_of(keras_model).rows_used)
+
+
+class StridedScatter(torch.nn.Module):
+    def forward(self, x, y):
+        return torch.slice_scatter(x, y * 2, dim=1, start=0, end=4, step=2)
+
+
+def test_a_strided_slice_scatter_is_refused():
+    with pytest.raises(xlate.errors.UnsupportedOpError, match="slice_scatter with step 2"):
+        _convert(StridedScatter(), torch.randn(2, 5, 3), torch.randn(2, 2, 3))

@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     recurrent,
     reduce,
     resize,
+    scatter,
     shape,
     windows,
 )

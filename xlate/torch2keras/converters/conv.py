@@ -1,4 +1,5 @@
-"""Convolutions: Conv1d/2d/3d (grouped, depthwise, dilated, strided) and transposed convs.
+"""Convolutions: Conv1d/2d/3d (grouped, depthwise, dilated, strided) and transposed convs; a
+kernel computed in the graph (timm's weight-standardized convs) goes through keras.ops.conv.
 
 Padding is always made exact for the static input size: symmetric torch padding becomes Keras
 'same' only where TensorFlow's split (extra pixel at the end) is the same, else an explicit
