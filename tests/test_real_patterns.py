@@ -417,3 +417,71 @@ class CropPad(torch.nn.Module):
 def test_negative_padding_crops(mode, batch):
     keras_model = _convert(CropPad(mode), torch.randn(batch, 3, 8, 8))
     assert keras_model.inputs[0].shape[0] is None
+class StdConv(torch.nn.Conv2d):
+    """timm StdConv2d / ScaledStdConv2d (nfnet, nf_regnet, BiT, vit_*_r_*): the weight is
+    standardized in forward by ``F.batch_norm(w.reshape(1, out, -1), None, None, training=True)``
+    (times gain * scale for the scaled one), then convolved with F.conv2d."""
+
+    def __init__(self, groups, scaled):
+        super().__init__(8, 16, 3, padding=1, stride=2, groups=groups, bias=scaled)
+        self.gain = torch.nn.Parameter(torch.rand(16, 1, 1, 1) + 0.5) if scaled else None
+
+    def forward(self, x):
+        gain = None if self.gain is None else (self.gain * self.weight[0].numel() ** -0.5).view(-1)
+        weight = torch.nn.functional.batch_norm(self.weight.reshape(1, 16, -1), None, None, weight=gain,
+                                                training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+@pytest.mark.parametrize(("groups", "scaled"), [(1, False), (4, True), (8, True)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_with_a_standardized_weight_keeps_it_trainable(groups, scaled, batch):
+    module = StdConv(groups, scaled)
+    keras_model = _convert(module, torch.randn(batch, 8, 9, 9))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_batch_norm_without_running_statistics_uses_the_batch(batch):
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, track_running_stats=False))
+    keras_model = _convert(module, torch.randn(batch, 3, 7, 7))
+    trainable = sum(int(w.numpy().size) for w in keras_model.trainable_weights)
+    assert trainable == sum(p.numel() for p in module.parameters())
+
+
+class SliceUpdate(torch.nn.Module):
+    """timm MViTv2: ``attn[:, :, sp:, sp:] = (attn[:, :, sp:, sp:].view(...) + rel).view(...)``
+    and ``x[:, :, sp:] += q[:, :, sp:]``, in-place slice updates that torch.export turns into
+    copy and slice_scatter."""
+
+    def __init__(self, sp):
+        super().__init__()
+        self.sp = sp
+        self.proj = torch.nn.Linear(6, 6)
+
+    def forward(self, x):
+        attn = self.proj(x) @ x.transpose(-1, -2)
+        b, n, _ = attn.shape
+        sp = self.sp
+        attn[:, sp:, sp:] = (attn[:, sp:, sp:].view(b, n - sp, 1, n - sp) * 2 + 1).view(b, n - sp, n - sp)
+        out = attn.softmax(-1) @ x
+        out[:, sp:] += x[:, sp:]
+        return out
+
+
+@pytest.mark.parametrize("sp", [0, 1])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_in_place_slice_updates(sp, batch):
+    keras_model = _convert(SliceUpdate(sp), torch.randn(batch, 5, 6))
+    assert {"copy", "slice_scatter"} <= set(xlate.record.record_of(keras_model).rows_used)
+
+
+class StridedScatter(torch.nn.Module):
+    def forward(self, x, y):
+        return torch.slice_scatter(x, y * 2, dim=1, start=0, end=4, step=2)
+
+
+def test_a_strided_slice_scatter_is_refused():
+    with pytest.raises(xlate.errors.UnsupportedOpError, match="slice_scatter with step 2"):
+        _convert(StridedScatter(), torch.randn(2, 5, 3), torch.randn(2, 2, 3))

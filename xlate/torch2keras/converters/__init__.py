@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     reduce,
     reparam,
     resize,
+    scatter,
     shape,
     windows,
 )

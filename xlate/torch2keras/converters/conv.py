@@ -1,4 +1,5 @@
-"""Convolutions: Conv1d/2d/3d (grouped, depthwise, dilated, strided) and transposed convs.
+"""Convolutions: Conv1d/2d/3d (grouped, depthwise, dilated, strided) and transposed convs; a
+kernel computed in the graph (timm's weight-standardized convs) goes through keras.ops.conv.
 
 Padding is always made exact for the static input size: symmetric torch padding becomes Keras
 'same' only where TensorFlow's split (extra pixel at the end) is the same, else an explicit
@@ -66,17 +67,18 @@ def conv(ctx, node, row):
     if node.target == "aten.convolution.default" and node.args.get("transposed"):
         return conv_transpose(ctx, node, ctx.table.row("conv_transpose2d"))
     x, w, b, stride, padding, dilation, groups = _conv_args(ctx, node)
-    if not isinstance(w, Const):
-        raise ctx.unsupported("convolution with a computed weight")
-    n = w.array.ndim - 2
-    kernel = w.array.shape[2:]
+    wshape = w.array.shape if isinstance(w, Const) else w.meta.shape
+    if not all(isinstance(d, int) for d in wshape):
+        raise ctx.unsupported("convolution with a weight of dynamic shape")
+    n = len(wshape) - 2
+    kernel = tuple(wshape[2:])
     stride, dilation = ntuple(stride, n), ntuple(dilation, n)
     pads = torch_pads(padding, kernel, dilation, n)
     cl = plan.channels_last(n + 2)
     t = ctx.keras_tensor(ctx.materialize(x), cl)
     spatial = [x.meta.shape[2 + i] for i in range(n)]
-    in_channels = w.array.shape[1] * groups
-    out_channels = w.array.shape[0]
+    in_channels = wshape[1] * groups
+    out_channels = wshape[0]
     split_stride = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
     kstride = (1,) * n if split_stride else stride  # Keras refuses stride > 1 with dilation > 1
     padding_mode = keras_padding(spatial, kernel, kstride, dilation, pads) if not split_stride else None
@@ -85,7 +87,9 @@ def conv(ctx, node, row):
         padding_mode = "valid"
     depthwise = groups > 1 and groups == in_channels and n in (1, 2)
     use_bias = b is not None
-    if depthwise:
+    if not isinstance(w, Const):
+        out = _computed_kernel_conv(ctx, t, w, b, kstride, padding_mode, dilation, groups, depthwise)
+    elif depthwise:
         drow = ctx.table.row("depthwise_conv2d")
         multiplier = out_channels // in_channels
         cls = {1: layers().DepthwiseConv1D, 2: layers().DepthwiseConv2D}[n]
@@ -112,6 +116,33 @@ def conv(ctx, node, row):
         index = (slice(None),) + tuple(slice(None, None, s) for s in stride) + (slice(None),)
         out = out[index]
     return ctx.new_value(out, cl)
+
+
+def _computed_kernel_conv(ctx, t, w, b, stride, padding, dilation, groups, depthwise):
+    """A convolution whose kernel is computed in the graph (timm StdConv2d / ScaledStdConv2d
+    standardize their weight in forward): keras.ops.conv on the kernel laid out (*k, in/groups,
+    out), ops.depthwise_conv on (*k, in, multiplier); the bias, a Parameter layer or a computed
+    value, is added after. The parameters the kernel comes from stay trainable variables.
+
+    keras.ops.conv refuses a grouped kernel on symbolic tensors (the Conv layers take groups, but
+    only with a kernel of their own): each group is convolved with its slice of the kernel and
+    the results concatenated."""
+    n = w.rank - 2
+    kernel = ctx.keras_tensor(ctx.materialize(w), tuple(range(2, n + 2)) + (1, 0))
+    args = {"strides": stride, "padding": padding, "dilation_rate": dilation}
+    if depthwise:
+        in_channels, out_channels = groups, w.meta.shape[0]
+        kernel = ops().reshape(kernel, tuple(w.meta.shape[2:]) + (in_channels, out_channels // in_channels))
+        out = ops().depthwise_conv(t, kernel, **args)
+    elif groups > 1:
+        pieces = zip(ops().split(t, groups, axis=-1), ops().split(kernel, groups, axis=-1))
+        out = ops().concatenate([ops().conv(piece, k, **args) for piece, k in pieces], axis=-1)
+    else:
+        out = ops().conv(t, kernel, **args)
+    if b is not None:
+        bias = ctx.const_tensor(b, None) if isinstance(b, Const) else ctx.keras_tensor(ctx.materialize(b), (0,))
+        out = ops().add(out, bias)
+    return out
 
 
 @converter("conv_transpose")

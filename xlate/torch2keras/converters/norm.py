@@ -1,4 +1,4 @@
-"""Normalization: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm.
+"""Normalization: BatchNorm (running or batch statistics), LayerNorm, GroupNorm, InstanceNorm, RMSNorm.
 
 eps and momentum are always passed explicitly (Keras defaults differ: eps 1e-3, momentum 0.99,
 and the momentum convention is inverted: keras = 1 - torch).
@@ -10,8 +10,8 @@ import numpy as np
 
 from .. import plan
 from ..registry import converter
-from ..values import DynamicShapeError, Value
-from ._common import layers
+from ..values import Const, DynamicShapeError, Value
+from ._common import layers, ops
 from .linear import _shared_layer, port
 
 
@@ -23,7 +23,10 @@ def batch_norm(ctx, node, row):
     momentum, eps = node.args.get("momentum", 0.1), float(node.args.get("eps", 1e-5))
     legit = node.target.startswith("aten._native_batch_norm_legit")
     if mean is None or var is None or training:
-        raise ctx.unsupported("BatchNorm without running statistics (track_running_stats=False)")
+        if node.target == "aten._native_batch_norm_legit_functional.default":
+            raise ctx.unsupported("BatchNorm updating its running statistics inside the graph")
+        value = _batch_statistics(ctx, ctx.materialize(x), w, b, eps, node.meta[0] if legit else node.meta)
+        return (value, None, None) if legit else value
     if momentum is None:
         raise ctx.unsupported("BatchNorm with momentum=None (cumulative average)")
     x = ctx.materialize(x)
@@ -37,6 +40,28 @@ def batch_norm(ctx, node, row):
     out = layer(ctx.keras_tensor(x, perm))
     value = ctx.new_value(out, perm, meta=node.meta[0] if legit else node.meta)
     return (value, None, None) if legit else value
+
+
+def _batch_statistics(ctx, x: Value, w, b, eps: float, meta) -> Value:
+    """Batch norm by the statistics of this batch (no running statistics, or training=True):
+    normalized by the mean and biased variance over every axis but the channel (torch dim 1),
+    times weight plus bias when given. Works in the value's own layout; weight and bias, Consts
+    (trainable stay Parameter layers) or computed values, are broadcast along the channel axis."""
+    o = ops()
+    t = x.tensor
+    axis = x.perm.index(1)
+    reduce = tuple(i for i in range(x.rank) if i != axis)
+    mean = o.mean(t, axis=reduce, keepdims=True)
+    centered = o.subtract(t, mean)
+    var = o.mean(o.square(centered), axis=reduce, keepdims=True)
+    out = o.multiply(centered, o.rsqrt(o.add(var, eps)))
+    shape = [1] * x.rank
+    shape[axis] = -1
+    for p, combine in ((w, o.multiply), (b, o.add)):
+        if p is not None:
+            pt = ctx.const_tensor(p, None) if isinstance(p, Const) else ctx.keras_tensor(ctx.materialize(p), (0,))
+            out = combine(out, o.reshape(pt, shape))
+    return ctx.new_value(out, x.perm, meta=meta)
 
 
 def _normalized_axes(ctx, x: Value, k: int, *, channels_last: bool = False):
