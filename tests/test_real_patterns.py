@@ -485,3 +485,30 @@ class StridedScatter(torch.nn.Module):
 def test_a_strided_slice_scatter_is_refused():
     with pytest.raises(xlate.errors.UnsupportedOpError, match="slice_scatter with step 2"):
         _convert(StridedScatter(), torch.randn(2, 5, 3), torch.randn(2, 2, 3))
+
+
+class CachedBias(torch.nn.Module):
+    """HF LeViT: ``attention_bias_cache[device] = attention_biases[:, idxs]`` in eval mode. A trace
+    must neither keep a Proxy in that cache (the next trace broke on it) nor read a cached tensor
+    as a constant (the biases would no longer be trainable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.biases = torch.nn.Parameter(torch.randn(3, 4))
+        self.register_buffer("idxs", torch.tensor([[0, 1, 2], [3, 2, 1]]), persistent=False)
+        self.cache = {}
+        self.proj = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        key = str(x.device)
+        if key not in self.cache:
+            self.cache[key] = self.biases[:, self.idxs]
+        return self.proj(x) + self.cache[key].sum(0)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_cache_written_in_forward_is_not_kept_by_the_trace(batch):
+    module = CachedBias()
+    keras_model = _convert(module, torch.randn(batch, 2, 3))
+    assert all(type(v) is torch.Tensor for v in module.cache.values())  # the gate's own runs fill it, no trace does
+    assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == sum(p.numel() for p in module.parameters())

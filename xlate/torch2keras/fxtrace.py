@@ -28,6 +28,7 @@ from .fx_merge import merge
 from .fx_record import Run
 from .fx_tracer import decided as _decided  # noqa: F401 - the batch decision rule, tested on its own
 from .fx_tracer import has_nonlinear_sizes, symbolic_trace
+from .module_state import ModuleState
 from .source_graph import SourceGraph
 from .trace import _as_tuple
 
@@ -40,7 +41,20 @@ SMALL_MODEL = 10_000_000  # parameters
 
 
 def trace_dynamic(module, example_inputs, dynamic="auto") -> Traced:
-    """The fx fast path when it applies, else torch.export (export_trace.ExportTrace)."""
+    """The fx fast path when it applies, else torch.export (export_trace.ExportTrace). Attributes
+    the module's forward writes (caches) are put back after each attempt (module_state.py)."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    state = ModuleState(module)
+    try:
+        return _fast_or_export(module, example_inputs, dynamic, state)
+    finally:
+        state.restore()
+
+
+def _fast_or_export(module, example_inputs, dynamic, state) -> Traced:
     from ..errors import UnsupportedOpError
 
     try:
@@ -49,6 +63,7 @@ def trace_dynamic(module, example_inputs, dynamic="auto") -> Traced:
         log.info("fast trace not applicable, using torch.export: %s", e)
         from .export_trace import ExportTrace
 
+        state.restore()
         try:
             return ExportTrace(module, example_inputs, dynamic, fx_reason=one_line(e, 160))
         except UnsupportedOpError as export_error:
@@ -140,6 +155,7 @@ class _Runs:
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
         self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
         self.cache: dict = {}
+        self.state = ModuleState(module)  # every trace and run starts from the module's own attributes
 
     def pin(self, name: str, reason: str) -> None:
         sym = self.plan.symbols.get(name)
@@ -198,7 +214,11 @@ class _Runs:
         names = [n for n in self.sizes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names]
         inputs = [_copies(self.values)] + [_resized(self.values, s, self.sizes[s.name]) for s in varied[1:]]
-        graph = symbolic_trace(self.root, self.names, [_copies(v) for v in inputs], varied)
+        self.state.restore()
+        try:
+            graph = symbolic_trace(self.root, self.names, [_copies(v) for v in inputs], varied)
+        finally:
+            self.state.restore()
         code = graph.python_code("self").src
         self.recordings = {}
         failures = []  # every varied run that fails, so one more attempt settles them all
@@ -234,6 +254,7 @@ class _Runs:
                 continue
             try:
                 with torch.no_grad():
+                    self.state.restore()
                     probes[sym.name] = (size, Run(self.module, self.root, graph).execute(
                         self.names, _resized(self.values, sym, size)))
             except Exception as e:  # noqa: BLE001 - not a size the module takes: nothing to check there
@@ -242,6 +263,7 @@ class _Runs:
 
     def _record(self, graph, values, sym):
         try:
+            self.state.restore()
             return Run(self.module, self.root, graph).execute(self.names, values)
         except VariationFailed:
             raise
