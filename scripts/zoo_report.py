@@ -37,7 +37,7 @@ def _totals(rows) -> list[str]:
              "|---|---|---|" + "---|" * len(FAILED) + "---|"]
     families = ["torchvision", "timm", "hf"]
     for fam in [*families, "all"]:
-        sel = [r for r in rows if fam == "all" or r.get("family") == fam]
+        sel = [r for r in rows if fam == "all" or (r.get("family") or r["id"].split("/")[0]) == fam]
         count = Counter(r["status"] for r in sel)
         lines.append(f"| {fam} | {len(sel)} | {count['pass']} | " + " | ".join(str(count[s]) for s in FAILED)
                      + f" | {count['build-error']} |")
