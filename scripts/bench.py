@@ -50,9 +50,23 @@ def main() -> None:
         bench_scale.BEGIN,
         bench_scale.markdown(scale) + bench_scale.END,
         "",
+        *_zoo_section(),
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)
+
+
+def _zoo_section() -> list[str]:
+    """The zoo's medians (docs/zoo.json, written by `make zoo`), kept beside the fixtures' figures."""
+    import json
+
+    import zoo_report
+
+    results = ROOT / "docs" / "zoo.json"
+    if not results.exists():
+        return []
+    rows = json.loads(results.read_text())["models"]
+    return [zoo_report.ZOO_BEGIN, zoo_report.benchmarks_section(rows) + zoo_report.ZOO_END, ""]
 
 
 if __name__ == "__main__":

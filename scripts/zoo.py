@@ -283,6 +283,7 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "report":
         zoo_report.write(_load(), TABLE)
+        zoo_report.write_benchmarks(_load(), ROOT / "BENCHMARKS.md")
         return 0
     import torch  # noqa: F401 - before TensorFlow (the catalog imports torchvision)
     import torchvision  # noqa: F401
@@ -306,6 +307,7 @@ def main(argv=None) -> int:
     rows = [r for r in _load() if r["id"] in known]  # a model dropped from the catalog leaves the table
     rows.sort(key=lambda r: catalog_ids.index(r["id"]))
     zoo_report.write(rows, TABLE)
+    zoo_report.write_benchmarks(rows, ROOT / "BENCHMARKS.md")
     print(zoo_report.summary_line(rows))
     return 0
 

@@ -7,6 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+ZOO_BEGIN, ZOO_END = "<!-- zoo: begin -->", "<!-- zoo: end -->"
 FAILED = ("parity", "unsupported", "converter-bug", "xlate-error", "crash", "timeout")
 TRANSFORMER_KINDS = ("vit", "encoder", "decoder", "audio")
 
@@ -140,3 +141,26 @@ def write(rows, path: Path) -> None:
         "## Per model", "", *_per_model(rows), "",
     ]
     path.write_text("\n".join(text))
+
+
+def benchmarks_section(rows) -> str:
+    """The zoo's figures for BENCHMARKS.md (beside the fixtures' benchmarks), from docs/zoo.json."""
+    commits = ", ".join(f"{c} ({n})" for c, n in Counter(r.get("commit", "?") for r in rows).most_common())
+    return "\n".join([
+        "## The real-model zoo (torch -> Keras)", "",
+        f"From `make zoo` (docs/zoo.json, per model in docs/zoo.md); xlate commits measured: {commits}.", "",
+        "**" + summary_line(rows) + "**", "",
+        *_speed(rows), "",
+    ])
+
+
+def write_benchmarks(rows, path: Path) -> None:
+    """Rewrite the zoo's section of BENCHMARKS.md (added at the end if it has none)."""
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{ZOO_BEGIN}\n{benchmarks_section(rows)}{ZOO_END}\n"
+    if ZOO_BEGIN in body and ZOO_END in body:
+        head, rest = body.split(ZOO_BEGIN, 1)
+        body = head + block + rest.split(ZOO_END, 1)[1].lstrip("\n")
+    else:
+        body = body.rstrip("\n") + "\n\n" + block
+    path.write_text(body)
