@@ -512,3 +512,15 @@ def test_a_cache_written_in_forward_is_not_kept_by_the_trace(batch):
     keras_model = _convert(module, torch.randn(batch, 2, 3))
     assert all(type(v) is torch.Tensor for v in module.cache.values())  # the gate's own runs fill it, no trace does
     assert sum(int(w.numpy().size) for w in keras_model.trainable_weights) == sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_pooling_window_longer_than_the_input(include_pad, batch):
+    """HF EfficientNet: ``AvgPool2d(hidden_dim=1280, ceil_mode=True)`` on a 2x2 map, one window
+    each way; padding the input out to the window would allocate 1280x1280 per channel."""
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2),
+                                 torch.nn.AvgPool2d(640, ceil_mode=True, count_include_pad=include_pad),
+                                 torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    keras_model = _convert(module, torch.randn(batch, 3, 7, 7))
+    assert all(max(layer.pool_size) <= 3 for layer in keras_model.layers if hasattr(layer, "pool_size"))

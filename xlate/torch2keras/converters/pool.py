@@ -49,6 +49,12 @@ def pool(ctx, node, row):
         # the overhang depends on the spatial sizes only: the batch can stay dynamic
         raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}",
                                 ctx.graph.input_symbols_of(spatial))
+    if static and any(k > s + 2 * p for s, k, p in zip(spatial, kernel, padding)):
+        # a window longer than the padded input (HF EfficientNet's AvgPool2d(1280, ceil_mode=True)
+        # on a 2x2 map): torch takes one window there, and its part past the padding sees only the
+        # overhang, which neither sums nor counts, so the window is cut to the padded input
+        kernel = tuple(min(k, s + 2 * p) for s, k, p in zip(spatial, kernel, padding))
+        stride = tuple(k if k == s + 2 * p else st for s, k, p, st in zip(spatial, kernel, padding, stride))
     extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
              for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
