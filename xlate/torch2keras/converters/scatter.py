@@ -4,7 +4,7 @@ position and residual pooling updates of the attention map)."""
 
 from __future__ import annotations
 
-from .. import symsize
+from .. import plan, symsize
 from ..registry import converter
 from ..source_graph import Sym
 from ..values import Const, Value
@@ -73,3 +73,34 @@ def copy(ctx, node, row):
     (xt, st), perm, _ = aligned(ctx, [ctx.materialize(x), src])
     st = ops().cast(st, x.meta.dtype) if hasattr(st, "dtype") else st
     return ctx.new_value(ops().add(ops().zeros_like(xt), st), perm)
+
+
+@converter("select_scatter")
+def select_scatter(ctx, node, row):
+    """``src`` written over ``input.select(dim, index)`` (HF BEiT's relative position index): the
+    parts of ``input`` before and after, concatenated with ``src`` given its axis back."""
+    x = ctx.materialize(ctx.arg("input"))
+    dim = int(node.args.get("dim", 0)) % x.rank
+    index, size = node.args.get("index"), x.meta.shape[dim]
+    if not isinstance(index, int):
+        raise ctx.unsupported("select_scatter at a dynamic index")
+    if index < 0 and isinstance(size, int):
+        index += size
+    axis = x.perm.index(dim)
+    src, src_perm = ctx.arg("src"), plan.drop_dims(x.perm, [dim])
+    t = ctx.const_tensor(src, src_perm) if isinstance(src, Const) else ctx.keras_tensor(ctx.materialize(src), src_perm)
+    t = ops().expand_dims(ops().cast(t, x.meta.dtype) if str(t.dtype) != x.meta.dtype else t, axis)
+    parts = [_piece(ctx, x, axis, None, index)] if index else []  # a negative index counts from the end
+    parts.append(t)
+    if index != -1 and not _to_end(index + 1, size):
+        parts.append(_piece(ctx, x, axis, index + 1, None))
+    return ctx.new_value(parts[0] if len(parts) == 1 else ops().concatenate(parts, axis=axis), x.perm)
+
+
+@converter("fill")
+def fill(ctx, node, row):
+    """``self.fill_(value)`` with a 0-d tensor ``value``: the value broadcast to ``self``, in its dtype."""
+    x = ctx.materialize(ctx.arg("input"))
+    (xt, vt), perm, _ = aligned(ctx, [x, ctx.arg("value")])
+    vt = ops().cast(vt, x.meta.dtype) if hasattr(vt, "dtype") else vt
+    return ctx.new_value(ops().add(ops().zeros_like(xt), vt), perm)
