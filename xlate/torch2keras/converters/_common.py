@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import plan
+from .. import plan, symsize
+from ..source_graph import Sym
 from ..values import Const, Value
 
 # Constants up to this many elements are written inline into the op; larger ones become a
@@ -83,6 +84,10 @@ def aligned(ctx, operands):
                 out.append(ctx.const_tensor(v if a is v.array else Const(a), None))
             else:
                 out.append(a.item() if a.ndim == 0 and a.dtype.kind == "f" else a)
+        elif isinstance(v, Sym):
+            # a dynamic size used as a number (HF BEiT's ``coords += window_size - 1`` over the
+            # patch grid): read from a tensor that has it, at run time
+            out.append(symsize.size_tensor(ctx, v, ref.meta.dtype if ref is not None else "int64"))
         else:
             out.append(v)
     return out, perm, feature_order
