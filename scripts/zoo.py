@@ -215,7 +215,7 @@ def run_all(ids: list[str], jobs: int, timeout: float, resume: bool, path: Path 
                                   capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             row = json.loads(lines[-1]) if lines else {
-                "id": entry_id, "status": "crash",
+                "id": entry_id, "status": _no_row_status(proc.returncode),
                 "reason": f"process exited {proc.returncode}: {_one_line(proc.stderr[-600:] or 'no output')}"}
         except subprocess.TimeoutExpired:
             row = {"id": entry_id, "status": "timeout", "reason": f"no answer within {timeout:.0f} s"}
@@ -241,8 +241,18 @@ def _commit() -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs") else "")
 
 
+def _no_row_status(returncode: int) -> str:
+    """A model process that printed no row: killed by a signal (SIGKILL here is the out-of-memory
+    killer: the conversion needed more memory than the machine has), else a crash of its own."""
+    return "killed" if returncode < 0 else "crash"
+
+
 def _load(path: Path = RESULTS) -> list[dict]:
-    return json.loads(path.read_text())["models"] if path.exists() else []
+    rows = json.loads(path.read_text())["models"] if path.exists() else []
+    for r in rows:  # rows written before "killed" was told apart from "crash"
+        if r["status"] == "crash" and re.match(r"process exited -\d+", r.get("reason", "")):
+            r["status"] = "killed"
+    return rows
 
 
 def _save(rows: list[dict], path: Path) -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 ZOO_BEGIN, ZOO_END = "<!-- zoo: begin -->", "<!-- zoo: end -->"
-FAILED = ("parity", "unsupported", "converter-bug", "xlate-error", "crash", "timeout")
+FAILED = ("parity", "unsupported", "converter-bug", "xlate-error", "crash", "killed", "timeout")
 TRANSFORMER_KINDS = ("vit", "encoder", "decoder", "audio")
 
 
@@ -122,7 +122,8 @@ def write(rows, path: Path) -> None:
         "calibrated on seeded batches, zero-initialised weights given noise), converted with",
         "`via=\"direct\"` from a batch-1 and from a batch-2 example, and judged by xlate's default parity",
         "gate on two seeded inputs against the torch model's own outputs. A model passes when both",
-        "conversions pass. `crash` is a foreign exception reaching the user (an xlate bug);",
+        "conversions pass. `crash` is a foreign exception reaching the user (an xlate bug); `killed`",
+        "is a model process killed by a signal (SIGKILL: the out-of-memory killer) before it wrote a row;",
         "`converter-bug` is a converter that failed on one op, reported to the user as an xlate",
         "error naming the op and module (still a bug); `build-error` is a model its",
         "library cannot build here (not counted).",
