@@ -299,7 +299,6 @@ def shape_tracer_class():
             if compare is not None and len(node.args) == 2 and not node.kwargs:
                 sides = [self._ints(a) for a in node.args]
                 if None not in sides:
-                    self._not_nonlinear(node)
                     return self._decide(compare, [a - b for a, b in zip(*sides)], node)
             elif compare is None and (values := self._ints(node)) is not None:
                 # `if pad_h or pad_w:` on sizes: the same decision as `pad_h != 0`
@@ -308,9 +307,11 @@ def shape_tracer_class():
             return super().to_bool(proxy)
 
         def _not_nonlinear(self, node) -> None:
-            """Pin the sizes a condition reads through %, //, floor or ceil: runs at a few sizes
-            (a quarter of the example, its neighbour) cannot tell ``(-H) % 2`` is 0 only at even H,
-            so a branch decided there would be wrong at other sizes."""
+            """Pin the sizes a bare ``if size:`` reads through %, //, floor or ceil: runs at a few
+            sizes (a quarter of the example, its neighbour) cannot tell ``(-H) % 2`` is 0 only at
+            even H, so a branch decided there would be wrong at other sizes. (A comparison such as
+            ``pad - H < 0`` keeps its region analysis in ``_decide``; Keras -> torch packages compute
+            'same' padding that way, and the gate checks other sizes.)"""
             seen, todo, nonlinear = set(), [node], False
             while todo and len(seen) < 400:
                 n = todo.pop()
