@@ -306,12 +306,13 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md", begin: str = BEGIN, end: str = END) -> None:
+    """Rewrite the section between ``begin`` and ``end`` of ``path`` (added at the end if it has none)."""
     body = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in body and END in body:
-        head, rest = body.split(BEGIN, 1)
-        body = head + block + rest.split(END, 1)[1].lstrip("\n")
+    block = f"{begin}\n{text}{end}\n"
+    if begin in body and end in body:
+        head, rest = body.split(begin, 1)
+        body = head + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         body = body.rstrip("\n") + "\n\n" + block
     path.write_text(body)

@@ -157,11 +157,6 @@ def benchmarks_section(rows) -> str:
 
 def write_benchmarks(rows, path: Path) -> None:
     """Rewrite the zoo's section of BENCHMARKS.md (added at the end if it has none)."""
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{ZOO_BEGIN}\n{benchmarks_section(rows)}{ZOO_END}\n"
-    if ZOO_BEGIN in body and ZOO_END in body:
-        head, rest = body.split(ZOO_BEGIN, 1)
-        body = head + block + rest.split(ZOO_END, 1)[1].lstrip("\n")
-    else:
-        body = body.rstrip("\n") + "\n\n" + block
-    path.write_text(body)
+    from bench_scale import write_section
+
+    write_section(benchmarks_section(rows), path, ZOO_BEGIN, ZOO_END)
