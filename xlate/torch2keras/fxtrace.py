@@ -58,7 +58,7 @@ def _fast_or_export(module, example_inputs, dynamic, state) -> Traced:
     from ..errors import UnsupportedOpError
 
     try:
-        return FastTrace(module, example_inputs, dynamic)
+        return FastTrace(module, example_inputs, dynamic, state)
     except FastTraceUnsupported as e:
         log.info("fast trace not applicable, using torch.export: %s", e)
         from .export_trace import ExportTrace
@@ -90,7 +90,7 @@ def fx_trace(module, example_inputs, dynamic="auto") -> SourceGraph:
 class FastTrace(Traced):
     """The fx graph, its recorded runs and the plan; ``graph`` is their merge."""
 
-    def __init__(self, module, example_inputs, dynamic="auto"):
+    def __init__(self, module, example_inputs, dynamic="auto", state=None):
         import torch
 
         if not isinstance(module, torch.nn.Module):
@@ -108,7 +108,7 @@ class FastTrace(Traced):
             torch.set_num_threads(1)
         try:
             root = _traceable_root(module, names, call)
-            self.runs = _Runs(module, root, names, values, self.plan)
+            self.runs = _Runs(module, root, names, values, self.plan, state)
             self.runs.trace()
         finally:
             torch.set_num_threads(threads)
@@ -149,13 +149,14 @@ class RequiredPinned(FastTraceUnsupported):
 class _Runs:
     """The input sets, the fx graph and one recording per input set, retried until they agree."""
 
-    def __init__(self, module, root, names, values, plan: DimPlan):
+    def __init__(self, module, root, names, values, plan: DimPlan, state=None):
         self.module, self.root, self.names, self.values, self.plan = module, root, names, values, plan
         self.sizes: dict[str, int] = {}  # symbol -> the size its run uses
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
         self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
         self.cache: dict = {}
-        self.state = ModuleState(module)  # every trace and run starts from the module's own attributes
+        # every trace and run starts from the module's own attributes (trace_dynamic's snapshot, if given)
+        self.state = state if state is not None else ModuleState(module)
 
     def pin(self, name: str, reason: str) -> None:
         sym = self.plan.symbols.get(name)

@@ -12,8 +12,10 @@ touch parameters, buffers or submodules (torch's own bookkeeping), nor patch any
 from __future__ import annotations
 
 import copy
+import functools
 
 
+@functools.cache
 def _torch_internals() -> frozenset:
     import torch
 
@@ -25,7 +27,7 @@ class ModuleState:
     (containers in place, so that references to them stay valid)."""
 
     def __init__(self, module):
-        internals = _torch_internals()
+        self._internals = internals = _torch_internals()
         self._saved = []
         for m in module.modules():
             attrs = {k: v for k, v in vars(m).items() if k not in internals}
@@ -35,7 +37,7 @@ class ModuleState:
     def restore(self) -> None:
         for m, attrs, contents in self._saved:
             now = vars(m)
-            for k in [k for k in now if k not in attrs and k not in _torch_internals()]:
+            for k in [k for k in now if k not in attrs and k not in self._internals]:
                 del now[k]  # set during a run (a cache created on first use)
             for k, v in attrs.items():
                 if now.get(k) is not v:
@@ -45,11 +47,8 @@ class ModuleState:
 
 
 def _refill(container, saved) -> None:
-    if isinstance(container, dict):
-        if container != saved or list(container) != list(saved):
-            container.clear()
-            container.update(saved)
-    elif isinstance(container, list):
+    # no comparison first: a cache's values may be tensors, whose == is elementwise
+    if isinstance(container, list):
         container[:] = saved
     else:
         container.clear()
