@@ -68,9 +68,12 @@ def copy(ctx, node, row):
     if isinstance(src, Value) and isinstance(x, Value) and tuple(src.meta.shape) == tuple(x.meta.shape):
         src = ctx.materialize(src)
         return ctx.new_value(src.tensor, src.perm)  # new_value casts to self's dtype
-    if not isinstance(x, Value):
-        x = ctx.materialize(x)
-    (xt, st), perm, _ = aligned(ctx, [ctx.materialize(x), src])
+    return _broadcast_to(ctx, ctx.materialize(x), src)
+
+
+def _broadcast_to(ctx, x: Value, src):
+    """``src`` broadcast to ``x``'s shape, in its dtype (``zeros_like(x) + src``)."""
+    (xt, st), perm, _ = aligned(ctx, [x, src])
     st = ops().cast(st, x.meta.dtype) if hasattr(st, "dtype") else st
     return ctx.new_value(ops().add(ops().zeros_like(xt), st), perm)
 
@@ -100,7 +103,4 @@ def select_scatter(ctx, node, row):
 @converter("fill")
 def fill(ctx, node, row):
     """``self.fill_(value)`` with a 0-d tensor ``value``: the value broadcast to ``self``, in its dtype."""
-    x = ctx.materialize(ctx.arg("input"))
-    (xt, vt), perm, _ = aligned(ctx, [x, ctx.arg("value")])
-    vt = ops().cast(vt, x.meta.dtype) if hasattr(vt, "dtype") else vt
-    return ctx.new_value(ops().add(ops().zeros_like(xt), vt), perm)
+    return _broadcast_to(ctx, ctx.materialize(ctx.arg("input")), ctx.arg("value"))
