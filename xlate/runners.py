@@ -12,8 +12,10 @@ import sys
 
 import numpy as np
 
+from .dtype_stream import STREAM_ABOVE_BYTES, DtypeStream, floating_bytes
 from .errors import one_line
 from .frameworks import flatten_outputs, float_dtype, keras_inputs, numpy_to_torch, to_numpy
+from .memory import release_free_memory
 
 
 class TorchRunner:
@@ -23,7 +25,9 @@ class TorchRunner:
     A tensor the move replaces (another dtype or device) keeps its original storage untouched, so
     only a reference is kept; a tensor the move leaves in place (already that dtype and device) is
     cloned, since a train-mode run updates it in place (BatchNorm statistics, counters). So a
-    float64 run costs one float64 copy of the weights, not a float32 clone besides.
+    float64 run costs one float64 copy of the weights, not a float32 clone besides; from
+    ``STREAM_ABOVE_BYTES`` of weights only the running parts are copied (xlate.dtype_stream), and
+    the whole module is moved only when that fails.
     """
 
     def __init__(self, module, device: str, training: bool, dtype=None):
@@ -54,20 +58,43 @@ class TorchRunner:
         self.was_training = self.module.training
         self.module.train(self.training)
         self.module.to(self.device)
+        self.stream = None
         if self.dtype is not None:
-            self.module.to(self.dtype)
+            weight_bytes = floating_bytes(self.module)
+            if weight_bytes >= STREAM_ABOVE_BYTES:
+                # no whole copy in that dtype; what the runs before left in the heap goes back first
+                release_free_memory(weight_bytes)
+                self.stream = DtypeStream(self.module, self.dtype)
+            else:
+                self.module.to(self.dtype)
         self.tf32 = _disable_torch_tf32(self.torch) if str(self.device).startswith("cuda") else None
         return self
 
     def __call__(self, arrays):
         torch = self.torch
-        with torch.no_grad():
-            out = self.module(*torch_tensors(arrays, self.device, self.dtype))
+        try:
+            with torch.no_grad():
+                out = self.module(*torch_tensors(arrays, self.device, self.dtype))
+        except Exception:
+            if self.stream is None:
+                raise
+            self._unstream()  # code that reads another module's weight, in an op refusing mixed dtypes
+            return self(arrays)
+        if self.stream is not None and not self.stream.balanced:
+            self._unstream()  # a part that never returned: run again with the whole module moved
+            return self(arrays)
         # numpy has no bfloat16: compare reduced-precision outputs as float32
         return [to_numpy(o.float() if o.is_floating_point() and o.dtype != torch.float64 else o)
                 for o in flatten_outputs(out) if isinstance(o, torch.Tensor)]
 
+    def _unstream(self) -> None:
+        self.stream.close()
+        self.stream = None
+        self.module.to(self.dtype)
+
     def __exit__(self, *exc):
+        if self.stream is not None:
+            self.stream.close()
         if self.tf32 is not None:
             _restore_torch_tf32(self.torch, self.tf32)
         for table, key, t, saved in self.slots:
