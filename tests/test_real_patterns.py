@@ -522,3 +522,38 @@ def test_a_pooling_window_longer_than_the_input(include_pad, batch):
                                  torch.nn.Flatten(), torch.nn.Linear(8, 4))
     keras_model = _convert(module, torch.randn(batch, 3, 7, 7))
     assert all(max(layer.pool_size) <= 3 for layer in keras_model.layers if hasattr(layer, "pool_size"))
+
+
+class FixedGrid(torch.nn.Module):
+    """timm coatnet / maxvit: a relative-position table of one grid size, so every other H or W
+    fails; the fast trace retries other sizes, attempt after attempt (coatnet_pico at batch 2
+    kept every failed attempt's activations alive: 8.4 GB)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 13, 3, padding=1)
+        self.bias = torch.nn.Parameter(torch.randn(13, 16, 16) * 0.1)
+
+    def forward(self, x):
+        return (torch.relu(self.conv(x)) + self.bias).mean((2, 3))
+
+
+def test_failed_size_attempts_leave_no_activations_behind():
+    """A failed attempt's traceback holds its tracer and runs in a reference cycle: with the
+    garbage collector off, only breaking it frees their activations (13 channels: no other
+    tensor has that shape)."""
+    import gc
+
+    def activations():
+        return [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dim() == 4 and o.shape[1] == 13]
+
+    module = FixedGrid().eval()
+    gc.collect()
+    gc.disable()
+    try:
+        keras_model = xlate.torch_to_keras(module, (torch.randn(2, 3, 16, 16),), via="direct", check=False)
+        alive = activations()
+    finally:
+        gc.enable()
+    assert not alive, f"{len(alive)} activations of the trace are still alive: {[tuple(t.shape) for t in alive]}"
+    assert keras_model.input_shape[2:] == (16, 16)  # H and W pinned by the table

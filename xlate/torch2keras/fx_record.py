@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from dataclasses import dataclass, field
 
 from ..frameworks import torch_to_numpy
@@ -54,8 +55,11 @@ class Run:
             self.known[id(p)] = ("p", path, p)
         for path, b in module.named_buffers():
             self.known[id(b)] = ("b", path, b)
-        self.refs: dict[int, str] = {}  # id(tensor) -> node name
-        self.keep: list = []  # every tracked tensor stays alive, so ids are not reused
+        # id(tensor) -> (node name, a weak reference to that tensor): a tensor may die once no
+        # later node reads it (its memory goes back during the run), and an id reused by a new
+        # tensor then finds a dead reference instead of the old name
+        self.refs: dict[int, tuple] = {}
+        self.keep: list = []  # the inputs stay alive
         self.input_ids: set[int] = set()
         self.names: dict[str, int] = {}
         self.rec = Recording([], [], [], [], {}, {}, {"": self.root_type})
@@ -76,14 +80,13 @@ class Run:
         return base if k == 0 else f"{base}_{k}"
 
     def _track(self, tensor, name: str) -> None:
-        self.refs[id(tensor)] = name
-        self.keep.append(tensor)
+        self.refs[id(tensor)] = (name, weakref.ref(tensor))
         self.created.append(tensor)
 
     def ref(self, tensor) -> Ref:
-        name = self.refs.get(id(tensor))
-        if name is not None:
-            return Ref(name)
+        entry = self.refs.get(id(tensor))
+        if entry is not None and entry[1]() is tensor:
+            return Ref(entry[0])
         known = self.known.get(id(tensor))
         if known is None:
             raise FastTraceUnsupported(f"a tensor of unknown origin ({tuple(tensor.shape)}) used at {self.where()}")
@@ -95,8 +98,7 @@ class Run:
             raise FastTraceUnsupported(f"parameter {path}: {e}") from e
         self.rec.params.append(SourceNode(name, "param", meta=meta_of(value)))
         self.rec.param_values[name] = (path, array, kind == "p")
-        self.refs[id(tensor)] = name
-        self.keep.append(tensor)
+        self.refs[id(tensor)] = (name, weakref.ref(tensor))
         return Ref(name)
 
     def where(self) -> str:
@@ -105,10 +107,6 @@ class Run:
     # -- the fx graph --
 
     def execute(self, names, values) -> Recording:
-        torch = self.torch
-        import torch.utils._pytree as pytree
-        from torch.fx.node import map_arg
-
         nodes = list(self.graph.nodes)
         for i, n in enumerate(nodes):
             for a in n.all_input_nodes:
@@ -116,6 +114,17 @@ class Run:
         env = self.env
         inputs = dict(zip(names, values))
         self.mode = recorder_class()(self)
+        try:
+            return self._execute(nodes, inputs, env)
+        finally:  # the recorder and this run refer to each other: a failed run's values go now
+            self.mode = None
+            env.clear()
+
+    def _execute(self, nodes, inputs, env) -> Recording:
+        torch = self.torch
+        import torch.utils._pytree as pytree
+        from torch.fx.node import map_arg
+
         for i, n in enumerate(nodes):
             self.index = i
             self.created = []
@@ -123,7 +132,7 @@ class Run:
                 value = inputs[n.target]
                 node = SourceNode(n.target, "input", meta=meta_of(value))
                 self.rec.inputs.append(node)
-                self.refs[id(value)] = n.target
+                self.refs[id(value)] = (n.target, weakref.ref(value))
                 self.names[n.target] = 1
                 self.keep.append(value)
                 self.input_ids.add(id(value))
@@ -147,6 +156,9 @@ class Run:
             else:
                 raise FastTraceUnsupported(f"fx node kind {n.op}")
             env[n] = value
+            for a in n.all_input_nodes:  # a value no later node reads is dropped: its memory goes back
+                if self.last_use.get(a) == i:
+                    env.pop(a, None)
         return self.rec
 
     def _sized(self, value, tensor, method, dims):

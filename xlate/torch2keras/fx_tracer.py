@@ -75,6 +75,10 @@ def symbolic_trace(root, names, inputs, varied):
         if tracer.error is not None:  # ours, wrapped or swallowed by the module's code
             raise tracer.error from e
         raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {one_line(e, 200)}") from e
+    finally:
+        # the values of every input set's run: the tracer and a failure's traceback form a cycle
+        # (tracer.error), which would hold them until a full garbage collection, one set per attempt
+        tracer.envs = [{} for _ in tracer.envs]
     if tracer.error is not None:
         raise tracer.error
     return graph

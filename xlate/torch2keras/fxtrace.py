@@ -195,6 +195,7 @@ class _Runs:
             except VariationFailed as e:
                 failures = [e]
             except BoundFound as e:
+                _drop_frames(e)
                 failures = []
                 self.plan.narrow(e.symbol, e.low, e.high, e.reason)
                 size = self.sizes.get(e.symbol)
@@ -202,6 +203,7 @@ class _Runs:
                 if sym is None or (size is not None and not sym.within(size)):
                     self.sizes.pop(e.symbol, None)
             for e in failures:
+                _drop_frames(e)
                 last[e.symbol] = e.reason
                 if e.retry and e.symbol in self.sizes and not _weight_mismatch(e.reason):
                     self.plan.symbols[e.symbol].tried.append(self.sizes.pop(e.symbol))
@@ -275,6 +277,16 @@ class _Runs:
                     raise
                 raise FastTraceUnsupported(f"running the example: {reason}") from e
             raise VariationFailed(sym.name, reason) from e
+
+
+def _drop_frames(error: BaseException) -> None:
+    """Forget where a failed attempt failed: its traceback's frames (and those of its cause) hold
+    that attempt's tracer and runs, with every input set's activations, in a reference cycle that
+    only a full garbage collection would free; the retry needs only the symbol and the reason."""
+    while error is not None:
+        following = error.__cause__ or error.__context__
+        error.__traceback__ = error.__cause__ = error.__context__ = None
+        error = following
 
 
 # --- inputs and the traced root ---------------------------------------------------------------
