@@ -1,9 +1,9 @@
 """Pure data movement over windows and channel groups: Tensor.unfold (sliding windows), F.unfold
-(im2col), pixel (un)shuffle and channel shuffle.
+(im2col) and F.fold (col2im), pixel (un)shuffle and channel shuffle.
 
-No arithmetic, so exact by construction. They work in torch's own layout (the value is brought
-to it once) with static sizes except the batch, which reshapes leave as -1: another dynamic size
-raises DynamicShapeError, so the converter keeps that input size static (with this op as the reason).
+No arithmetic but fold's sums (added in torch's order), so exact by construction. They work in
+torch's own layout (the value is brought to it once) with static sizes except the batch, which
+reshapes leave as -1: another dynamic size raises DynamicShapeError, so the converter keeps that input size static (with this op as the reason).
 """
 
 from __future__ import annotations
@@ -83,3 +83,43 @@ def im2col(ctx, node, row):
                for i in range(kh) for j in range(kw)]
     out = ops().stack(patches, axis=2)  # (B, C, kh*kw, oh, ow)
     return _done(ctx, node, ops().reshape(out, (b, c * kh * kw, oh * ow)))
+
+
+@converter("col2im")
+def col2im(ctx, node, row):
+    """F.fold / nn.Fold, im2col's adjoint: each column block goes back to its patch position and
+    overlapping patches add up, in torch's order (kernel offset by kernel offset, from zero)."""
+    t, shape = _torch_order(ctx, "F.fold")
+    unbatched = len(shape) == 2
+    if unbatched:
+        t, shape = ops().expand_dims(t, 0), [1, *shape]
+    b, ckk, _ = shape
+    (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (
+        tuple(node.args[k]) if isinstance(node.args[k], (list, tuple)) else (node.args[k],) * 2
+        for k in ("output_size", "kernel_size", "dilation", "padding", "stride"))
+    c = ckk // (kh * kw)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
+    blocks = ops().reshape(t, (b, c, kh * kw, oh, ow))
+    out = None
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        part = _spread(blocks[:, :, k], (b, c, oh, ow), sh, sw)  # (b, c, (oh-1)*sh+1, (ow-1)*sw+1)
+        top, left = i * dh, j * dw
+        part = ops().pad(part, ((0, 0), (0, 0), (top, hp - top - ((oh - 1) * sh + 1)),
+                                (left, wp - left - ((ow - 1) * sw + 1))))
+        out = part if out is None else out + part
+    out = out[:, :, ph:ph + h, pw:pw + w]
+    return _done(ctx, node, out[0] if unbatched else out)
+
+
+def _spread(x, shape, sh, sw):
+    """(b, c, oh, ow) with sh-1 and sw-1 zeros between neighbours: the strided positions of a fold."""
+    b, c, oh, ow = shape
+    if sh == 1 and sw == 1:
+        return x
+    x = ops().reshape(x, (b, c, oh, 1, ow, 1))
+    x = ops().pad(x, ((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1)))
+    x = ops().reshape(x, (b, c, oh * sh, ow * sw))
+    return x[:, :, :(oh - 1) * sh + 1, :(ow - 1) * sw + 1]
