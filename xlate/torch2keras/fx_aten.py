@@ -21,7 +21,7 @@ META_PROPERTIES = {"shape", "dtype", "device", "ndim", "layout", "requires_grad"
                    "grad_fn", "itemsize"}
 # Reading tensor values into Python: the graph would bake in one input's data.
 DATA_DEPENDENT = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__", "__complex__", "numpy",
-                  "__array__", "__format__", "__repr__", "__str__", "data_ptr", "__setitem__", "__contains__",
+                  "__array__", "__format__", "__repr__", "__str__", "data_ptr", "__contains__",
                   "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "bincount"}
 # Tensors made from Python data: constants.
 CONSTANT_FACTORIES = {"tensor", "as_tensor", "asarray"}
@@ -39,7 +39,7 @@ _KINDS: dict = {}
 
 
 def classify(func):
-    """(kind, name) of a callable seen by the mode: meta | python | getitem | constant | op | refuse."""
+    """(kind, name) of a callable seen by the mode: meta | python | getitem | setitem | constant | op | refuse."""
     try:
         return _KINDS[func]
     except (KeyError, TypeError):
@@ -54,6 +54,8 @@ def classify(func):
         kind = ("meta", prop) if prop in META_PROPERTIES else ("refuse", f"tensor attribute .{prop}")
     elif name == "__getitem__":
         kind = ("getitem", name)
+    elif name == "__setitem__":
+        kind = ("setitem", name)
     elif name in META_METHODS:
         kind = ("meta", name)
     elif name in CONSTANT_FACTORIES:

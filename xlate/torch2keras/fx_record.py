@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
 from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
+from .fx_setitem import record_setitem
 from .fx_sizes import size_of
 from .source_graph import Ref, SourceNode
 from .trace import MODULE_LEVEL, _public_name, aten_name
@@ -262,6 +263,8 @@ class Run:
                 raise FastTraceUnsupported(f"{name} at {self.where()}")
             if kind == "getitem":
                 return self._getitem(*args)
+            if kind == "setitem":
+                return record_setitem(self, *args)
             if kind == "constant":
                 return self._constant(func(*args, **kwargs))
             return self._op(func, name, args, kwargs)
@@ -305,23 +308,24 @@ class Run:
         schema = op._schema
         if not schema.is_mutable:
             return
-        torch = self.torch
         for a in schema.arguments:
-            if a.alias_info is None or not a.alias_info.is_write:
-                continue
-            t = bound[a.name]
-            if not isinstance(t, torch.Tensor):
-                raise FastTraceUnsupported(f"in-place {schema.name} at {self.where()}")
-            if t.numel() == 0:
-                continue
-            storage = t.untyped_storage().data_ptr()
-            if id(t) in self.input_ids or id(t) in self.known or storage in self._protected_storage():
-                raise FastTraceUnsupported(f"in-place {schema.name} on an input or parameter at {self.where()}")
-            # values of fx nodes read by this node or later ones, and this node's intermediates
-            live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
-            others = [o for o in tensors_in(live) + self.created if o is not t]
-            if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
-                raise FastTraceUnsupported(f"in-place {schema.name} on a tensor that has views at {self.where()}")
+            if a.alias_info is not None and a.alias_info.is_write:
+                self.check_writable(bound[a.name], f"in-place {schema.name}")
+
+    def check_writable(self, t, what: str) -> None:
+        """Refuse a write to ``t`` that something else would see (see _check_mutation)."""
+        if not isinstance(t, self.torch.Tensor):
+            raise FastTraceUnsupported(f"{what} at {self.where()}")
+        if t.numel() == 0:
+            return
+        storage = t.untyped_storage().data_ptr()
+        if id(t) in self.input_ids or id(t) in self.known or storage in self._protected_storage():
+            raise FastTraceUnsupported(f"{what} on an input or parameter at {self.where()}")
+        # values of fx nodes read by this node or later ones, and this node's intermediates
+        live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
+        others = [o for o in tensors_in(live) + self.created if o is not t]
+        if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
+            raise FastTraceUnsupported(f"{what} on a tensor that has views at {self.where()}")
 
     def _protected_storage(self) -> set:
         """Memory of the inputs, parameters, buffers and constants: never written by a run."""
@@ -409,16 +413,16 @@ class Run:
         cur, dim, advanced = x, 0, {}
         for it in items:
             if it is None:
-                cur = self._apply(aten.unsqueeze.default, cur, dim)
+                cur = self.apply(aten.unsqueeze.default, cur, dim)
                 dim += 1
             elif it is Ellipsis:
                 dim += x.dim() - used
             elif isinstance(it, int):
-                cur = self._apply(aten.select.int, cur, dim, it)
+                cur = self.apply(aten.select.int, cur, dim, it)
             elif isinstance(it, slice):
                 start, stop, step = it.start, it.stop, 1 if it.step is None else it.step
                 if not (start in (None, 0) and stop is None and step == 1):
-                    cur = self._apply(aten.slice.Tensor, cur, dim, 0 if start is None else start,
+                    cur = self.apply(aten.slice.Tensor, cur, dim, 0 if start is None else start,
                                       sys.maxsize if stop is None else stop, step)
                 dim += 1
             else:
@@ -426,15 +430,15 @@ class Run:
                 dim += 1
         if advanced:
             indices = [advanced.get(d) for d in range(max(advanced) + 1)]
-            cur = self._apply(aten.index.Tensor, cur, indices)
+            cur = self.apply(aten.index.Tensor, cur, indices)
         elif cur is x:  # x[:] and friends: torch returns a new view
-            cur = self._apply(aten.alias.default, x)
+            cur = self.apply(aten.alias.default, x)
         if cur.shape != expected.shape or cur.dtype != expected.dtype or not torch.equal(
                 torch.nan_to_num(cur), torch.nan_to_num(expected)):
             raise FastTraceUnsupported(f"indexing {index!r} not reproduced at {self.where()}")
         return cur
 
-    def _apply(self, op, *args):
+    def apply(self, op, *args):
         bound = bind(op._schema, args, {})
         out = op(*args)
         self._record(op, bound, out)

@@ -90,10 +90,14 @@ NONLINEAR = {operator.floordiv, operator.mod, operator.truediv, operator.pow, ma
 
 
 def has_nonlinear_sizes(graph) -> bool:
-    """Whether the fx graph computes a value from a dynamic size with floor, ceil, // or %."""
+    """Whether the fx graph computes a value from a dynamic size with floor, ceil, // or %, or
+    may: a function fx keeps whole (``torch.fx.wrap``: torchvision's shifted_window_attention pads
+    to whole windows) computes from the sizes of real tensors where the graph cannot see it."""
     sized = set()
     for node in graph.nodes:
         inputs = node.all_input_nodes
+        if node.op == "call_function" and _opaque(node.target):
+            return True
         reads_size = (node.op == "call_method" and node.target in ("size", "numel")) or (
             node.op == "call_function" and node.target in (getattr, operator.getitem) and inputs
             and (inputs[0] in sized or node.args[1:2] == ("shape",)))
@@ -106,6 +110,13 @@ def has_nonlinear_sizes(graph) -> bool:
                 return True
             sized.add(node)
     return False
+
+
+def _opaque(target) -> bool:
+    """A Python function of the model's own library in the graph: fx kept it whole."""
+    module = getattr(target, "__module__", None) or ""
+    return isinstance(target, types.FunctionType) and not module.split(".")[0] in (
+        "torch", "_operator", "operator", "math", "builtins")
 
 
 def decided(compare, k1, c1, k2, c2) -> bool:
@@ -175,6 +186,10 @@ def shape_tracer_class():
                 # plain fx answers every attribute (hasattr(x, "anything") is True): a tensor has not
                 raise AttributeError(f"'Tensor' object has no attribute '{k}'")
             return super().__getattr__(k)
+
+        def __setitem__(self, index, value):
+            # a node of its own (fx has none): its runs write the tensor in place (fx_setitem.py)
+            self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     class ShapeTracer(torch.fx.Tracer):
         def __init__(self, leaves, root, inputs, varied):

@@ -102,5 +102,5 @@ def select_scatter(ctx, node, row):
 
 @converter("fill")
 def fill(ctx, node, row):
-    """``self.fill_(value)`` with a 0-d tensor ``value``: the value broadcast to ``self``, in its dtype."""
+    """``self.fill_(value)`` with a 0-d tensor or a number: the value broadcast to ``self``, in its dtype."""
     return _broadcast_to(ctx, ctx.materialize(ctx.arg("input")), ctx.arg("value"))
