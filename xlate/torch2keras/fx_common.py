@@ -76,3 +76,17 @@ def module_path_of(node) -> str:
         return "<root>"
     path, _ = list(stack.values())[-1]
     return path or "<root>"
+
+
+def mutable(value):
+    """fx node arguments as the graph's code would pass them: fx holds lists and dicts immutable,
+    but a function it kept whole may change its list arguments (torchvision's video Swin
+    ``_get_window_and_shift_size``), which the generated code builds anew on every call."""
+    if isinstance(value, list):
+        return [mutable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: mutable(v) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(mutable(v) for v in value)
+    return value
+

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
-from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, tensors_in
-from .fx_setitem import record_setitem
+from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, mutable, tensors_in
+from .fx_setitem import VIEW_OPS, record_setitem, write_through_view
 from .fx_sizes import size_of
 from .source_graph import Ref, SourceNode
 from .trace import MODULE_LEVEL, _public_name, aten_name
@@ -61,6 +61,7 @@ class Run:
         # tensor then finds a dead reference instead of the old name
         self.refs: dict[int, tuple] = {}
         self.keep: list = []  # the inputs stay alive
+        self.views: dict[int, tuple] = {}  # id(view) -> (weakref view, its base, aten op, its args)
         self.input_ids: set[int] = set()
         self.names: dict[str, int] = {}
         self.rec = Recording([], [], [], [], {}, {}, {"": self.root_type})
@@ -143,8 +144,8 @@ class Run:
                     self.known[id(value)] = ("c", n.target, value)
                     self.protected = None
             elif n.op in ("call_module", "call_function", "call_method"):
-                args = map_arg(n.args, lambda a: env[a])
-                kwargs = map_arg(n.kwargs, lambda a: env[a])
+                args = mutable(map_arg(n.args, lambda a: env[a]))
+                kwargs = mutable(map_arg(n.kwargs, lambda a: env[a]))
                 self._enter(n)
                 value = self._call(n, args, kwargs)
                 if n.op == "call_method" and n.target in ("size", "numel") and args:
@@ -287,12 +288,15 @@ class Run:
             op, bound = resolve(name, call_args, call_kwargs)
         if aten_name(op) not in by_aten():
             raise FastTraceUnsupported(f"{aten_name(op)} (no table row) at {self.where()}")
+        written = _written(op, bound)
+        if written is not None and id(written) in self.views:
+            return write_through_view(self, func, op, bound, args, kwargs, written)
         self._check_mutation(op, bound)
         try:
             out = func(*args, **kwargs)
         except Exception as e:  # torch rejected the call on this run
             raise FastTraceUnsupported(f"{name} at {self.where()}: {type(e).__name__}: {e}") from e
-        self._record(op, bound, out)
+        self.record_call(op, bound, out)
         return out
 
     def _constant(self, tensor):
@@ -312,8 +316,9 @@ class Run:
             if a.alias_info is not None and a.alias_info.is_write:
                 self.check_writable(bound[a.name], f"in-place {schema.name}")
 
-    def check_writable(self, t, what: str) -> None:
-        """Refuse a write to ``t`` that something else would see (see _check_mutation)."""
+    def check_writable(self, t, what: str, allow=frozenset()) -> None:
+        """Refuse a write to ``t`` that something else would see (see _check_mutation); ``allow``:
+        ids of views the caller writes back itself."""
         if not isinstance(t, self.torch.Tensor):
             raise FastTraceUnsupported(f"{what} at {self.where()}")
         if t.numel() == 0:
@@ -323,7 +328,7 @@ class Run:
             raise FastTraceUnsupported(f"{what} on an input or parameter at {self.where()}")
         # values of fx nodes read by this node or later ones, and this node's intermediates
         live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
-        others = [o for o in tensors_in(live) + self.created if o is not t]
+        others = [o for o in tensors_in(live) + self.created if o is not t and id(o) not in allow]
         if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
             raise FastTraceUnsupported(f"{what} on a tensor that has views at {self.where()}")
 
@@ -334,7 +339,7 @@ class Run:
             self.protected = {t.untyped_storage().data_ptr() for t in tensors if t.numel()}
         return self.protected
 
-    def _record(self, op, bound, out) -> None:
+    def record_call(self, op, bound, out) -> None:
         torch = self.torch
         schema = op._schema
         target = aten_name(op)
@@ -359,6 +364,11 @@ class Run:
                                     for a in kept + kept_kw}
         if isinstance(out, torch.Tensor):
             self._track(out, name)
+            if target in VIEW_OPS and isinstance(bound.get("self"), torch.Tensor):
+                # the base held while the view lives (x[a:][b:c].mul_(): the middle view is a temporary)
+                key, views = id(out), self.views
+                views[key] = (weakref.ref(out, lambda _, k=key: views.pop(k, None)), bound["self"], op,
+                              tuple(bound[a.name] for a in schema.arguments[1:]))
         elif isinstance(out, (tuple, list)):
             for k, o in enumerate(out):
                 if isinstance(o, torch.Tensor):
@@ -441,8 +451,16 @@ class Run:
     def apply(self, op, *args):
         bound = bind(op._schema, args, {})
         out = op(*args)
-        self._record(op, bound, out)
+        self.record_call(op, bound, out)
         return out
+
+
+def _written(op, bound):
+    """The tensor an in-place op writes, or None."""
+    schema = op._schema
+    if not schema.is_mutable:
+        return None
+    return next((bound[a.name] for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write), None)
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""``x[index] = value`` in a recorded run, as torch.export functionalizes it.
+"""Writes through views in a recorded run, as torch.export functionalizes them: ``x[index] =
+value`` and an in-place op on a slice (``bias[n:2 * n].zero_()``).
 
 torchvision's Swin builds its shifted-window mask by slice assignment (``mask[h0:h1, w0:w1] =
 count``). torch runs ``Tensor.__setitem__`` in C++, so a recording sees none of it: the write is
@@ -8,6 +9,10 @@ and ``x`` is renamed to the result (``x`` itself gets the values, so the module'
 with them). Only basic indices (ints, int slices, Ellipsis) on a tensor that nothing else sees
 (not an input, parameter or buffer, no other live view) are taken; the result is checked against
 torch's own assignment on a copy.
+
+An in-place op on a view that a recorded ``slice``/``select`` made (torchvision Swin V2 zeroes the
+middle third of a cloned qkv bias) is recorded as the op on the view, then a scatter of the new
+view into its base, up the chain of views, each base renamed to its scatter.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import sys
 import weakref
 
 from .fx_common import FastTraceUnsupported
+from .trace import aten_name
+
+#: the view ops whose writes are scattered back (aten name -> the scatter that undoes the view)
+VIEW_OPS = {"aten.slice.Tensor": "slice_scatter", "aten.select.int": "select_scatter"}
 
 
 def record_setitem(run, x, index, value) -> None:
@@ -76,3 +85,28 @@ def _scatter(run, base, steps, value):
         return run.apply(aten.select_scatter.default, base, _scatter(run, sub, rest, value), dim, *args)
     sub = run.apply(aten.slice.Tensor, base, dim, *args)
     return run.apply(aten.slice_scatter.default, base, _scatter(run, sub, rest, value), dim, *args)
+
+
+def write_through_view(run, func, op, bound, args, kwargs, view):
+    """Run and record an in-place ``op`` on ``view``, a recorded slice/select of a base (see the doc)."""
+    aten = run.torch.ops.aten
+    chain, v = [], view
+    while id(v) in run.views:
+        ref, base, view_op, view_args = run.views[id(v)]
+        if ref() is not v:
+            break
+        chain.append((v, base, view_op, view_args))
+        v = base
+    if not chain or chain[0][0] is not view:
+        raise FastTraceUnsupported(f"in-place {op._schema.name} on a view of unknown origin at {run.where()}")
+    root = chain[-1][1]
+    run.check_writable(root, f"in-place {op._schema.name} through a view", allow={id(c[0]) for c in chain})
+    out = func(*args, **kwargs)  # torch writes the view, and so its bases
+    run.record_call(op, bound, out)  # the view renamed to the op's result
+    for v, base, view_op, view_args in chain:
+        scatter = getattr(aten, VIEW_OPS[aten_name(view_op)]).default
+        new = run.apply(scatter, base, v, *view_args)
+        if not run.torch.equal(run.torch.nan_to_num(new), run.torch.nan_to_num(base)):
+            raise FastTraceUnsupported(f"in-place {op._schema.name} through a view not reproduced at {run.where()}")
+        run.refs[id(base)] = (run.refs[id(new)][0], weakref.ref(base))
+    return out

@@ -23,7 +23,7 @@ import types
 from fractions import Fraction
 
 from ..errors import one_line
-from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, fetch_attr, module_path_of
+from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, fetch_attr, module_path_of, mutable
 from .trace import MODULE_LEVEL, _public_name
 
 # Factories whose values fx would compute once while tracing and keep as a constant.
@@ -260,8 +260,8 @@ def shape_tracer_class():
                 return inputs[node.target]
             if node.op == "get_attr":
                 return fetch_attr(self.model_root, node.target)
-            args = map_arg(node.args, lambda a: env[a])
-            kwargs = map_arg(node.kwargs, lambda a: env[a])
+            args = mutable(map_arg(node.args, lambda a: env[a]))
+            kwargs = mutable(map_arg(node.kwargs, lambda a: env[a]))
             if node.op == "call_module":
                 return self.model_root.get_submodule(node.target)(*args, **kwargs)
             if node.op == "call_function":

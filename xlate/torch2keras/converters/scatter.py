@@ -102,5 +102,7 @@ def select_scatter(ctx, node, row):
 
 @converter("fill")
 def fill(ctx, node, row):
-    """``self.fill_(value)`` with a 0-d tensor or a number: the value broadcast to ``self``, in its dtype."""
-    return _broadcast_to(ctx, ctx.materialize(ctx.arg("input")), ctx.arg("value"))
+    """``self.fill_(value)`` with a 0-d tensor or a number (``zero_``: 0): the value broadcast to
+    ``self``, in its dtype."""
+    value = 0 if node.target.startswith("aten.zero") else ctx.arg("value")
+    return _broadcast_to(ctx, ctx.materialize(ctx.arg("input")), value)
