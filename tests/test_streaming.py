@@ -93,6 +93,22 @@ def test_converted_layers_keep_their_own_initializers():
     assert keras.Model.from_config(model.get_config()).count_params() == model.count_params()
 
 
+@pytest.mark.parametrize("perm", [(2, 3, 1, 0), (1, 0), (0, 2, 1), (2, 0, 1, 3)])
+def test_a_permuted_weight_view_becomes_its_own_contiguous_variable(perm):
+    """A transposed kernel (a view of the torch tensor) is permuted by the backend, not by NumPy:
+    the variable holds the permuted values, in its own memory."""
+    from xlate.torch2keras.ported import for_variable
+
+    shape = (5, 3, 2, 4)[:len(perm)]
+    base = torch.randn(shape)
+    view = base.numpy().transpose(perm)
+    expected = view.copy()
+    var = keras.Variable(for_variable(view, "float32"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), expected)
+    base.add_(1.0)  # the torch tensor changes; the variable must not
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), expected)
+
+
 def test_the_gate_copies_no_weights_in_eval_mode():
     from xlate.runners import KerasRunner, TorchRunner
 

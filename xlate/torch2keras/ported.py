@@ -91,22 +91,32 @@ def for_variable(array: np.ndarray, dtype: str):
     """``array`` as the value a Keras variable of ``dtype`` is created from or assigned.
 
     The backend copies an array into its own memory, so a view of the torch tensor goes as it is
-    (never aliased: TensorFlow copies NumPy input). A transposed view of a contiguous matrix (a
-    Dense kernel) is copied by the backend as it is, then transposed there: two buffers of that one
-    tensor at most, where a NumPy transpose first would make three (and NumPy's strided copy is
-    slow). Another dtype is cast by Keras (NumPy has no bfloat16 of its own)."""
+    (never aliased: TensorFlow and JAX copy NumPy input). A permuted view of a contiguous array (a
+    Dense or conv kernel) is copied by the backend as it is, then permuted there: two buffers of
+    that one tensor at most, where a NumPy copy first would make three, and NumPy's strided copy is
+    about three times slower than the backend's transpose. Another dtype is cast by Keras (NumPy
+    has no bfloat16 of its own)."""
     import keras
 
     ops = keras.ops
-    if array.ndim == 2 and not array.flags.c_contiguous and array.T.flags.c_contiguous:
-        tensor = ops.transpose(ops.convert_to_tensor(array.T))
+    copies = keras.backend.backend() in ("tensorflow", "jax")  # Keras' torch backend may share NumPy memory
+    order = _contiguous_order(array) if copies and not array.flags.c_contiguous else None
+    if order is not None:
+        tensor = ops.transpose(ops.convert_to_tensor(array.transpose(order)), tuple(np.argsort(order)))
     elif not array.flags.c_contiguous:
         tensor = np.require(array, requirements="C")
-    else:  # TensorFlow and JAX copy NumPy input; Keras' torch backend may share it: copy there
-        tensor = array if keras.backend.backend() in ("tensorflow", "jax") else array.copy()
+    else:
+        tensor = array if copies else array.copy()
     if keras.backend.standardize_dtype(tensor.dtype) != dtype:
         tensor = ops.cast(ops.convert_to_tensor(tensor), dtype)
     return tensor
+
+
+def _contiguous_order(array: np.ndarray):
+    """The axis order that makes ``array`` C-contiguous (it is a permuted view of a contiguous
+    array), or None."""
+    order = tuple(int(i) for i in np.argsort([-s for s in array.strides], kind="stable"))
+    return order if array.transpose(order).flags.c_contiguous else None
 
 
 class FromTorch:
