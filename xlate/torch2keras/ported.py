@@ -102,7 +102,7 @@ def for_variable(array: np.ndarray, dtype: str):
     copies = keras.backend.backend() in ("tensorflow", "jax")  # Keras' torch backend may share NumPy memory
     order = _contiguous_order(array) if copies and not array.flags.c_contiguous else None
     if order is not None:
-        tensor = ops.transpose(ops.convert_to_tensor(array.transpose(order)), tuple(np.argsort(order)))
+        tensor = ops.transpose(ops.convert_to_tensor(array.transpose(order)), tuple(int(i) for i in np.argsort(order)))
     elif not array.flags.c_contiguous:
         tensor = np.require(array, requirements="C")
     else:
