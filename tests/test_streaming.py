@@ -94,12 +94,15 @@ def test_converted_layers_keep_their_own_initializers():
 
 
 @pytest.mark.parametrize("perm", [(2, 3, 1, 0), (1, 0), (0, 2, 1), (2, 0, 1, 3)])
-def test_a_permuted_weight_view_becomes_its_own_contiguous_variable(perm):
-    """A transposed kernel (a view of the torch tensor) is permuted by the backend, not by NumPy:
-    the variable holds the permuted values, in its own memory."""
-    from xlate.torch2keras.ported import for_variable
+@pytest.mark.parametrize("large", [False, True])
+def test_a_permuted_weight_view_becomes_its_own_contiguous_variable(perm, large):
+    """A transposed kernel (a view of the torch tensor; a large one is permuted by the backend, a
+    small one by NumPy): the variable holds the permuted values, in its own memory."""
+    from xlate.torch2keras.ported import BACKEND_TRANSPOSE_MIN, for_variable
 
-    shape = (5, 3, 2, 4)[:len(perm)]
+    shape = ((64, 40, 9, 4) if large else (5, 3, 2, 4))[:len(perm)]
+    if large and len(perm) < 4:
+        shape = (int(BACKEND_TRANSPOSE_MIN ** (1 / len(perm))) + 2,) * len(perm)
     base = torch.randn(shape)
     view = base.numpy().transpose(perm)
     expected = view.copy()

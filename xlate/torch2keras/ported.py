@@ -87,20 +87,26 @@ def value_of(value) -> np.ndarray:
     return value.take() if isinstance(value, Piece) else np.asarray(value)
 
 
+#: elements from which the backend's transpose beats NumPy's strided copy (below it, the cost of one
+#: eager op dominates: a depthwise kernel is copied faster by NumPy)
+BACKEND_TRANSPOSE_MIN = 1 << 16
+
+
 def for_variable(array: np.ndarray, dtype: str):
     """``array`` as the value a Keras variable of ``dtype`` is created from or assigned.
 
     The backend copies an array into its own memory, so a view of the torch tensor goes as it is
-    (never aliased: TensorFlow and JAX copy NumPy input). A permuted view of a contiguous array (a
-    Dense or conv kernel) is copied by the backend as it is, then permuted there: two buffers of
-    that one tensor at most, where a NumPy copy first would make three, and NumPy's strided copy is
-    about three times slower than the backend's transpose. Another dtype is cast by Keras (NumPy
-    has no bfloat16 of its own)."""
+    (never aliased: TensorFlow and JAX copy NumPy input). A large permuted view of a contiguous
+    array (a Dense or conv kernel) is copied by the backend as it is, then permuted there: two
+    buffers of that one tensor at most, where a NumPy copy first would make three, and NumPy's
+    strided copy is about three times slower than the backend's transpose. Another dtype is cast
+    by Keras (NumPy has no bfloat16 of its own)."""
     import keras
 
     ops = keras.ops
     copies = keras.backend.backend() in ("tensorflow", "jax")  # Keras' torch backend may share NumPy memory
-    order = _contiguous_order(array) if copies and not array.flags.c_contiguous else None
+    large = array.size >= BACKEND_TRANSPOSE_MIN
+    order = _contiguous_order(array) if copies and large and not array.flags.c_contiguous else None
     if order is not None:
         tensor = ops.transpose(ops.convert_to_tensor(array.transpose(order)), tuple(int(i) for i in np.argsort(order)))
     elif not array.flags.c_contiguous:
