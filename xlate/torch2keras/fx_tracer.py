@@ -203,6 +203,7 @@ def shape_tracer_class():
             self.envs = [{} for _ in inputs]
             self.evaluating = False
             self.error = None
+            self.tensor_names = None  # ({id: name} of the root's parameters, of its buffers), on first use
 
         def _fail(self, error):
             """Raise ``error``, keeping it so that a try/except in the module cannot hide it."""
@@ -212,6 +213,26 @@ def shape_tracer_class():
 
         def is_leaf_module(self, m, qualname):
             return _public_name(type(m)) in self.leaves
+
+        def getattr(self, attr, attr_val, parameter_proxy_cache):
+            """fx's own rule (a parameter, then a buffer, becomes a get_attr of its first name in
+            the root), with the names looked up in a table: fx searches every parameter and buffer
+            of the root on each access, which is quadratic in the model's size."""
+            if not isinstance(attr_val, torch.Tensor):
+                return attr_val
+            if self.tensor_names is None:
+                self.tensor_names = tuple({id(t): n for n, t in reversed(list(named))} for named in (
+                    self.root.named_parameters(), self.root.named_buffers()))
+            params, buffers = self.tensor_names
+            for names, applies in ((params, isinstance(attr_val, torch.nn.Parameter)),
+                                   (buffers, self.proxy_buffer_attributes)):
+                name = names.get(id(attr_val)) if applies else None
+                if name is not None:
+                    if name not in parameter_proxy_cache:
+                        parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+                    return parameter_proxy_cache[name]
+            # not registered when the trace began: fx's own search
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
 
         def proxy(self, node):
             return ShapeProxy(node, self)
