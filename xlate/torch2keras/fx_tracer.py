@@ -187,10 +187,6 @@ def shape_tracer_class():
                 raise AttributeError(f"'Tensor' object has no attribute '{k}'")
             return super().__getattr__(k)
 
-        def __setitem__(self, index, value):
-            # a node of its own (fx has none): its runs write the tensor in place (fx_setitem.py)
-            self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
-
     class ShapeTracer(torch.fx.Tracer):
         def __init__(self, leaves, root, inputs, varied):
             super().__init__()
