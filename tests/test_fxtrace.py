@@ -227,12 +227,7 @@ class _InPlaceOnView(nn.Module):
         return other * 2.0
 
 
-class _InPlaceThroughView(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-        self.act = nn.ReLU(inplace=True)
-
+class _InPlaceThroughView(_InPlaceOnView):
     def forward(self, x):
         y = self.fc(x)
         self.act(y[:, :2])  # writes into y through a view nothing else holds: y's slice scattered back

@@ -91,14 +91,15 @@ def _unique(tensors) -> list:
 
 
 class DtypeStream:
-    """Forward hooks that keep each part of ``module`` in ``dtype`` only while it runs. ``close()``
-    removes them and puts every tensor back; ``balanced`` says no part was left moved."""
+    """Forward hooks that keep each part of ``module`` in ``dtype`` only while it runs (``total``:
+    its floating bytes, when the caller has them). ``close()`` removes them and puts every tensor
+    back; ``balanced`` says no part was left moved."""
 
-    def __init__(self, module, dtype):
+    def __init__(self, module, dtype, total: int | None = None):
         self.dtype = dtype
         self.count: dict[int, int] = {}
         self.original: dict[int, tuple] = {}  # id -> (tensor, its data before the move)
-        total = floating_bytes(module)
+        total = floating_bytes(module) if total is None else total
         budget = max(int(total * PART_SHARE), MIN_PART_BYTES)
         self.handles = []
         for mod, tensors in parts(module, budget):

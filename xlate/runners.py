@@ -64,7 +64,7 @@ class TorchRunner:
             if weight_bytes >= STREAM_ABOVE_BYTES:
                 # no whole copy in that dtype; what the runs before left in the heap goes back first
                 release_free_memory(weight_bytes)
-                self.stream = DtypeStream(self.module, self.dtype)
+                self.stream = DtypeStream(self.module, self.dtype, weight_bytes)
             else:
                 self.module.to(self.dtype)
         self.tf32 = _disable_torch_tf32(self.torch) if str(self.device).startswith("cuda") else None

@@ -289,9 +289,10 @@ class Run:
         if aten_name(op) not in by_aten():
             raise FastTraceUnsupported(f"{aten_name(op)} (no table row) at {self.where()}")
         written = _written(op, bound)
-        if written is not None and id(written) in self.views:
-            return write_through_view(self, func, op, bound, args, kwargs, written)
-        self._check_mutation(op, bound)
+        if written and id(written[0]) in self.views:
+            return write_through_view(self, func, op, bound, args, kwargs, written[0])
+        for t in written:
+            self.check_writable(t, f"in-place {op._schema.name}")
         try:
             out = func(*args, **kwargs)
         except Exception as e:  # torch rejected the call on this run
@@ -306,19 +307,11 @@ class Run:
         self._track(tensor, name)
         return tensor
 
-    def _check_mutation(self, op, bound) -> None:
-        """In-place ops are recorded as new values; that is exact only when nothing else sees the
-        old one: not an input, parameter or buffer, and no other live tensor sharing its memory."""
-        schema = op._schema
-        if not schema.is_mutable:
-            return
-        for a in schema.arguments:
-            if a.alias_info is not None and a.alias_info.is_write:
-                self.check_writable(bound[a.name], f"in-place {schema.name}")
-
     def check_writable(self, t, what: str, allow=frozenset()) -> None:
-        """Refuse a write to ``t`` that something else would see (see _check_mutation); ``allow``:
-        ids of views the caller writes back itself."""
+        """In-place writes are recorded as new values; that is exact only when nothing else sees the
+        old one: not an input, parameter or buffer, and no other live tensor sharing its memory.
+        Refuse a write to ``t`` that something else would see; ``allow``: ids of views the caller
+        writes back itself."""
         if not isinstance(t, self.torch.Tensor):
             raise FastTraceUnsupported(f"{what} at {self.where()}")
         if t.numel() == 0:
@@ -335,7 +328,7 @@ class Run:
     def _protected_storage(self) -> set:
         """Memory of the inputs, parameters, buffers and constants: never written by a run."""
         if self.protected is None:
-            tensors = [t for _, _, t in self.known.values()] + [v for v in self.keep if id(v) in self.input_ids]
+            tensors = [t for _, _, t in self.known.values()] + self.keep  # keep: the inputs
             self.protected = {t.untyped_storage().data_ptr() for t in tensors if t.numel()}
         return self.protected
 
@@ -455,12 +448,12 @@ class Run:
         return out
 
 
-def _written(op, bound):
-    """The tensor an in-place op writes, or None."""
+def _written(op, bound) -> list:
+    """The arguments an in-place op writes (none for a functional op)."""
     schema = op._schema
     if not schema.is_mutable:
-        return None
-    return next((bound[a.name] for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write), None)
+        return []
+    return [bound[a.name] for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write]
 
 
 @functools.cache

@@ -42,20 +42,20 @@ def record_setitem(run, x, index, value) -> None:
             torch.nan_to_num(new), torch.nan_to_num(expected)):
         raise FastTraceUnsupported(f"item assignment {index!r} not reproduced at {run.where()}")
     x.copy_(new)
-    run.refs[id(x)] = (run.refs[id(new)][0], weakref.ref(x))
+    _rename(run, x, new)
     # the slices taken on the way are views of x the module's code never sees: not live views
     del run.created[created:]
 
 
 def _steps(run, x, index) -> list:
-    """(dim in the tensor reached so far, "select" | "slice", arguments) per index item."""
-    torch = run.torch
+    """(the view op, its arguments from the dim in the tensor reached so far) per index item."""
+    aten = run.torch.ops.aten
     items = index if isinstance(index, tuple) else (index,)
     for it in items:
         plain = it is Ellipsis or (isinstance(it, int) and not isinstance(it, bool)) or (
             isinstance(it, slice) and all(v is None or (isinstance(v, int) and not isinstance(v, bool))
                                           for v in (it.start, it.stop, it.step)))
-        if not plain or isinstance(it, torch.Tensor):
+        if not plain:
             raise FastTraceUnsupported(f"item assignment with {type(it).__name__} indices at {run.where()}")
     used = sum(it is not Ellipsis for it in items)
     steps, dim = [], 0
@@ -63,11 +63,12 @@ def _steps(run, x, index) -> list:
         if it is Ellipsis:
             dim += x.dim() - used
         elif isinstance(it, int):
-            steps.append((dim, "select", (it,)))
+            steps.append((aten.select.int, (dim, it)))
         else:
             start, stop, step = it.start, it.stop, 1 if it.step is None else it.step
             if not (start in (None, 0) and stop is None and step == 1):
-                steps.append((dim, "slice", (0 if start is None else start, sys.maxsize if stop is None else stop, step)))
+                steps.append((aten.slice.Tensor, (dim, 0 if start is None else start,
+                                                  sys.maxsize if stop is None else stop, step)))
             dim += 1
     return steps
 
@@ -79,17 +80,25 @@ def _scatter(run, base, steps, value):
         if isinstance(value, run.torch.Tensor):
             return run.apply(aten.copy.default, base, value)
         return run.apply(aten.fill.Scalar, base, value)
-    (dim, kind, args), rest = steps[0], steps[1:]
-    if kind == "select":
-        sub = run.apply(aten.select.int, base, dim, *args)
-        return run.apply(aten.select_scatter.default, base, _scatter(run, sub, rest, value), dim, *args)
-    sub = run.apply(aten.slice.Tensor, base, dim, *args)
-    return run.apply(aten.slice_scatter.default, base, _scatter(run, sub, rest, value), dim, *args)
+    (view_op, args), rest = steps[0], steps[1:]
+    sub = run.apply(view_op, base, *args)
+    return run.apply(_scatter_of(view_op), base, _scatter(run, sub, rest, value), *args)
+
+
+def _scatter_of(view_op):
+    """The scatter op that writes a view made by ``view_op`` back into its base."""
+    import torch
+
+    return getattr(torch.ops.aten, VIEW_OPS[aten_name(view_op)]).default
+
+
+def _rename(run, tensor, new) -> None:
+    """Later reads of ``tensor`` (written in place) record ``new``'s node."""
+    run.refs[id(tensor)] = (run.refs[id(new)][0], weakref.ref(tensor))
 
 
 def write_through_view(run, func, op, bound, args, kwargs, view):
     """Run and record an in-place ``op`` on ``view``, a recorded slice/select of a base (see the doc)."""
-    aten = run.torch.ops.aten
     chain, v = [], view
     while id(v) in run.views:
         ref, base, view_op, view_args = run.views[id(v)]
@@ -97,16 +106,15 @@ def write_through_view(run, func, op, bound, args, kwargs, view):
             break
         chain.append((v, base, view_op, view_args))
         v = base
-    if not chain or chain[0][0] is not view:
+    if not chain:
         raise FastTraceUnsupported(f"in-place {op._schema.name} on a view of unknown origin at {run.where()}")
     root = chain[-1][1]
     run.check_writable(root, f"in-place {op._schema.name} through a view", allow={id(c[0]) for c in chain})
     out = func(*args, **kwargs)  # torch writes the view, and so its bases
     run.record_call(op, bound, out)  # the view renamed to the op's result
     for v, base, view_op, view_args in chain:
-        scatter = getattr(aten, VIEW_OPS[aten_name(view_op)]).default
-        new = run.apply(scatter, base, v, *view_args)
+        new = run.apply(_scatter_of(view_op), base, v, *view_args)
         if not run.torch.equal(run.torch.nan_to_num(new), run.torch.nan_to_num(base)):
             raise FastTraceUnsupported(f"in-place {op._schema.name} through a view not reproduced at {run.where()}")
-        run.refs[id(base)] = (run.refs[id(new)][0], weakref.ref(base))
+        _rename(run, base, new)
     return out
