@@ -5,8 +5,10 @@ attention_biases[:, idxs]`` in eval mode, rotary embeddings keep their cos/sin t
 such a cache would keep an fx Proxy or a fake tensor (and break the next trace), and a real run
 would leave a tensor computed from parameters, which a later run then reads as a constant (the
 parameters behind it no longer trainable). So every trace and every recorded run starts from the
-module's own attributes, and the module is given back as it came. Owns only that; it does not
-touch parameters, buffers or submodules (torch's own bookkeeping), nor patch anything.
+module's own attributes, and the module is given back as it came. A buffer the forward
+reassigns (timm ConViT rebuilds ``rel_indices`` when the token count changes) is put back the same
+way: traced, it would hold the tracer's Proxy. Owns only that; it does not touch parameters or
+submodules (torch's own bookkeeping), nor patch anything.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ class ModuleState:
         for m in module.modules():
             attrs = {k: v for k, v in vars(m).items() if k not in internals}
             contents = {k: copy.copy(v) for k, v in attrs.items() if type(v) in (dict, list, set)}
-            self._saved.append((m, attrs, contents))
+            self._saved.append((m, attrs, contents, dict(m._buffers)))
 
     def restore(self) -> None:
-        for m, attrs, contents in self._saved:
+        for m, attrs, contents, buffers in self._saved:
+            if m._buffers.keys() != buffers.keys() or any(m._buffers[k] is not v for k, v in buffers.items()):
+                _refill(m._buffers, buffers)
             now = vars(m)
             for k in [k for k in now if k not in attrs and k not in self._internals]:
                 del now[k]  # set during a run (a cache created on first use)
