@@ -15,7 +15,7 @@ from .fx_common import FastTraceUnsupported
 # Tensor methods and attributes that read metadata: run as they are, no graph node.
 META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "stride", "is_contiguous", "is_floating_point",
                 "is_complex", "is_signed", "element_size", "get_device", "storage_offset", "has_names",
-                "is_inference", "_is_view", "__hash__", "_set_grad_enabled"}
+                "is_inference", "_is_view", "__hash__", "_set_grad_enabled", "untyped_storage"}
 META_PROPERTIES = {"shape", "dtype", "device", "ndim", "layout", "requires_grad", "is_cuda", "is_cpu", "is_sparse",
                    "is_quantized", "is_meta", "is_nested", "is_mkldnn", "is_mps", "is_xpu", "names", "is_leaf",
                    "grad_fn", "itemsize"}

@@ -187,6 +187,10 @@ def shape_tracer_class():
                 raise AttributeError(f"'Tensor' object has no attribute '{k}'")
             return super().__getattr__(k)
 
+        def __setitem__(self, index, value):
+            # a node of its own (fx has none): its runs write the tensor in place (fx_setitem.py)
+            self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
     class ShapeTracer(torch.fx.Tracer):
         def __init__(self, leaves, root, inputs, varied):
             super().__init__()
@@ -287,16 +291,17 @@ def shape_tracer_class():
                 return getattr(args[0], node.target)(*args[1:], **kwargs)
             raise FastTraceUnsupported(f"fx node kind {node.op}")
 
-        def _ints(self, arg):
-            """``arg``'s value in each input set when it is an int in all of them, else None."""
-            if isinstance(arg, int) and not isinstance(arg, bool):
+        def _ints(self, arg, kinds=(int,)):
+            """``arg``'s value in each input set when it is an int in all of them (one of ``kinds``),
+            else None."""
+            if isinstance(arg, kinds) and not isinstance(arg, bool):
                 return [arg] * len(self.envs)
             if not isinstance(arg, torch.fx.Node):
                 return None
             if arg not in self.envs[0]:
                 self._evaluate_until(arg)
             values = [env[arg] for env in self.envs]
-            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            ok = all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
             return values if ok else None
 
         # -- shape questions --
@@ -336,6 +341,9 @@ def shape_tracer_class():
                 sides = [self._ints(a) for a in node.args]
                 if None not in sides:
                     return self._decide(compare, [a - b for a, b in zip(*sides)], node)
+                sides = [self._ints(a, (int, float)) for a in node.args]
+                if None not in sides:
+                    return self._decide_ratio(compare, sides, node)
             elif compare is None and (values := self._ints(node)) is not None:
                 # `if pad_h or pad_w:` on sizes: the same decision as `pad_h != 0`
                 self._not_nonlinear(node)
@@ -363,6 +371,16 @@ def shape_tracer_class():
                        for n in seen):
                     self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
                                                f"{self.where()} takes % or // of it", retry=False))
+
+        def _decide_ratio(self, compare, sides, node) -> bool:
+            """A comparison of numbers that are not all ints (``max(k_h / q_h, 1.0)``, timm MViT-v2's
+            relative positions): no region analysis; decided when neither side changes with a
+            varied size, else that size is kept at the example's."""
+            for j in range(1, len(self.envs)):
+                if any(side[j] != side[0] for side in sides):
+                    self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
+                                               f"{self.where()} compares a fraction of it", retry=False))
+            return compare(*(side[0] for side in sides))
 
         def _decide(self, compare, diff, node) -> bool:
             slopes = {}
