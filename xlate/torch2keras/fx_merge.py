@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fx_common import VariationFailed
-from .fx_sizes import SizeInt, expression
+from .fx_sizes import SizeInt, SizeQuotient, expression
 from .source_graph import SourceGraph, SourceNode, Sym, TensorMeta, has_sym, sym_names, syms_in
 
 # Scalar arguments that are sizes (the emitter builds these from a dynamic size: torch.arange(x.size(1)))
@@ -235,7 +235,8 @@ class _Merge:
                                                                        and np.isnan(v))]
         if bad:
             self.conflict(bad, f"{what} changes with it ({first!r} vs {values[bad[0]]!r})")
-        return first
+        # a size Python computed that every run agrees on (max(2*q / q, 1.0)): a plain number
+        return float(first) if isinstance(first, SizeQuotient) else int(first) if isinstance(first, SizeInt) else first
 
     def _unnamed(self, vec) -> str:
         """A dynamic size with no tensor to read it from yet (inside a tuple result)."""
