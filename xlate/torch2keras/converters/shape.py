@@ -229,6 +229,8 @@ def split(ctx, node, row):
         chunks = int(node.args["chunks"])
         step = -(-size // chunks)
         sizes = [min(step, size - i) for i in range(0, size, step)]
+    elif name == "tensor_split":
+        return _tensor_split(ctx, node, x, dim, size)
     elif name == "split_with_sizes" or isinstance(node.args.get("split_size", node.args.get("split_sizes")), list):
         sizes = list(node.args.get("split_sizes", node.args.get("split_size")))
     else:
@@ -245,6 +247,21 @@ def split(ctx, node, row):
         perm = plan.drop_dims(x.perm, [dim])
         return tuple(ctx.new_value(ops().squeeze(p, axis=axis), perm, meta=m) for p, m in zip(pieces, metas))
     return tuple(ctx.new_value(p, x.perm, meta=m) for p, m in zip(pieces, metas))
+
+
+def _tensor_split(ctx, node, x, dim, size):
+    """torch.tensor_split: at indices (clamped to the dim, a piece is empty where they go back) or
+    into n sections, the first size % n of them one longer."""
+    if "sections" in node.args:
+        n = int(node.args["sections"])
+        q, r = divmod(size, n)
+        cuts = [i * q + min(i, r) for i in range(n + 1)]
+    else:
+        cuts = [0, *(min(max(int(i) + size if int(i) < 0 else int(i), 0), size) for i in node.args["indices"]), size]
+    axis = x.perm.index(dim)
+    metas = node.meta if isinstance(node.meta, (list, tuple)) else [node.meta] * (len(cuts) - 1)
+    return tuple(ctx.new_value(x.tensor[_index_at(x.rank, axis, slice(a, max(a, b)))], x.perm, meta=m)
+                 for a, b, m in zip(cuts, cuts[1:], metas))
 
 
 def _index_at(rank, axis, item):
