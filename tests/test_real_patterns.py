@@ -597,18 +597,17 @@ class WindowMask(torch.nn.Module):
 
 @pytest.mark.parametrize("wrapped", [True, False])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_slice_assignment_converts_with_dynamic_sizes(batch, wrapped):
-    """In a function fx keeps whole (torchvision's), on the fast path; in the traced graph itself
-    fx has no node for it (a Proxy takes no item assignment), so torch.export converts it."""
+def test_slice_assignment_takes_the_fast_path_with_dynamic_sizes(batch, wrapped):
+    """In a function fx keeps whole (torchvision's) or in the traced graph itself (the shape
+    tracer gives item assignment a node of its own: timm MViT-v2's relative positions)."""
     from xlate.record import record_of
 
     keras_model = _convert(WindowMask(wrapped), torch.randn(batch, 3, 10, 13))
     notes = record_of(keras_model).notes
-    if wrapped:
-        assert "traced by torch.fx (fast path)" in notes, notes
-        # the function pads to whole windows where the graph cannot see it: the odd-size probes
-        # find that its sizes follow none of the graph's, so H and W stay static
-        assert keras_model.input_shape[2:] == (10, 13), keras_model.input_shape
+    assert "traced by torch.fx (fast path)" in notes, notes
+    # a wrapped function pads to whole windows where the graph cannot see it: the odd-size probes
+    # find that its sizes follow none of the graph's, so H and W stay static; in the graph they need not
+    assert keras_model.input_shape[2:] == ((10, 13) if wrapped else (None, None)), keras_model.input_shape
 
 
 class ZeroedBiasThird(torch.nn.Module):
@@ -658,3 +657,83 @@ def test_a_wrapped_function_may_change_its_list_arguments(batch):
 
     keras_model = _convert(AdaptiveWindow(), torch.randn(batch, 3, 5, 5))
     assert "traced by torch.fx (fast path)" in record_of(keras_model).notes
+
+
+class RatioScale(torch.nn.Module):
+    """timm MViT-v2's relative positions: ``max(k / q, 1.0)`` on two sizes, a float ratio in a
+    condition, then arange(q) * ratio indexes a table."""
+
+    def __init__(self, constant_ratio):
+        super().__init__()
+        self.constant_ratio = constant_ratio
+        self.table = torch.nn.Parameter(torch.randn(64, 3))
+
+    def forward(self, x):
+        q = x.shape[-1]
+        k = x.shape[-1] * 2 if self.constant_ratio else 8
+        ratio = max(k / q, 1.0)
+        pos = (torch.arange(q) * ratio).long().clamp(max=63)
+        return x * self.table[pos].sum(-1)
+
+
+@pytest.mark.parametrize("constant_ratio", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_condition_on_a_ratio_of_sizes(constant_ratio, batch):
+    """Decided when the ratio is the same at every size tried, else that size stays static; the
+    fast path either way (it used to stop the fx trace, and torch.export took minutes on MViT-v2)."""
+    from xlate.record import record_of
+
+    keras_model = _convert(RatioScale(constant_ratio), torch.randn(batch, 3, 6))
+    assert "traced by torch.fx (fast path)" in record_of(keras_model).notes
+    assert keras_model.input_shape[-1] == (None if constant_ratio else 6), keras_model.input_shape
+
+
+class RecomputedBuffer(torch.nn.Module):
+    """timm ConViT's GPSA: a buffer recomputed in forward when the token count changes, built with
+    slice assignment (rel[:, :, :, 2] = ...) and moved with .to(device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rel", torch.zeros(1, 1, 1, 3), persistent=False)
+        self.proj = torch.nn.Linear(3, 4)
+
+    def forward(self, x):
+        n = x.shape[1]
+        if self.rel.shape[1] != n:
+            rel = torch.zeros(1, n, n, 3)
+            ind = torch.arange(n).view(1, -1) - torch.arange(n).view(-1, 1)
+            rel[:, :, :, 2] = (ind ** 2).unsqueeze(0)
+            rel[:, :, :, 1] = ind.unsqueeze(0)
+            rel[:, :, :, 0] = ind.unsqueeze(0) * 0.5
+            self.rel = rel.to(self.proj.weight.device)
+        return self.proj(self.rel.expand(x.shape[0], -1, -1, -1)).sum(-1) @ x
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_buffer_rebuilt_with_slice_assignment_in_forward(batch):
+    from xlate.record import record_of
+
+    module = RecomputedBuffer()
+    keras_model = _convert(module, torch.randn(batch, 5, 3))
+    assert "traced by torch.fx (fast path)" in record_of(keras_model).notes
+    assert module.rel.shape == (1, 1, 1, 3)  # the module is not changed by the conversion
+
+
+class ClassTokenSplit(torch.nn.Module):
+    """torchvision MViT's pooling: the class token cut off with tensor_split, pooled apart."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "indices":
+            cls, rest, empty, tail = torch.tensor_split(x, (1, 7, 5), dim=2)
+            return torch.cat([rest * 2, cls, empty, tail], dim=2)
+        return torch.cat([p * (k + 1) for k, p in enumerate(torch.tensor_split(x, 3, dim=-1))], dim=-1)
+
+
+@pytest.mark.parametrize("how", ["indices", "sections"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_tensor_split_at_indices_and_into_sections(how, batch):
+    _convert(ClassTokenSplit(how), torch.randn(batch, 2, 8, 7))
