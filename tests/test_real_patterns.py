@@ -737,3 +737,27 @@ class ClassTokenSplit(torch.nn.Module):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_tensor_split_at_indices_and_into_sections(how, batch):
     _convert(ClassTokenSplit(how), torch.randn(batch, 2, 8, 7))
+
+
+class BlurPool(torch.nn.Module):
+    """timm's BlurPool2d: a fixed filter buffer, F.conv2d with one int for the stride (Python's
+    binding repeats it; ATen's schema takes int[2]) and groups read from the input."""
+
+    def __init__(self):
+        super().__init__()
+        coeffs = torch.tensor([1.0, 2.0, 1.0]) / 4
+        self.register_buffer("filt", (coeffs[:, None] * coeffs[None, :])[None, None], persistent=False)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = torch.nn.functional.pad(self.conv(x), (1, 1, 1, 1), mode="reflect")
+        channels = x.shape[1]
+        return torch.nn.functional.conv2d(x, self.filt.expand(channels, 1, 3, 3), stride=2, groups=channels)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_single_int_for_a_fixed_size_list_argument(batch):
+    from xlate.record import record_of
+
+    keras_model = _convert(BlurPool(), torch.randn(batch, 3, 12, 10))
+    assert "traced by torch.fx (fast path)" in record_of(keras_model).notes

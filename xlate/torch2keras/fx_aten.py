@@ -81,26 +81,49 @@ def resolve(name: str, args, kwargs):
     key = (name, _signature(args), tuple((k, _signature((v,))) for k, v in kwargs.items()))
     hit = _RESOLVED.get(key)
     if hit is not None:
-        op, packed = hit
-        a = _packed(args) if packed else args
-        return op, bind(op._schema, a, kwargs)
+        op, packed, spread = hit
+        a, k = _forms(op._schema, args, kwargs, packed, spread)
+        return op, bind(op._schema, a, k)
     packet = getattr(torch.ops.aten, name, None)
     if packet is None:
         raise FastTraceUnsupported(f"{name}: not an ATen operator")
-    for packed in (False, True):
-        a = _packed(args) if packed else args
-        if a is None:
-            continue
-        try:
-            overload = torch._C._jit_resolve_packet(f"aten::{name}", *a, **kwargs)
-        except RuntimeError:  # no schema matches these arguments: try the next form
-            continue
-        op = getattr(packet, overload or "default")
-        bound = bind(op._schema, a, kwargs, strict=True)
-        if bound is not None:
-            _RESOLVED[key] = (op, packed)
-            return op, bound
+    schemas = None
+    for packed, spread in ((False, False), (True, False), (False, True)):
+        if spread:  # one int for a fixed-size list (F.conv2d(x, w, stride=2)): Python's binding repeats it
+            schemas = schemas or torch._C._jit_get_schemas_for_operator(f"aten::{name}")
+        for schema in (schemas if spread else [None]):
+            a, k = _forms(schema, args, kwargs, packed, spread)
+            if a is None:
+                continue
+            try:
+                overload = torch._C._jit_resolve_packet(f"aten::{name}", *a, **k)
+            except RuntimeError:  # no schema matches these arguments: try the next form
+                continue
+            op = getattr(packet, overload or "default")
+            bound = bind(op._schema, a, k, strict=True)
+            if bound is not None:
+                _RESOLVED[key] = (op, packed, spread)
+                return op, bound
     raise FastTraceUnsupported(f"{name}: no ATen overload matches {key[1]}")
+
+
+def _forms(schema, args, kwargs, packed: bool, spread: bool):
+    """The arguments as ATen takes them: varargs sizes packed into one list, and/or (``spread``) a
+    single int given for ``schema``'s fixed-size int lists repeated to that size."""
+    a = _packed(args) if packed else args
+    if not spread or a is None:
+        return a, kwargs
+    sizes = {arg.name: (i, arg.N) for i, arg in enumerate(schema.arguments)
+             if arg.N and str(arg.type) in ("List[int]", "List[SymInt]")}
+    if not sizes:
+        return None, kwargs
+
+    def repeat(v, n):
+        return [v] * n if isinstance(v, int) and not isinstance(v, bool) else v
+
+    by_index = {i: n for i, n in sizes.values()}
+    a = tuple(repeat(v, by_index[i]) if i in by_index else v for i, v in enumerate(a))
+    return a, {k: repeat(v, sizes[k][1]) if k in sizes else v for k, v in kwargs.items()}
 
 
 def tensor_to(args, kwargs):
