@@ -761,3 +761,23 @@ def test_a_single_int_for_a_fixed_size_list_argument(batch):
 
     keras_model = _convert(BlurPool(), torch.randn(batch, 3, 12, 10))
     assert "traced by torch.fx (fast path)" in record_of(keras_model).notes
+
+
+class TransposeAttributes(torch.nn.Module):
+    """.T on a weight (HF Falcon's fused query_key_value) and .mT on an activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(6, 4))
+
+    def forward(self, x):
+        y = x @ self.weight.T
+        return y.mT @ y
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_transpose_attributes_take_the_fast_path(batch):
+    from xlate.record import record_of
+
+    keras_model = _convert(TransposeAttributes(), torch.randn(batch, 5, 4))
+    assert "traced by torch.fx (fast path)" in record_of(keras_model).notes

@@ -39,7 +39,8 @@ _KINDS: dict = {}
 
 
 def classify(func):
-    """(kind, name) of a callable seen by the mode: meta | python | getitem | setitem | constant | op | refuse."""
+    """(kind, name) of a callable seen by the mode: meta | python | getitem | setitem | transpose | constant | op |
+    refuse."""
     try:
         return _KINDS[func]
     except (KeyError, TypeError):
@@ -51,7 +52,8 @@ def classify(func):
         kind = ("python", name)
     elif name == "__get__":
         prop = getattr(getattr(func, "__self__", None), "__name__", "?")
-        kind = ("meta", prop) if prop in META_PROPERTIES else ("refuse", f"tensor attribute .{prop}")
+        kind = ("meta", prop) if prop in META_PROPERTIES else ("transpose", prop) if prop in ("T", "mT") else (
+            "refuse", f"tensor attribute .{prop}")
     elif name == "__getitem__":
         kind = ("getitem", name)
     elif name == "__setitem__":

@@ -266,6 +266,11 @@ class Run:
                 return self._getitem(*args)
             if kind == "setitem":
                 return record_setitem(self, *args)
+            if kind == "transpose":  # x.T, x.mT (HF Falcon's fused QKV): the permute torch makes of it
+                x = args[0]
+                dims = list(range(x.dim()))
+                dims = dims[::-1] if name == "T" else dims[:-2] + dims[:-3:-1]
+                return self.apply(self.torch.ops.aten.permute.default, x, dims)
             if kind == "constant":
                 return self._constant(func(*args, **kwargs))
             return self._op(func, name, args, kwargs)
