@@ -781,3 +781,18 @@ def test_transpose_attributes_take_the_fast_path(batch):
 
     keras_model = _convert(TransposeAttributes(), torch.randn(batch, 5, 4))
     assert "traced by torch.fx (fast path)" in record_of(keras_model).notes
+
+
+class ListIndex(torch.nn.Module):
+    """Indexing with lists of ints: HF Falcon's fused_qkv[..., [-2]], a channel pick."""
+
+    def forward(self, x):
+        return x[..., [-2]] * x[:, [2, 0, 1]].sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_indexing_with_lists_of_ints_takes_the_fast_path(batch):
+    from xlate.record import record_of
+
+    keras_model = _convert(ListIndex(), torch.randn(batch, 3, 4, 5))
+    assert "traced by torch.fx (fast path)" in record_of(keras_model).notes

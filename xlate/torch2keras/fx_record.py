@@ -405,7 +405,7 @@ class Run:
         torch = self.torch
         aten = torch.ops.aten
         expected = x[index]
-        items = index if isinstance(index, tuple) else (index,)
+        items = tuple(self._list_index(it) for it in (index if isinstance(index, tuple) else (index,)))
         used = 0
         for it in items:
             if isinstance(it, bool) or not (it is None or it is Ellipsis or isinstance(it, (int, slice)) or (
@@ -445,6 +445,16 @@ class Run:
                 torch.nan_to_num(cur), torch.nan_to_num(expected)):
             raise FastTraceUnsupported(f"indexing {index!r} not reproduced at {self.where()}")
         return cur
+
+    def _list_index(self, it):
+        """A list of ints in an index (HF Falcon's x[..., [-2]], timm CSATv2's channel picks) is the
+        constant index tensor torch makes of it."""
+        flat = it
+        while isinstance(flat, list) and flat and isinstance(flat[0], list):
+            flat = [v for row in flat for v in row]
+        if not isinstance(it, list) or not flat or not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+            return it
+        return self._constant(self.torch.tensor(it, dtype=self.torch.int64))
 
     def apply(self, op, *args):
         bound = bind(op._schema, args, {})
