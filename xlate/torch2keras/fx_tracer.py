@@ -18,6 +18,7 @@ graph grows, so that recording does not run the graph on every set once more.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import operator
@@ -71,8 +72,9 @@ def symbolic_trace(root, names, inputs, varied):
                     return tracer.create_proxy("call_function", func, args, kwargs)
             return func(*args, **kwargs)
 
+    tracer.factories = Factories()
     try:
-        with Factories():
+        with tracer.factories:
             graph = tracer.trace(root)
     except FastTraceUnsupported:
         raise
@@ -204,6 +206,7 @@ def shape_tracer_class():
             self.varied = varied  # per input set: the Symbol it changes (None: the example's)
             self.evaluating = False
             self.error = None
+            self.factories = None  # symbolic_trace's TorchFunctionMode, off while the graph is evaluated
             self.tensor_names = None  # ({id: name} of the root's parameters, of its buffers), on first use
 
         def _fail(self, error):
@@ -255,7 +258,7 @@ def shape_tracer_class():
         def _evaluate_until(self, target) -> None:
             self.evaluating = True
             try:
-                with _maybe_revert_all_patches(), torch.no_grad():
+                with _maybe_revert_all_patches(), torch.no_grad(), _mode_off(self.factories):
                     for node in self.graph.nodes:
                         if node in self.sets[0].env:
                             continue
@@ -393,6 +396,21 @@ def shape_tracer_class():
             return int(self.inputs[j][self.names[index]].shape[axis])
 
     return ShapeTracer
+
+
+@contextlib.contextmanager
+def _mode_off(mode):
+    """``mode`` off the torch-function mode stack while the graph is evaluated: it passes every
+    call through then, and a mode in Python costs every torch call (a recording's ``.shape``,
+    ``.numel()``, ``untyped_storage()`` on each value too) some microseconds."""
+    from torch.overrides import _get_current_function_mode_stack, _pop_mode_temporarily
+
+    stack = _get_current_function_mode_stack()
+    if mode is None or not stack or stack[-1] is not mode:
+        yield
+        return
+    with _pop_mode_temporarily():
+        yield
 
 
 def _render(node, depth: int = 0) -> str:
