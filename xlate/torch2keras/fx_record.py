@@ -73,6 +73,8 @@ class Run:
         self.mode = None
         self.error: BaseException | None = None
         self.protected: set | None = None
+        self.inputs: dict = {}  # placeholder name -> tensor
+        self.done = 0  # how many fx nodes have run
 
     # -- names and references --
 
@@ -109,59 +111,70 @@ class Run:
     # -- the fx graph --
 
     def execute(self, names, values) -> Recording:
-        nodes = list(self.graph.nodes)
-        for i, n in enumerate(nodes):
-            for a in n.all_input_nodes:
-                self.last_use[a] = i
-        env = self.env
-        inputs = dict(zip(names, values))
-        self.mode = recorder_class()(self)
+        self.begin(names, values)
         try:
-            return self._execute(nodes, inputs, env)
+            return self.finish()
         finally:  # the recorder and this run refer to each other: a failed run's values go now
-            self.mode = None
-            env.clear()
+            self.release()
 
-    def _execute(self, nodes, inputs, env) -> Recording:
+    def begin(self, names, values) -> None:
+        """Start a run on these inputs: ``step`` runs the fx nodes one at a time (fx_evaluate.py
+        steps them while the graph is still being traced), ``finish`` the rest of the graph."""
+        self.inputs = dict(zip(names, values))
+        self.mode = recorder_class()(self)
+
+    def finish(self) -> Recording:
+        nodes = list(self.graph.nodes)
+        self.last_use = {a: i for i, n in enumerate(nodes) for a in n.all_input_nodes}
+        for n in nodes[self.done:]:
+            self.step(n)
+        return self.rec
+
+    def release(self) -> None:
+        self.mode = None
+        self.env.clear()
+
+    def step(self, n) -> None:
+        """Run fx node ``n``, the next one, recording the ATen calls torch makes."""
         torch = self.torch
         import torch.utils._pytree as pytree
         from torch.fx.node import map_arg
 
-        for i, n in enumerate(nodes):
-            self.index = i
-            self.created = []
-            if n.op == "placeholder":
-                value = inputs[n.target]
-                node = SourceNode(n.target, "input", meta=meta_of(value))
-                self.rec.inputs.append(node)
-                self.refs[id(value)] = (n.target, weakref.ref(value))
-                self.names[n.target] = 1
-                self.keep.append(value)
-                self.input_ids.add(id(value))
-            elif n.op == "get_attr":
-                value = fetch_attr(self.root, n.target)
-                if isinstance(value, torch.Tensor) and id(value) not in self.known:
-                    self.known[id(value)] = ("c", n.target, value)
-                    self.protected = None
-            elif n.op in ("call_module", "call_function", "call_method"):
-                args = mutable(map_arg(n.args, lambda a: env[a]))
-                kwargs = mutable(map_arg(n.kwargs, lambda a: env[a]))
-                self._enter(n)
-                value = self._call(n, args, kwargs)
-                if n.op == "call_method" and n.target in ("size", "numel") and args:
-                    value = self._sized(value, args[0], n.target, args[1:])
-            elif n.op == "output":
-                out = map_arg(n.args[0], lambda a: env[a])
-                self.rec.outputs = [self.ref(v) if isinstance(v, torch.Tensor) else v
-                                    for v in pytree.tree_leaves(out)]
-                value = None
-            else:
-                raise FastTraceUnsupported(f"fx node kind {n.op}")
-            env[n] = value
-            for a in n.all_input_nodes:  # a value no later node reads is dropped: its memory goes back
-                if self.last_use.get(a) == i:
-                    env.pop(a, None)
-        return self.rec
+        env, i = self.env, self.done
+        self.index = i
+        self.created = []
+        if n.op == "placeholder":
+            value = self.inputs[n.target]
+            node = SourceNode(n.target, "input", meta=meta_of(value))
+            self.rec.inputs.append(node)
+            self.refs[id(value)] = (n.target, weakref.ref(value))
+            self.names[n.target] = 1
+            self.keep.append(value)
+            self.input_ids.add(id(value))
+        elif n.op == "get_attr":
+            value = fetch_attr(self.root, n.target)
+            if isinstance(value, torch.Tensor) and id(value) not in self.known:
+                self.known[id(value)] = ("c", n.target, value)
+                self.protected = None
+        elif n.op in ("call_module", "call_function", "call_method"):
+            args = mutable(map_arg(n.args, lambda a: env[a]))
+            kwargs = mutable(map_arg(n.kwargs, lambda a: env[a]))
+            self._enter(n)
+            value = self._call(n, args, kwargs)
+            if n.op == "call_method" and n.target in ("size", "numel") and args:
+                value = self._sized(value, args[0], n.target, args[1:])
+        elif n.op == "output":
+            out = map_arg(n.args[0], lambda a: env[a])
+            self.rec.outputs = [self.ref(v) if isinstance(v, torch.Tensor) else v
+                                for v in pytree.tree_leaves(out)]
+            value = None
+        else:
+            raise FastTraceUnsupported(f"fx node kind {n.op}")
+        env[n] = value
+        self.done = i + 1
+        for a in n.all_input_nodes:  # a value no later node reads is dropped: its memory goes back
+            if self.last_use.get(a) == i:
+                env.pop(a, None)
 
     def _sized(self, value, tensor, method, dims):
         """``x.size(d)`` as a SizeInt that remembers x and d (fx_sizes.py); ``x.size()`` as a tuple of them."""
@@ -324,11 +337,18 @@ class Run:
         storage = t.untyped_storage().data_ptr()
         if id(t) in self.input_ids or id(t) in self.known or storage in self._protected_storage():
             raise FastTraceUnsupported(f"{what} on an input or parameter at {self.where()}")
-        # values of fx nodes read by this node or later ones, and this node's intermediates
+        # this node's intermediates, and the values of fx nodes read by this node or later ones
+        message = f"{what} on a tensor that has views at {self.where()}"
+        if shares(self.created, t, storage, allow):
+            raise FastTraceUnsupported(message)
+        self.check_live(t, storage, allow, message)
+
+    def check_live(self, t, storage, allow, message) -> None:
+        """Refuse a write to ``t`` when the value of an fx node read later shares its memory (a run
+        stepped while the graph grows judges that once the graph is complete: fx_evaluate.py)."""
         live = [v for n, v in self.env.items() if self.last_use.get(n, -1) >= self.index]
-        others = [o for o in tensors_in(live) + self.created if o is not t and id(o) not in allow]
-        if any(o.numel() and o.untyped_storage().data_ptr() == storage for o in others):
-            raise FastTraceUnsupported(f"{what} on a tensor that has views at {self.where()}")
+        if shares(tensors_in(live), t, storage, allow):
+            raise FastTraceUnsupported(message)
 
     def _protected_storage(self) -> set:
         """Memory of the inputs, parameters, buffers and constants: never written by a run."""
@@ -461,6 +481,12 @@ class Run:
         out = op(*args)
         self.record_call(op, bound, out)
         return out
+
+
+def shares(tensors, t, storage, allow) -> bool:
+    """Whether a tensor other than ``t`` (and the views in ``allow``) lies in the memory ``storage``."""
+    return any(o is not t and id(o) not in allow and o.numel() and o.untyped_storage().data_ptr() == storage
+               for o in tensors)
 
 
 def _written(op, bound) -> list:

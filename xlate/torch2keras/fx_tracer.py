@@ -11,11 +11,14 @@ one that holds only over part of it bounds the symbol (``if T > 64: raise`` give
 that holds at the example's size alone pins it (``if height != 224: raise``). Any other Python
 control flow on traced values stops the trace, as in plain fx.
 
-This module traces; it does not record ATen calls (fx_record.py) or merge runs (fx_merge.py).
+This module traces; it does not record ATen calls (fx_record.py) or merge runs (fx_merge.py). The
+evaluation of each input set is fx_evaluate.py's: the fast trace's recorded runs, stepped as the
+graph grows, so that recording does not run the graph on every set once more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import operator
@@ -23,7 +26,8 @@ import types
 from fractions import Fraction
 
 from ..errors import one_line
-from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, fetch_attr, module_path_of, mutable
+from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, module_path_of
+from .fx_evaluate import PlainSet
 from .trace import MODULE_LEVEL, _public_name
 
 # Factories whose values fx would compute once while tracing and keep as a constant.
@@ -46,11 +50,13 @@ def leaf_types() -> set:
 
 
 def symbolic_trace(root, names, inputs, varied):
-    """fx-trace ``root`` with shape-aware proxies. ``inputs``: one list of tensors per input set,
-    the example's first; ``varied[j]``: the Symbol that input set j changes (None for the first)."""
+    """fx-trace ``root`` with shape-aware proxies. ``inputs``: per input set, the example's first,
+    a list of tensors (evaluated plainly) or an fx_evaluate.RecordedSet (its recorded run answers);
+    ``varied[j]``: the Symbol that input set j changes (None for the first)."""
     from torch.overrides import TorchFunctionMode
 
-    tracer = shape_tracer_class()(leaf_types(), root, [dict(zip(names, e)) for e in inputs], varied)
+    sets = [PlainSet(root, dict(zip(names, s))) if isinstance(s, (list, tuple)) else s for s in inputs]
+    tracer = shape_tracer_class()(leaf_types(), root, sets, varied)
 
     class Factories(TorchFunctionMode):
         """Tensors made in forward are graph nodes, as in torch.export, not values fx computes once:
@@ -66,8 +72,9 @@ def symbolic_trace(root, names, inputs, varied):
                     return tracer.create_proxy("call_function", func, args, kwargs)
             return func(*args, **kwargs)
 
+    tracer.factories = Factories()
     try:
-        with Factories():
+        with tracer.factories:
             graph = tracer.trace(root)
     except FastTraceUnsupported:
         raise
@@ -76,9 +83,10 @@ def symbolic_trace(root, names, inputs, varied):
             raise tracer.error from e
         raise FastTraceUnsupported(f"torch.fx: {type(e).__name__}: {one_line(e, 200)}") from e
     finally:
-        # the values of every input set's run: the tracer and a failure's traceback form a cycle
+        # the input sets, with their values: the tracer and a failure's traceback form a cycle
         # (tracer.error), which would hold them until a full garbage collection, one set per attempt
-        tracer.envs = [{} for _ in tracer.envs]
+        # (the caller releases the sets of a failed trace; those of a complete one are recorded)
+        tracer.sets = []
     if tracer.error is not None:
         raise tracer.error
     return graph
@@ -161,7 +169,6 @@ def shape_tracer_class():
     import torch
     import torch.fx
     from torch.fx._symbolic_trace import _maybe_revert_all_patches
-    from torch.fx.node import map_arg
 
     static_properties = {"ndim", "dtype", "device", "layout", "is_cuda", "is_cpu", "is_sparse", "is_quantized",
                          "is_meta", "is_nested", "requires_grad"}
@@ -192,17 +199,18 @@ def shape_tracer_class():
             self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     class ShapeTracer(torch.fx.Tracer):
-        def __init__(self, leaves, root, inputs, varied):
+        def __init__(self, leaves, root, sets, varied):
             super().__init__()
             self.proxy_buffer_attributes = True  # buffers are graph inputs, as in torch.export
             self.leaves = leaves
             self.model_root = root
-            self.inputs = inputs  # per input set: placeholder name -> tensor
-            self.names = list(inputs[0])
+            self.sets = sets  # per input set: its values of the nodes evaluated so far (fx_evaluate.py)
+            self.inputs = [s.named for s in sets]  # per input set: placeholder name -> tensor
+            self.names = list(self.inputs[0])
             self.varied = varied  # per input set: the Symbol it changes (None: the example's)
-            self.envs = [{} for _ in inputs]
             self.evaluating = False
             self.error = None
+            self.factories = None  # symbolic_trace's TorchFunctionMode, off while the graph is evaluated
             self.tensor_names = None  # ({id: name} of the root's parameters, of its buffers), on first use
 
         def _fail(self, error):
@@ -246,28 +254,28 @@ def shape_tracer_class():
         def tensors(self, proxy):
             """The proxy's value in each input set, or None when it is not a tensor."""
             node = proxy.node
-            if node not in self.envs[0]:
+            if node not in self.sets[0].env:
                 self._evaluate_until(node)
-            values = [env[node] for env in self.envs]
+            values = [s.env[node] for s in self.sets]
             return values if all(isinstance(v, torch.Tensor) for v in values) else None
 
         def _evaluate_until(self, target) -> None:
             self.evaluating = True
             try:
-                with _maybe_revert_all_patches(), torch.no_grad():
+                with _maybe_revert_all_patches(), torch.no_grad(), _mode_off(self.factories):
                     for node in self.graph.nodes:
-                        if node in self.envs[0]:
+                        if node in self.sets[0].env:
                             continue
-                        for j, (env, inputs) in enumerate(zip(self.envs, self.inputs)):
-                            env[node] = self._evaluate_guarded(node, env, inputs, j)
+                        for j in range(len(self.sets)):
+                            self._evaluate_guarded(node, j)
                         if node is target:
                             return
             finally:
                 self.evaluating = False
 
-        def _evaluate_guarded(self, node, env, inputs, j):
+        def _evaluate_guarded(self, node, j):
             try:
-                return self._evaluate(node, env, inputs)
+                self.sets[j].evaluate(node)
             except FastTraceUnsupported:
                 raise
             except Exception as e:  # noqa: BLE001 - the module's own code failed on this input set
@@ -276,33 +284,19 @@ def shape_tracer_class():
                     self._fail(FastTraceUnsupported(f"evaluating {what}"))
                 self._fail(VariationFailed(self.varied[j].name, what))
 
-        def _evaluate(self, node, env, inputs):
-            if node.op == "placeholder":
-                return inputs[node.target]
-            if node.op == "get_attr":
-                return fetch_attr(self.model_root, node.target)
-            args = mutable(map_arg(node.args, lambda a: env[a]))
-            kwargs = mutable(map_arg(node.kwargs, lambda a: env[a]))
-            if node.op == "call_module":
-                return self.model_root.get_submodule(node.target)(*args, **kwargs)
-            if node.op == "call_function":
-                return node.target(*args, **kwargs)
-            if node.op == "call_method":
-                return getattr(args[0], node.target)(*args[1:], **kwargs)
-            raise FastTraceUnsupported(f"fx node kind {node.op}")
-
         def _ints(self, arg, kinds=(int,)):
             """``arg``'s value in each input set when it is an int in all of them (one of ``kinds``),
             else None."""
             if isinstance(arg, kinds) and not isinstance(arg, bool):
-                return [arg] * len(self.envs)
+                return [arg] * len(self.sets)
             if not isinstance(arg, torch.fx.Node):
                 return None
-            if arg not in self.envs[0]:
+            if arg not in self.sets[0].env:
                 self._evaluate_until(arg)
-            values = [env[arg] for env in self.envs]
+            values = [s.env[arg] for s in self.sets]
             ok = all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
-            return values if ok else None
+            # (a recorded run's sizes are SizeInts and SizeQuotients)
+            return [int(v) if isinstance(v, int) else float(v) for v in values] if ok else None
 
         # -- shape questions --
 
@@ -366,9 +360,9 @@ def shape_tracer_class():
                 todo.extend(n.all_input_nodes)
             if not nonlinear:
                 return
-            for j in range(1, len(self.envs)):
-                if any(isinstance(self.envs[0].get(n), int) and self.envs[j].get(n) != self.envs[0].get(n)
-                       for n in seen):
+            envs = [s.env for s in self.sets]
+            for j in range(1, len(envs)):
+                if any(isinstance(envs[0].get(n), int) and envs[j].get(n) != envs[0].get(n) for n in seen):
                     self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
                                                f"{self.where()} takes % or // of it", retry=False))
 
@@ -376,7 +370,7 @@ def shape_tracer_class():
             """A comparison of numbers that are not all ints (``max(k_h / q_h, 1.0)``, timm MViT-v2's
             relative positions): no region analysis; decided when neither side changes with a
             varied size, else that size is kept at the example's."""
-            for j in range(1, len(self.envs)):
+            for j in range(1, len(self.sets)):
                 if any(side[j] != side[0] for side in sides):
                     self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
                                                f"{self.where()} compares a fraction of it", retry=False))
@@ -421,6 +415,21 @@ def shape_tracer_class():
             return int(self.inputs[j][self.names[index]].shape[axis])
 
     return ShapeTracer
+
+
+@contextlib.contextmanager
+def _mode_off(mode):
+    """``mode`` off the torch-function mode stack while the graph is evaluated: it passes every
+    call through then, and a mode in Python costs every torch call (a recording's ``.shape``,
+    ``.numel()``, ``untyped_storage()`` on each value too) some microseconds."""
+    from torch.overrides import _get_current_function_mode_stack, _pop_mode_temporarily
+
+    stack = _get_current_function_mode_stack()
+    if mode is None or not stack or stack[-1] is not mode:
+        yield
+        return
+    with _pop_mode_temporarily():
+        yield
 
 
 def _render(node, depth: int = 0) -> str:

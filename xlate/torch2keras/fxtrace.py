@@ -6,7 +6,8 @@ SourceGraph in tens of milliseconds, with the same dynamic sizes:
 1. ``fx_tracer``: torch.fx traces the module with the table's modules as leaves; its proxies
    answer shape questions from the example and from one input set per dynamic candidate
    (dims.DimPlan: the batch, sequence length, height and width...), each changing one size.
-2. ``fx_record``: the fx graph runs on each input set, recording the ATen calls torch makes.
+2. ``fx_record``: the fx graph runs on each input set, recording the ATen calls torch makes (the
+   runs that answer the tracer's shape questions are these recordings, ``fx_evaluate``).
 3. ``fx_merge``: the runs become one graph; what changes with a size becomes a ``Sym``.
 
 A size the module rejects at another value, or whose change changes the graph, is tried at
@@ -24,6 +25,7 @@ from ..errors import BadInputError, one_line
 from .bounds import apply_bounds
 from .dims import BATCH, DimPlan, Traced
 from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed
+from .fx_evaluate import RecordedSet
 from .fx_merge import merge
 from .fx_record import Run
 from .fx_tracer import decided as _decided  # noqa: F401 - the batch decision rule, tested on its own
@@ -217,27 +219,36 @@ class _Runs:
         names = [n for n in self.sizes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names]
         inputs = [_copies(self.values)] + [_resized(self.values, s, self.sizes[s.name]) for s in varied[1:]]
+        # the runs the tracer steps to answer shape questions are the recordings (fx_evaluate.py)
+        sets = [RecordedSet(self.module, self.root, self.names, values) for values in inputs]
         self.state.restore()
         try:
-            graph = symbolic_trace(self.root, self.names, [_copies(v) for v in inputs], varied)
-        finally:
-            self.state.restore()
-        code = graph.python_code("self").src
-        self.recordings = {}
-        failures = []  # every varied run that fails, so one more attempt settles them all
-        with torch.no_grad():
-            for sym, values in zip(varied, inputs):
-                key = (code, "" if sym is None else sym.name, None if sym is None else self.sizes[sym.name])
-                if key not in self.cache:
-                    try:
-                        self.cache[key] = self._record(graph, values, sym)
-                    except VariationFailed as e:
-                        failures.append(e)
-                        continue
-                self.recordings["" if sym is None else sym.name] = self.cache[key]
-            if failures:
-                return failures
-            self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
+            try:
+                graph = symbolic_trace(self.root, self.names, sets, varied)
+            finally:
+                self.state.restore()
+            for s in sets:  # the values no later node reads go before any set's recording goes on
+                s.settle(graph)
+            code = graph.python_code("self").src
+            self.recordings = {}
+            failures = []  # every varied run that fails, so one more attempt settles them all
+            with torch.no_grad():
+                for sym, evaluated in zip(varied, sets):
+                    key = (code, "" if sym is None else sym.name, None if sym is None else self.sizes[sym.name])
+                    if key not in self.cache:
+                        try:
+                            self.cache[key] = self._record(evaluated, graph, sym)
+                        except VariationFailed as e:
+                            failures.append(e)
+                            continue
+                    evaluated.release()
+                    self.recordings["" if sym is None else sym.name] = self.cache[key]
+        finally:  # each set's tensors go once it is recorded, or when the attempt fails
+            for s in sets:
+                s.release()
+        if failures:
+            return failures
+        self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
         return []
 
     def _probe(self, graph, symbols) -> dict:
@@ -264,10 +275,10 @@ class _Runs:
                 log.debug("no probe of %s at %d: %s", sym.name, size, e)
         return probes
 
-    def _record(self, graph, values, sym):
+    def _record(self, evaluated, graph, sym):
         try:
             self.state.restore()
-            return Run(self.module, self.root, graph).execute(self.names, values)
+            return evaluated.recording(graph)
         except VariationFailed:
             raise
         except Exception as e:  # the module's own code failed on these inputs
