@@ -17,7 +17,7 @@ from xlate.torch2keras.fx_sizes import SizeInt
 from xlate.torch2keras.fx_tracer import symbolic_trace
 from xlate.torch2keras.fxtrace import _bind_inputs, _traceable_root, fx_trace
 
-from .test_fxtrace import REFUSED, _InPlaceThroughView, fast_parity
+from .test_fxtrace import REFUSED, _InPlaceOnView, _InPlaceThroughView, fast_parity
 
 FAST = "traced by torch.fx (fast path)"
 
@@ -48,12 +48,7 @@ def test_a_run_stepped_during_the_trace_refuses_as_a_whole_recording_would(modul
     assert torch.equal(x, before)
 
 
-class _InPlaceWithDeadView(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-        self.act = nn.ReLU(inplace=True)
-
+class _InPlaceWithDeadView(_InPlaceOnView):
     def forward(self, x):
         y = self.fc(x)
         y.view(-1)  # a view of y that nothing reads
