@@ -93,13 +93,16 @@ def _gate(source, target, *, check: bool, atol: float, rtol: float, floor_factor
 
 def _convert(source, direct, onnx, *, via: str, check: bool, atol: float, rtol: float, floor_factor):
     """Run the chosen path, note which one and how long it took, then the parity gate."""
-    start = time.perf_counter()
-    target, note = _run_paths(direct, onnx, via)
-    record = record_of(target)
-    if record is not None:
-        record.seconds = time.perf_counter() - start
-        record.notes.append(note)
-    _gate(source, target, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
+    from .gc_scope import new_objects_only
+
+    with new_objects_only():
+        start = time.perf_counter()
+        target, note = _run_paths(direct, onnx, via)
+        record = record_of(target)
+        if record is not None:
+            record.seconds = time.perf_counter() - start
+            record.notes.append(note)
+        _gate(source, target, check=check, atol=atol, rtol=rtol, floor_factor=floor_factor)
     return target
 
 
