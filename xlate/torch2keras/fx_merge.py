@@ -1,7 +1,8 @@
 """The merge of the fast trace's runs into one symbolic graph.
 
-Run 0 is the example's; run j changes one symbol (dims.Symbol) and keeps the other sizes. The runs
-must record the same graph. Walking them in step, every int (a tensor size, a size argument) is
+Run 0 is the example's; run j changes one symbol (dims.Symbol) from run ``parents[j]`` (the
+example's, or for the batch the run of a smaller height: fxtrace.batch_parent) and keeps the other
+sizes. The runs must record the same graph. Walking them in step, every int (a tensor size, a size argument) is
 a vector of values, one per run: equal everywhere, it is a constant; otherwise it becomes a
 ``Sym`` whose expression reproduces the vector:
 
@@ -56,9 +57,12 @@ def _term(k: int, factors: list[str]) -> str:
 class _Merge:
     """Walks the recordings in step and names every size that changes between them."""
 
-    def __init__(self, varied, run_sizes):
+    def __init__(self, varied, run_sizes, parents=None):
         self.varied = varied  # per run: the Symbol it changes (None for run 0)
         self.run_sizes = run_sizes  # per run: that symbol's size in it
+        # per run: the run it changes that symbol from (None for run 0)
+        self.parents = list(parents) if parents is not None else [None] + [0] * (len(varied) - 1)
+        self.assigned = [self._assignment(j) for j in range(len(varied))]  # per run: {symbol: size}
         self.atoms: dict[tuple, str] = {}  # value vector -> expression
         self.anchors: dict[str, tuple[str, int]] = {}
         self.deps: dict[str, frozenset] = {}
@@ -67,25 +71,32 @@ class _Merge:
             if sym is not None:
                 self.atoms[self.symbol_vector(j)] = sym.name
 
+    def _assignment(self, j) -> dict:
+        if j == 0:
+            return {s.name: s.size for s in self.varied[1:]}
+        out = dict(self._assignment(self.parents[j]))
+        out[self.varied[j].name] = self.run_sizes[j]
+        return out
+
     def symbol_vector(self, j) -> tuple:
-        sym = self.varied[j]
-        return tuple(self.run_sizes[i] if self.varied[i] is not None and self.varied[i].name == sym.name else sym.size
-                     for i in range(len(self.varied)))
+        return tuple(a[self.varied[j].name] for a in self.assigned)
 
     def by_symbol(self, vec) -> dict:
-        """{symbol name: (Symbol, [(its size, value) in each run that varies it])} for the symbols
-        some run of which changes ``vec``."""
+        """{symbol name: (Symbol, [(its size, value) in the run it starts from, (its size, value)]
+        for each run that varies it)} for the symbols some run of which changes ``vec``."""
         groups: dict = {}
         for j in range(1, len(vec)):
-            sym = self.varied[j]
-            groups.setdefault(sym.name, (sym, []))[1].append((self.run_sizes[j], vec[j]))
-        return {name: g for name, g in groups.items() if any(v != vec[0] for _, v in g[1])}
+            sym, p = self.varied[j], self.parents[j]
+            groups.setdefault(sym.name, (sym, []))[1].append((self.assigned[p][sym.name], vec[p], self.run_sizes[j], vec[j]))
+        return {name: g for name, g in groups.items() if any(v != vp for _, vp, _, v in g[1])}
 
     def changed(self, vec) -> list[int]:
-        return [j for j in range(1, len(vec)) if vec[j] != vec[0]]
+        return [j for j in range(1, len(vec)) if vec[j] != vec[self.parents[j]]]
 
     def conflict(self, runs, reason: str):
-        j = runs[0] if runs else 1
+        """Blame the symbol of the first of ``runs`` whose own change makes the difference: not a run
+        that differs only as the run it starts from does."""
+        j = next((j for j in runs if self.parents[j] not in runs), runs[0]) if runs else 1
         raise VariationFailed(self.varied[j].name, reason, retry=False)
 
     def runs_of(self, expr: str) -> list[int]:
@@ -139,7 +150,7 @@ class _Merge:
         powers = {}
         for name, (sym, points) in groups.items():
             e = next((e for e in range(1, MAX_POWER + 1)
-                      if all(v * sym.size ** e == vec[0] * size ** e for size, v in points)), None)
+                      if all(v * sp ** e == vp * size ** e for sp, vp, size, v in points)), None)
             if e is None:
                 return None
             powers[name] = (sym.size, e)
@@ -154,7 +165,7 @@ class _Merge:
         groups = self.by_symbol(vec)
         terms, c = [], vec[0]
         for name, (sym, points) in groups.items():
-            slopes = {(v - vec[0]) / (size - sym.size) for size, v in points}
+            slopes = {(v - vp) / (size - sp) for sp, vp, size, v in points}
             if len(slopes) != 1 or not float(next(iter(slopes))).is_integer():
                 return None
             k = int(slopes.pop())
@@ -259,20 +270,24 @@ def _paren(expr: str) -> str:
     return expr if expr.replace("_", "").isalnum() else f"({expr})"
 
 
-def merge(recordings, varied, run_sizes) -> SourceGraph:
+def merge(recordings, varied, run_sizes, parents=None) -> SourceGraph:
     """One SourceGraph from the runs (see the module doc). ``varied[j]``: the Symbol run j changes
-    (None for run 0, the example's); ``run_sizes[j]``: its size in that run."""
-    m = _Merge(varied, run_sizes)
+    (None for run 0, the example's) from run ``parents[j]`` (0 unless given); ``run_sizes[j]``: its
+    size in that run."""
+    m = _Merge(varied, run_sizes, parents)
     first = recordings[0]
-    for j, rec in enumerate(recordings[1:], 1):
-        if [n.name for n in rec.params] != [n.name for n in first.params]:
-            m.conflict([j], "the parameters used change with it")
-        for name, (path, array, _) in first.param_values.items():
-            other = rec.param_values[name]
-            if other[0] != path or not (_same_memory(array, other[1]) or np.array_equal(array, other[1], equal_nan=True)):
-                m.conflict([j], f"constant {path} changes with it")
-        if len(rec.calls) != len(first.calls):
-            m.conflict([j], f"the graph changes with it ({len(first.calls)} vs {len(rec.calls)} calls)")
+    params = [j for j, rec in enumerate(recordings) if [n.name for n in rec.params] != [n.name for n in first.params]]
+    if params:
+        m.conflict(params, "the parameters used change with it")
+    for name, (path, array, _) in first.param_values.items():
+        changes = [j for j, rec in enumerate(recordings[1:], 1) if rec.param_values[name][0] != path or not (
+            _same_memory(array, rec.param_values[name][1])
+            or np.array_equal(array, rec.param_values[name][1], equal_nan=True))]
+        if changes:
+            m.conflict(changes, f"constant {path} changes with it")
+    lengths = [j for j, rec in enumerate(recordings) if len(rec.calls) != len(first.calls)]
+    if lengths:
+        m.conflict(lengths, f"the graph changes with it ({len(first.calls)} vs {len(recordings[lengths[0]].calls)} calls)")
     inputs = []
     for p in first.params:
         m.metas[p.name] = p.meta
@@ -295,11 +310,11 @@ def merge(recordings, varied, run_sizes) -> SourceGraph:
 
 def _merge_call(m: _Merge, nodes: list, arg_types: dict) -> SourceNode:
     a = nodes[0]
-    for j, b in enumerate(nodes[1:], 1):
-        same = (a.name, a.op, a.target, a.module_path, a.module_type, a.stack) == (
-            b.name, b.op, b.target, b.module_path, b.module_type, b.stack) and a.fn is b.fn and a.module is b.module
-        if not same:
-            m.conflict([j], f"the graph changes with it at {a.name} ({a.module_path or '<root>'}) / {b.name}")
+    other = [j for j, b in enumerate(nodes) if not (
+        (a.name, a.op, a.target, a.module_path, a.module_type, a.stack) == (
+            b.name, b.op, b.target, b.module_path, b.module_type, b.stack) and a.fn is b.fn and a.module is b.module)]
+    if other:
+        m.conflict(other, f"the graph changes with it at {a.name} ({a.module_path or '<root>'}) / {nodes[other[0]].name}")
     where = f"{a.target} at {a.module_path or '<root>'}"
     args = m.args([n.args for n in nodes], arg_types.get(a.name, {}), where, a.target)
     meta = m.value([n.meta for n in nodes], f"{where} result", anchor=a.name if a.op != "module" else None)

@@ -4,7 +4,8 @@ answer shape questions from real runs.
 Plain fx refuses ``if x.dim() != 3`` or ``if x.shape[1] != self.channels`` (a Proxy in a
 condition). Here the graph built so far is evaluated on several input sets when such a question
 is asked: the example's, and one per varied symbol (that symbol's size changed, the others as in
-the example). A size, rank or dtype that is the same in every set is answered with that value; a
+the example, or for the batch as in the run of a smaller height: each set is compared with the set
+it starts from). A size, rank or dtype that is the same in every set is answered with that value; a
 size that differs stays a ``size`` node. A comparison of sizes is answered when it has one answer
 over the symbol's whole range (``x.size(0) == y.size(0)``; ``B > 1`` for every batch of 2 or more);
 one that holds only over part of it bounds the symbol (``if T > 64: raise`` gives T <= 64), and one
@@ -49,14 +50,15 @@ def leaf_types() -> set:
     return names | set(MODULE_LEVEL) | {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"}
 
 
-def symbolic_trace(root, names, inputs, varied):
+def symbolic_trace(root, names, inputs, varied, parents=None):
     """fx-trace ``root`` with shape-aware proxies. ``inputs``: per input set, the example's first,
     a list of tensors (evaluated plainly) or an fx_evaluate.RecordedSet (its recorded run answers);
-    ``varied[j]``: the Symbol that input set j changes (None for the first)."""
+    ``varied[j]``: the Symbol that input set j changes (None for the first) from input set
+    ``parents[j]`` (the example's, 0, unless given)."""
     from torch.overrides import TorchFunctionMode
 
     sets = [PlainSet(root, dict(zip(names, s))) if isinstance(s, (list, tuple)) else s for s in inputs]
-    tracer = shape_tracer_class()(leaf_types(), root, sets, varied)
+    tracer = shape_tracer_class()(leaf_types(), root, sets, varied, parents)
 
     class Factories(TorchFunctionMode):
         """Tensors made in forward are graph nodes, as in torch.export, not values fx computes once:
@@ -199,7 +201,7 @@ def shape_tracer_class():
             self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
     class ShapeTracer(torch.fx.Tracer):
-        def __init__(self, leaves, root, sets, varied):
+        def __init__(self, leaves, root, sets, varied, parents=None):
             super().__init__()
             self.proxy_buffer_attributes = True  # buffers are graph inputs, as in torch.export
             self.leaves = leaves
@@ -208,6 +210,10 @@ def shape_tracer_class():
             self.inputs = [s.named for s in sets]  # per input set: placeholder name -> tensor
             self.names = list(self.inputs[0])
             self.varied = varied  # per input set: the Symbol it changes (None: the example's)
+            # per input set: the set it differs from in that symbol only (fx_merge.run_parents)
+            self.parents = list(parents) if parents is not None else [None] + [0] * (len(sets) - 1)
+            # a set is evaluated after the set it differs from: a failure both share is its symbol's
+            self.order = sorted(range(len(sets)), key=lambda j: (j > 0, bool(self.parents[j])))
             self.evaluating = False
             self.error = None
             self.factories = None  # symbolic_trace's TorchFunctionMode, off while the graph is evaluated
@@ -266,7 +272,7 @@ def shape_tracer_class():
                     for node in self.graph.nodes:
                         if node in self.sets[0].env:
                             continue
-                        for j in range(len(self.sets)):
+                        for j in self.order:
                             self._evaluate_guarded(node, j)
                         if node is target:
                             return
@@ -303,7 +309,7 @@ def shape_tracer_class():
         def static(self, values, what, fn):
             answers = [fn(v) for v in values]
             for j, a in enumerate(answers[1:], 1):
-                if a != answers[0]:
+                if a != answers[self.parents[j]]:
                     self._fail(VariationFailed(self.varied[j].name, f"{what} changes with it at {self.where()}",
                                                retry=False))
             return answers[0]
@@ -362,7 +368,8 @@ def shape_tracer_class():
                 return
             envs = [s.env for s in self.sets]
             for j in range(1, len(envs)):
-                if any(isinstance(envs[0].get(n), int) and envs[j].get(n) != envs[0].get(n) for n in seen):
+                p = envs[self.parents[j]]
+                if any(isinstance(p.get(n), int) and envs[j].get(n) != p.get(n) for n in seen):
                     self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
                                                f"{self.where()} takes % or // of it", retry=False))
 
@@ -371,7 +378,7 @@ def shape_tracer_class():
             relative positions): no region analysis; decided when neither side changes with a
             varied size, else that size is kept at the example's."""
             for j in range(1, len(self.sets)):
-                if any(side[j] != side[0] for side in sides):
+                if any(side[j] != side[self.parents[j]] for side in sides):
                     self._fail(VariationFailed(self.varied[j].name, f"the condition `{_render(node)}` at "
                                                f"{self.where()} compares a fraction of it", retry=False))
             return compare(*(side[0] for side in sides))
@@ -379,7 +386,7 @@ def shape_tracer_class():
         def _decide(self, compare, diff, node) -> bool:
             slopes = {}
             for j in range(1, len(diff)):
-                change = diff[j] - diff[0]
+                change = diff[j] - diff[self.parents[j]]
                 if change == 0:
                     continue
                 sym = self.varied[j]

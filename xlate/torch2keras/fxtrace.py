@@ -125,9 +125,9 @@ class FastTrace(Traced):
 
     def _merge(self) -> None:
         while True:
-            varied, sizes, recordings = self.runs.active()
+            varied, sizes, recordings, parents = self.runs.active()
             try:
-                graph = merge(recordings, varied, sizes)
+                graph = merge(recordings, varied, sizes, parents)
             except VariationFailed as e:
                 self.runs.pin(e.symbol, e.reason)
                 continue
@@ -156,6 +156,7 @@ class _Runs:
         self.sizes: dict[str, int] = {}  # symbol -> the size its run uses
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
         self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
+        self.parents: dict[str, str] = {}  # symbol -> the symbol whose run its run starts from (batch_parent)
         self.cache: dict = {}
         # every trace and run starts from the module's own attributes (trace_dynamic's snapshot, if given)
         self.state = state if state is not None else ModuleState(module)
@@ -171,14 +172,18 @@ class _Runs:
         self.probes.pop(name, None)
 
     def active(self):
-        """(the Symbol each run varies, its size there, the recordings): the example's run first, then
-        one per symbol, then the odd-size probes."""
+        """(the Symbol each run varies, its size there, the recordings, the run each differs from in
+        that symbol only): the example's run first, then one per symbol, then the odd-size probes."""
+        for name, parent in list(self.parents.items()):
+            if name in self.sizes and name in self.plan.symbols and (parent not in self.sizes
+                                                                      or parent not in self.plan.symbols):
+                self._rebase(name)
         names = [n for n in self.sizes if n in self.plan.symbols]
         probes = [n for n in self.probes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names + probes]
         sizes = [None] + [self.sizes[n] for n in names] + [self.probes[n][0] for n in probes]
         return varied, sizes, [self.recordings[""]] + [self.recordings[n] for n in names] + [
-            self.probes[n][1] for n in probes]
+            self.probes[n][1] for n in probes], _parent_indices(varied, self.parents)
 
     def trace(self) -> None:
         last: dict[str, str] = {}
@@ -218,13 +223,15 @@ class _Runs:
 
         names = [n for n in self.sizes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names]
-        inputs = [_copies(self.values)] + [_resized(self.values, s, self.sizes[s.name]) for s in varied[1:]]
+        self.parents = batch_parent(varied, self.sizes)
+        parents = _parent_indices(varied, self.parents)
+        inputs = [_copies(self.values)] + [self._inputs(s) for s in varied[1:]]
         # the runs the tracer steps to answer shape questions are the recordings (fx_evaluate.py)
         sets = [RecordedSet(self.module, self.root, self.names, values) for values in inputs]
         self.state.restore()
         try:
             try:
-                graph = symbolic_trace(self.root, self.names, sets, varied)
+                graph = symbolic_trace(self.root, self.names, sets, varied, parents)
             finally:
                 self.state.restore()
             for s in sets:  # the values no later node reads go before any set's recording goes on
@@ -232,14 +239,20 @@ class _Runs:
             code = graph.python_code("self").src
             self.recordings = {}
             failures = []  # every varied run that fails, so one more attempt settles them all
+            failed = set()
             with torch.no_grad():
-                for sym, evaluated in zip(varied, sets):
-                    key = (code, "" if sym is None else sym.name, None if sym is None else self.sizes[sym.name])
+                for j in sorted(range(len(sets)), key=lambda j: bool(parents[j])):  # a run after its parent
+                    sym, evaluated = varied[j], sets[j]
+                    key = (code, *(() if sym is None else self._sizes_of(sym)))
                     if key not in self.cache:
                         try:
                             self.cache[key] = self._record(evaluated, graph, sym)
                         except VariationFailed as e:
-                            failures.append(e)
+                            failed.add(j)
+                            if parents[j] not in failed:
+                                failures.append(e)
+                            else:  # its parent's size failed too: it runs again from the parent's next size
+                                _drop_frames(e)
                             continue
                     evaluated.release()
                     self.recordings["" if sym is None else sym.name] = self.cache[key]
@@ -249,7 +262,34 @@ class _Runs:
         if failures:
             return failures
         self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
+        self.graph = graph
         return []
+
+    def _rebase(self, name: str) -> None:
+        """The run of ``name`` started from a symbol since kept static: run it again from the
+        example (a plain run of the traced graph), or keep ``name`` static too if that fails."""
+        import torch
+
+        del self.parents[name]
+        sym = self.plan.symbols[name]
+        try:
+            with torch.no_grad():
+                self.state.restore()
+                self.recordings[name] = Run(self.module, self.root, self.graph).execute(self.names, self._inputs(sym))
+        except Exception as e:  # noqa: BLE001 - the module's own code failed at that size
+            self.pin(name, f"{type(e).__name__}: {e}")
+
+    def _sizes_of(self, sym) -> tuple:
+        """The sizes symbol ``sym``'s run changes from the example: (name, size) of its parent's
+        symbol, then its own."""
+        parent = self.parents.get(sym.name)
+        return (((parent, self.sizes[parent]),) if parent else ()) + ((sym.name, self.sizes[sym.name]),)
+
+    def _inputs(self, sym) -> list:
+        values = self.values
+        for name, size in self._sizes_of(sym):
+            values = _resized(values, self.plan.symbols[name], size)
+        return values
 
     def _probe(self, graph, symbols) -> dict:
         """One more run per symbol at an odd size, for a graph that computes sizes with floor,
@@ -288,6 +328,28 @@ class _Runs:
                     raise
                 raise FastTraceUnsupported(f"running the example: {reason}") from e
             raise VariationFailed(sym.name, reason) from e
+
+
+def batch_parent(varied, sizes) -> dict:
+    """{batch symbol: the symbol whose run the batch's run starts from}: the batch is varied at the
+    size of the cheapest other varied run (a quarter of the height, of the sequence), not the
+    example's: the batch run of a batch-1 example costs two examples, at a quarter of one size half
+    an example. The merge and the shape tracer compare each run with the run it starts from."""
+    others = [s for s in varied[1:] if not s.batch and sizes[s.name] < s.size]
+    if not others:
+        return {}
+    parent = min(others, key=lambda s: sizes[s.name] / s.size)
+    return {s.name: parent.name for s in varied[1:] if s.batch}
+
+
+def _parent_indices(varied, parents: dict) -> list:
+    """Per run: the index of the run it differs from in its symbol only (None for the example's)."""
+    index = {s.name: j for j, s in enumerate(varied) if s is not None and j == _first(varied, s.name)}
+    return [None] + [index.get(parents.get(s.name), 0) for s in varied[1:]]
+
+
+def _first(varied, name) -> int:
+    return next(j for j, s in enumerate(varied) if s is not None and s.name == name)
 
 
 def _drop_frames(error: BaseException) -> None:

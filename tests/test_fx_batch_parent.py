@@ -1,0 +1,85 @@
+"""The fast trace's batch run starts from the run of a smaller size (fxtrace.batch_parent): a
+batch-1 CNN example is varied to batch 2 at a quarter of its height, half an example's work where
+batch 2 at the full height cost two. The shape tracer and the merge compare each run with the run
+it starts from, so a size of the height is never taken for one of the batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import xlate
+from xlate.record import record_of
+from xlate.torch2keras.fxtrace import FastTrace
+from xlate.torch2keras.source_graph import Sym
+
+
+class _Rows(nn.Module):
+    """A conv, then every row as a sample: a size that is batch times height (s0*s2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        b, c, h, w = y.shape
+        rows = y.permute(0, 2, 1, 3).reshape(b * h, c, w)
+        return rows.mean(-1).reshape(b, h, c).mean(1)
+
+
+def _dynamic(model) -> list[bool]:
+    return [d["dynamic"] for d in record_of(model).dims]
+
+
+def _reshapes(graph) -> list:
+    return [n.args["shape"] for n in graph.nodes if n.target == "aten.reshape.default"]
+
+
+def test_batch_run_starts_from_the_smaller_height_and_products_keep_both_symbols():
+    example = (torch.randn(1, 3, 32, 24),)
+    trace = FastTrace(_Rows(), example)
+    assert trace.runs.parents == {"s0": "s2"}, trace.runs.parents
+    assert _reshapes(trace.graph)[0] == [Sym("s0*s2"), 4, Sym("s3")]
+    model = xlate.torch_to_keras(_Rows(), example, via="direct")  # the gate runs other sizes
+    assert _dynamic(model) == [True, False, True, True]
+
+
+class _TallOnly(nn.Module):
+    """A branch on the height alone: it bounds the height; the batch run, which starts from the
+    height's run, must not be blamed for it."""
+
+    def forward(self, x):
+        return x * 2 if x.shape[2] > 8 else x
+
+
+def test_a_condition_on_the_height_bounds_the_height_and_leaves_the_batch_alone():
+    model = xlate.torch_to_keras(_TallOnly(), (torch.randn(1, 3, 32, 32),), via="direct")
+    dims = record_of(model).dims
+    assert [d["dynamic"] for d in dims] == [True, True, True, True]
+    assert dims[0]["low"] == 1 and dims[0]["high"] is None
+    assert dims[2]["low"] == 9, dims[2]
+
+
+class _HeightScale(nn.Module):
+    """The height as a float factor: no size form explains it, so the height stays static; the
+    batch, varied at the height's smaller size, must not be the one kept static."""
+
+    def forward(self, x):
+        return x * (x.shape[2] * 0.5)
+
+
+def test_a_value_of_the_height_pins_the_height_not_the_batch():
+    model = xlate.torch_to_keras(_HeightScale(), (torch.randn(1, 3, 32, 16),), via="direct")
+    assert _dynamic(model) == [True, True, False, True]
+
+
+def test_pinning_the_height_after_the_trace_runs_the_batch_again_at_the_full_height():
+    """The emitter may keep a size static after the trace: the batch's run, made at the height's
+    smaller size, is run again from the example, and the merge sees the full height in it."""
+    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 24),))
+    trace.pin(["s2"], "kept static by the test")
+    assert trace.runs.parents == {}
+    assert _reshapes(trace.graph)[0] == [Sym("32*s0"), 4, Sym("s3")]
+    batch = next(d for d in trace.graph.dims if d.axis == 0)
+    assert batch.dynamic
