@@ -14,13 +14,13 @@ in-place writes to inputs or aliased tensors...) raises ``FastTraceUnsupported``
 from __future__ import annotations
 
 import functools
-import sys
 import weakref
 from dataclasses import dataclass, field
 
 from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
 from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, mutable, tensors_in
+from .fx_getitem import record_getitem
 from .fx_setitem import VIEW_OPS, record_setitem, write_through_view
 from .fx_sizes import size_of
 from .source_graph import Ref, SourceNode
@@ -276,7 +276,7 @@ class Run:
             if kind == "refuse":
                 raise FastTraceUnsupported(f"{name} at {self.where()}")
             if kind == "getitem":
-                return self._getitem(*args)
+                return record_getitem(self, *args)
             if kind == "setitem":
                 return record_setitem(self, *args)
             if kind == "transpose":  # x.T, x.mT (HF Falcon's fused QKV): the permute torch makes of it
@@ -419,62 +419,6 @@ class Run:
         if isinstance(v, (list, tuple)):
             return [self._raw(x) for x in v]
         return v
-
-    def _getitem(self, x, index):
-        """Tensor indexing as the select / slice / unsqueeze / index ops torch applies."""
-        torch = self.torch
-        aten = torch.ops.aten
-        expected = x[index]
-        items = tuple(self._list_index(it) for it in (index if isinstance(index, tuple) else (index,)))
-        used = 0
-        for it in items:
-            if isinstance(it, bool) or not (it is None or it is Ellipsis or isinstance(it, (int, slice)) or (
-                    isinstance(it, torch.Tensor) and it.dim() > 0 and it.dtype in (torch.int64, torch.int32))):
-                raise FastTraceUnsupported(f"indexing with {type(it).__name__} at {self.where()}")
-            if isinstance(it, slice) and not all(v is None or (isinstance(v, int) and not isinstance(v, bool))
-                                                 for v in (it.start, it.stop, it.step)):
-                raise FastTraceUnsupported(f"slicing with non-int bounds at {self.where()}")
-            used += it is not None and it is not Ellipsis
-        tensors = [it for it in items if isinstance(it, torch.Tensor)]
-        if tensors and any(isinstance(it, int) for it in items):
-            raise FastTraceUnsupported(f"indexing that mixes ints and index tensors at {self.where()}")
-        cur, dim, advanced = x, 0, {}
-        for it in items:
-            if it is None:
-                cur = self.apply(aten.unsqueeze.default, cur, dim)
-                dim += 1
-            elif it is Ellipsis:
-                dim += x.dim() - used
-            elif isinstance(it, int):
-                cur = self.apply(aten.select.int, cur, dim, it)
-            elif isinstance(it, slice):
-                start, stop, step = it.start, it.stop, 1 if it.step is None else it.step
-                if not (start in (None, 0) and stop is None and step == 1):
-                    cur = self.apply(aten.slice.Tensor, cur, dim, 0 if start is None else start,
-                                      sys.maxsize if stop is None else stop, step)
-                dim += 1
-            else:
-                advanced[dim] = it
-                dim += 1
-        if advanced:
-            indices = [advanced.get(d) for d in range(max(advanced) + 1)]
-            cur = self.apply(aten.index.Tensor, cur, indices)
-        elif cur is x:  # x[:] and friends: torch returns a new view
-            cur = self.apply(aten.alias.default, x)
-        if cur.shape != expected.shape or cur.dtype != expected.dtype or not torch.equal(
-                torch.nan_to_num(cur), torch.nan_to_num(expected)):
-            raise FastTraceUnsupported(f"indexing {index!r} not reproduced at {self.where()}")
-        return cur
-
-    def _list_index(self, it):
-        """A list of ints in an index (HF Falcon's x[..., [-2]], timm CSATv2's channel picks) is the
-        constant index tensor torch makes of it."""
-        flat = it
-        while isinstance(flat, list) and flat and isinstance(flat[0], list):
-            flat = [v for row in flat for v in row]
-        if not isinstance(it, list) or not flat or not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
-            return it
-        return self._constant(self.torch.tensor(it, dtype=self.torch.int64))
 
     def apply(self, op, *args):
         bound = bind(op._schema, args, {})
