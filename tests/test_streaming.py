@@ -95,21 +95,33 @@ def test_converted_layers_keep_their_own_initializers():
 
 @pytest.mark.parametrize("perm", [(2, 3, 1, 0), (1, 0), (0, 2, 1), (2, 0, 1, 3)])
 @pytest.mark.parametrize("large", [False, True])
-def test_a_permuted_weight_view_becomes_its_own_contiguous_variable(perm, large):
-    """A transposed kernel (a view of the torch tensor; a large one is permuted by the backend, a
-    small one by NumPy): the variable holds the permuted values, in its own memory."""
+@pytest.mark.parametrize("memory", ["torch", "read-only", "unaligned"])
+def test_a_permuted_weight_view_becomes_its_own_contiguous_variable(perm, large, memory):
+    """A transposed kernel (a view of the torch tensor; a large one is read in place by the backend
+    through DLPack and permuted there, a small one permuted by NumPy; a read-only one, as a memory
+    map gives, copied): the variable holds the permuted values, in its own memory."""
     from xlate.torch2keras.ported import BACKEND_TRANSPOSE_MIN, for_variable
 
     shape = ((64, 40, 9, 4) if large else (5, 3, 2, 4))[:len(perm)]
     if large and len(perm) < 4:
         shape = (int(BACKEND_TRANSPOSE_MIN ** (1 / len(perm))) + 2,) * len(perm)
     base = torch.randn(shape)
-    view = base.numpy().transpose(perm)
+    if memory == "unaligned":  # 16 bytes into a 64-byte-aligned block, as a large torch tensor can be
+        block = torch.empty(base.numel() + 32)
+        skip = next(k for k in range(4, 20) if (block.data_ptr() + 4 * k) % 64 == 16)
+        base = block[skip:skip + base.numel()].view(shape).copy_(base)
+    array = base.numpy()
+    if memory == "read-only":
+        array = array.view()
+        array.setflags(write=False)
+    view = array.transpose(perm)
     expected = view.copy()
     var = keras.Variable(for_variable(view, "float32"))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), expected)
     base.add_(1.0)  # the torch tensor changes; the variable must not
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(var), expected)
+    var.assign(var + 5.0)  # nor does the torch tensor change with the variable
+    np.testing.assert_array_equal(base.numpy().transpose(perm), expected + 1.0)
 
 
 def test_the_gate_copies_no_weights_in_eval_mode():

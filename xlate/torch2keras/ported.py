@@ -97,9 +97,9 @@ def for_variable(array: np.ndarray, dtype: str):
 
     The backend copies an array into its own memory, so a view of the torch tensor goes as it is
     (never aliased: TensorFlow and JAX copy NumPy input). A large permuted view of a contiguous
-    array (a Dense or conv kernel) is copied by the backend as it is, then permuted there: two
-    buffers of that one tensor at most, where a NumPy copy first would make three, and NumPy's
-    strided copy is about three times slower than the backend's transpose. Another dtype is cast
+    array (a Dense or conv kernel) is read by the backend in place (``_read_only_view``), then
+    permuted there into the one new buffer the variable keeps; NumPy's strided copy is about three
+    times slower than the backend's transpose. Another dtype is cast
     by Keras (NumPy has no bfloat16 of its own)."""
     import keras
 
@@ -108,7 +108,7 @@ def for_variable(array: np.ndarray, dtype: str):
     large = array.size >= BACKEND_TRANSPOSE_MIN
     order = _contiguous_order(array) if copies and large and not array.flags.c_contiguous else None
     if order is not None:
-        tensor = ops.transpose(ops.convert_to_tensor(array.transpose(order)), tuple(int(i) for i in np.argsort(order)))
+        tensor = ops.transpose(_read_only_view(array.transpose(order)), tuple(int(i) for i in np.argsort(order)))
     elif not array.flags.c_contiguous:
         tensor = np.require(array, requirements="C")
     else:
@@ -116,6 +116,30 @@ def for_variable(array: np.ndarray, dtype: str):
     if keras.backend.standardize_dtype(tensor.dtype) != dtype:
         tensor = ops.cast(ops.convert_to_tensor(tensor), dtype)
     return tensor
+
+
+#: the alignment TensorFlow's CPU kernels require of a tensor's memory (EIGEN_MAX_ALIGN_BYTES)
+TF_ALIGNMENT = 64
+
+
+def _read_only_view(array: np.ndarray):
+    """A backend tensor that reads ``array``'s memory (the torch tensor's) without copying it, for
+    the transpose to read from: TensorFlow takes it through DLPack; its ``convert_to_tensor``
+    would copy the whole weight first (one more pass over every large kernel, into fresh pages).
+    The view lives only as the transpose's input, whose result is a new buffer: no variable ever
+    shares torch's memory. Anything DLPack refuses (a read-only memory map) is copied, and so is
+    memory off TensorFlow's 64-byte alignment (a large torch tensor's block can start 16 bytes
+    into its pages: TensorFlow's kernels abort the process on such a tensor, torchvision VGG)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow" and array.ctypes.data % TF_ALIGNMENT == 0:
+        import tensorflow as tf
+
+        try:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except (BufferError, TypeError, ValueError, tf.errors.InvalidArgumentError):
+            pass
+    return keras.ops.convert_to_tensor(array)
 
 
 def _contiguous_order(array: np.ndarray):
