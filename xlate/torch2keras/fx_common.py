@@ -37,6 +37,18 @@ class BoundFound(FastTraceUnsupported):
         self.symbol, self.low, self.high, self.reason = symbol, low, high, reason
 
 
+def run_parents(parents, count: int) -> list:
+    """Per run: the run it changes its symbol from (None for the example's run 0; 0 unless given:
+    fxtrace.batch_parent)."""
+    return list(parents) if parents is not None else [None] + [0] * (count - 1)
+
+
+def parents_first(parents) -> list:
+    """The runs in an order where each comes after the run it starts from (the example's first), so
+    that a failure a run shares with that run is blamed on that run's symbol."""
+    return sorted(range(len(parents)), key=lambda j: (j > 0, bool(parents[j])))
+
+
 def fetch_attr(root, target: str):
     value = root
     for part in target.split("."):

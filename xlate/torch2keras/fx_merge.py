@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fx_common import VariationFailed
+from .fx_common import VariationFailed, run_parents
 from .fx_sizes import SizeInt, SizeQuotient, expression
 from .source_graph import SourceGraph, SourceNode, Sym, TensorMeta, has_sym, sym_names, syms_in
 
@@ -61,7 +61,7 @@ class _Merge:
         self.varied = varied  # per run: the Symbol it changes (None for run 0)
         self.run_sizes = run_sizes  # per run: that symbol's size in it
         # per run: the run it changes that symbol from (None for run 0)
-        self.parents = list(parents) if parents is not None else [None] + [0] * (len(varied) - 1)
+        self.parents = run_parents(parents, len(varied))
         self.assigned = [self._assignment(j) for j in range(len(varied))]  # per run: {symbol: size}
         self.atoms: dict[tuple, str] = {}  # value vector -> expression
         self.anchors: dict[str, tuple[str, int]] = {}
@@ -280,9 +280,9 @@ def merge(recordings, varied, run_sizes, parents=None) -> SourceGraph:
     if params:
         m.conflict(params, "the parameters used change with it")
     for name, (path, array, _) in first.param_values.items():
-        changes = [j for j, rec in enumerate(recordings[1:], 1) if rec.param_values[name][0] != path or not (
-            _same_memory(array, rec.param_values[name][1])
-            or np.array_equal(array, rec.param_values[name][1], equal_nan=True))]
+        values = [rec.param_values[name] for rec in recordings]
+        changes = [j for j, (other_path, other, _) in enumerate(values) if j and (other_path != path or not (
+            _same_memory(array, other) or np.array_equal(array, other, equal_nan=True)))]
         if changes:
             m.conflict(changes, f"constant {path} changes with it")
     lengths = [j for j, rec in enumerate(recordings) if len(rec.calls) != len(first.calls)]

@@ -27,7 +27,14 @@ import types
 from fractions import Fraction
 
 from ..errors import one_line
-from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, module_path_of
+from .fx_common import (
+    BoundFound,
+    FastTraceUnsupported,
+    VariationFailed,
+    module_path_of,
+    parents_first,
+    run_parents,
+)
 from .fx_evaluate import PlainSet
 from .trace import MODULE_LEVEL, _public_name
 
@@ -210,10 +217,8 @@ def shape_tracer_class():
             self.inputs = [s.named for s in sets]  # per input set: placeholder name -> tensor
             self.names = list(self.inputs[0])
             self.varied = varied  # per input set: the Symbol it changes (None: the example's)
-            # per input set: the set it differs from in that symbol only (fx_merge.run_parents)
-            self.parents = list(parents) if parents is not None else [None] + [0] * (len(sets) - 1)
-            # a set is evaluated after the set it differs from: a failure both share is its symbol's
-            self.order = sorted(range(len(sets)), key=lambda j: (j > 0, bool(self.parents[j])))
+            self.parents = run_parents(parents, len(sets))  # per input set: the set it changes its symbol from
+            self.order = parents_first(self.parents)
             self.evaluating = False
             self.error = None
             self.factories = None  # symbolic_trace's TorchFunctionMode, off while the graph is evaluated

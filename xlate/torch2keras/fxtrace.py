@@ -24,7 +24,7 @@ import logging
 from ..errors import BadInputError, one_line
 from .bounds import apply_bounds
 from .dims import BATCH, DimPlan, Traced
-from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed
+from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, parents_first
 from .fx_evaluate import RecordedSet
 from .fx_merge import merge
 from .fx_record import Run
@@ -241,7 +241,7 @@ class _Runs:
             failures = []  # every varied run that fails, so one more attempt settles them all
             failed = set()
             with torch.no_grad():
-                for j in sorted(range(len(sets)), key=lambda j: bool(parents[j])):  # a run after its parent
+                for j in parents_first(parents):
                     sym, evaluated = varied[j], sets[j]
                     key = (code, *(() if sym is None else self._sizes_of(sym)))
                     if key not in self.cache:
@@ -343,13 +343,12 @@ def batch_parent(varied, sizes) -> dict:
 
 
 def _parent_indices(varied, parents: dict) -> list:
-    """Per run: the index of the run it differs from in its symbol only (None for the example's)."""
-    index = {s.name: j for j, s in enumerate(varied) if s is not None and j == _first(varied, s.name)}
+    """Per run: the index of the run it differs from in its symbol only (None for the example's):
+    a symbol's own run, not its odd-size probe, which comes later."""
+    index: dict = {}
+    for j, s in enumerate(varied[1:], 1):
+        index.setdefault(s.name, j)
     return [None] + [index.get(parents.get(s.name), 0) for s in varied[1:]]
-
-
-def _first(varied, name) -> int:
-    return next(j for j, s in enumerate(varied) if s is not None and s.name == name)
 
 
 def _drop_frames(error: BaseException) -> None:
