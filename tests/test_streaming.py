@@ -93,6 +93,28 @@ def test_converted_layers_keep_their_own_initializers():
     assert keras.Model.from_config(model.get_config()).count_params() == model.count_params()
 
 
+def test_tensorflow_names_variables_by_their_keras_name_alone(tmp_path):
+    """TensorFlow's own variable names carry no layer scope (one cached kernel per name and shape,
+    not one per variable); Keras names and paths, which saving and training use, are the layers'."""
+    tf = pytest.importorskip("tensorflow")
+    module, inputs = _zoo()
+    model = xlate.torch_to_keras(module, inputs)
+    paths = [w.path for w in model.weights]
+    assert len(set(paths)) == len(paths) and all("/" in p for p in paths)
+    assert {w.value.name for w in model.weights} == {f"{w.name}:0" for w in model.weights}
+    with tf.name_scope("outer"):  # the naming ends with the conversion
+        assert tf.Variable(1.0, name="after").name == "outer/after:0"
+    x = [t.numpy() for t in inputs]
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(np.asarray(reloaded(x)), np.asarray(model(x)))
+    model.compile(optimizer="adam", loss="mse")  # one slot per variable, although names repeat
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(x, np.zeros((2, 5), "float32"), epochs=1, verbose=0)
+    assert len(model.optimizer.variables) == 2 * len(before) + 2
+    assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
 @pytest.mark.parametrize("perm", [(2, 3, 1, 0), (1, 0), (0, 2, 1), (2, 0, 1, 3)])
 @pytest.mark.parametrize("large", [False, True])
 @pytest.mark.parametrize("memory", ["torch", "read-only", "unaligned"])

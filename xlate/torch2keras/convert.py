@@ -14,6 +14,7 @@ from ..record import ConversionRecord, LayerRecord, attach
 from .emit import DynamicShapeError, Emitter
 from .fxtrace import trace_dynamic
 from .port import port_weights
+from .ported import unscoped_variable_names
 from .trace import _as_tuple
 
 
@@ -73,7 +74,7 @@ def _torch_to_keras(module, example_inputs, *, io_layout: str, dynamic):
     with without_kv_cache(module) as cache_off:
         traced = trace_dynamic(module, example_inputs, dynamic)
         release_free_memory(weight_bytes)  # the trace's real runs leave their activations in malloc's heaps
-        with dtype_policy(dtype):
+        with dtype_policy(dtype), unscoped_variable_names():
             emitter, model = emit_pinning(traced, io_layout=io_layout, model_name=_model_name(module))
             weights = port_weights(emitter.assignments)
     graph = traced.graph
