@@ -1,7 +1,8 @@
-"""The fast trace's batch run starts from the run of a smaller size (fxtrace.batch_parent): a
-batch-1 CNN example is varied to batch 2 at a quarter of its height, half an example's work where
-batch 2 at the full height cost two. The shape tracer and the merge compare each run with the run
-it starts from, so a size of the height is never taken for one of the batch."""
+"""The fast trace's runs form a chain (fxtrace.chain_parents): the width is varied from the run of a
+smaller height, the batch from that run. A batch-1 CNN example is varied to batch 2 at a quarter
+of its height and width, an eighth of an example's work where batch 2 at the full size cost two.
+The shape tracer and the merge compare each run with the run it starts from, so a size of the
+height is never taken for one of the width or the batch."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _reshapes(graph) -> list:
 def test_batch_run_starts_from_the_smaller_height_and_products_keep_both_symbols():
     example = (torch.randn(1, 3, 32, 24),)
     trace = FastTrace(_Rows(), example)
-    assert trace.runs.parents == {"s0": "s2"}, trace.runs.parents
+    assert trace.runs.parents == {"s3": "s2", "s0": "s3"}, trace.runs.parents
+    assert trace.runs._sizes_of(trace.plan.symbols["s0"]) == (("s2", 16), ("s3", 16), ("s0", 2))
     assert _reshapes(trace.graph)[0] == [Sym("s0*s2"), 4, Sym("s3")]
     model = xlate.torch_to_keras(_Rows(), example, via="direct")  # the gate runs other sizes
     assert _dynamic(model) == [True, False, True, True]
@@ -75,11 +77,23 @@ def test_a_value_of_the_height_pins_the_height_not_the_batch():
 
 
 def test_pinning_the_height_after_the_trace_runs_the_batch_again_at_the_full_height():
-    """The emitter may keep a size static after the trace: the batch's run, made at the height's
-    smaller size, is run again from the example, and the merge sees the full height in it."""
+    """The emitter may keep a size static after the trace: the width's run, made at the height's
+    smaller size, is run again from the example, then the batch's run from that one, and the merge
+    sees the full height in both."""
     trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 24),))
     trace.pin(["s2"], "kept static by the test")
-    assert trace.runs.parents == {}
+    assert trace.runs.parents == {"s0": "s3"}
+    assert trace.runs._sizes_of(trace.plan.symbols["s0"]) == (("s3", 16), ("s0", 2))
     assert _reshapes(trace.graph)[0] == [Sym("32*s0"), 4, Sym("s3")]
     batch = next(d for d in trace.graph.dims if d.axis == 0)
     assert batch.dynamic
+
+
+def test_pinning_the_middle_of_the_chain_runs_the_batch_from_the_height():
+    """The width kept static: the batch's run, which started from the width's, starts from the
+    height's run instead."""
+    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 24),))
+    trace.pin(["s3"], "kept static by the test")
+    assert {k: v for k, v in trace.runs.parents.items() if k in trace.plan.symbols} == {"s0": "s2"}
+    assert _reshapes(trace.graph)[0] == [Sym("s0*s2"), 4, 24]
+    assert [d.dynamic for d in trace.graph.dims] == [True, False, True, False]

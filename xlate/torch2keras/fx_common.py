@@ -39,14 +39,22 @@ class BoundFound(FastTraceUnsupported):
 
 def run_parents(parents, count: int) -> list:
     """Per run: the run it changes its symbol from (None for the example's run 0; 0 unless given:
-    fxtrace.batch_parent)."""
+    fxtrace.chain_parents)."""
     return list(parents) if parents is not None else [None] + [0] * (count - 1)
 
 
 def parents_first(parents) -> list:
     """The runs in an order where each comes after the run it starts from (the example's first), so
     that a failure a run shares with that run is blamed on that run's symbol."""
-    return sorted(range(len(parents)), key=lambda j: (j > 0, bool(parents[j])))
+    return sorted(range(len(parents)), key=lambda j: run_depth(parents, j))
+
+
+def run_depth(parents, j) -> int:
+    """How many runs ``j`` starts from, the example's included (0 for the example's)."""
+    depth = 0
+    while parents[j] is not None:
+        j, depth = parents[j], depth + 1
+    return depth
 
 
 def fetch_attr(root, target: str):

@@ -1,10 +1,11 @@
 """The merge of the fast trace's runs into one symbolic graph.
 
 Run 0 is the example's; run j changes one symbol (dims.Symbol) from run ``parents[j]`` (the
-example's, or for the batch the run of a smaller height: fxtrace.batch_parent) and keeps the other
-sizes. The runs must record the same graph. Walking them in step, every int (a tensor size, a size argument) is
-a vector of values, one per run: equal everywhere, it is a constant; otherwise it becomes a
-``Sym`` whose expression reproduces the vector:
+example's, or the run before it in fxtrace.chain_parents' chain: the width varied from the run of a
+smaller height, the batch from the last of those) and keeps the other sizes. The runs must record
+the same graph. Walking them in step, every int (a tensor size, a size argument) is a vector of
+values, one per run: equal everywhere, it is a constant; otherwise it becomes a ``Sym`` whose
+expression reproduces the vector:
 
 - an input symbol (``s0`` the batch, ``s1``...), or a product or affine form of them
   (``2*s0``, ``s0*s1``, ``s1 - 1``, ``s0**2``);

@@ -18,6 +18,7 @@ torch.export (export_trace.py).
 
 from __future__ import annotations
 
+import itertools
 import keyword
 import logging
 
@@ -156,7 +157,7 @@ class _Runs:
         self.sizes: dict[str, int] = {}  # symbol -> the size its run uses
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
         self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
-        self.parents: dict[str, str] = {}  # symbol -> the symbol whose run its run starts from (batch_parent)
+        self.parents: dict[str, str] = {}  # symbol -> the symbol whose run its run starts from (chain_parents)
         self.cache: dict = {}
         # every trace and run starts from the module's own attributes (trace_dynamic's snapshot, if given)
         self.state = state if state is not None else ModuleState(module)
@@ -174,16 +175,27 @@ class _Runs:
     def active(self):
         """(the Symbol each run varies, its size there, the recordings, the run each differs from in
         that symbol only): the example's run first, then one per symbol, then the odd-size probes."""
-        for name, parent in list(self.parents.items()):
-            if name in self.sizes and name in self.plan.symbols and (parent not in self.sizes
-                                                                      or parent not in self.plan.symbols):
+        rerun = set()
+        for name in sorted(self.parents, key=self._depth):  # a run again: its chain's later runs too
+            parent = self.parents[name]
+            if self._active(name) and (not self._active(parent) or parent in rerun):
                 self._rebase(name)
+                rerun.add(name)
         names = [n for n in self.sizes if n in self.plan.symbols]
         probes = [n for n in self.probes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names + probes]
         sizes = [None] + [self.sizes[n] for n in names] + [self.probes[n][0] for n in probes]
         return varied, sizes, [self.recordings[""]] + [self.recordings[n] for n in names] + [
-            self.probes[n][1] for n in probes], _parent_indices(varied, self.parents)
+            self.probes[n][1] for n in probes], _parent_indices(varied, self.parents, 1 + len(names))
+
+    def _active(self, name) -> bool:
+        return name in self.sizes and name in self.plan.symbols
+
+    def _depth(self, name) -> int:
+        depth = 0
+        while name in self.parents:
+            name, depth = self.parents[name], depth + 1
+        return depth
 
     def trace(self) -> None:
         last: dict[str, str] = {}
@@ -223,7 +235,7 @@ class _Runs:
 
         names = [n for n in self.sizes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names]
-        self.parents = batch_parent(varied, self.sizes)
+        self.parents = chain_parents(varied, self.sizes)
         parents = _parent_indices(varied, self.parents)
         inputs = [_copies(self.values)] + [self._inputs(s) for s in varied[1:]]
         # the runs the tracer steps to answer shape questions are the recordings (fx_evaluate.py)
@@ -239,19 +251,21 @@ class _Runs:
             code = graph.python_code("self").src
             self.recordings = {}
             failures = []  # every varied run that fails, so one more attempt settles them all
-            failed = set()
+            failed, after_failed = set(), set()
             with torch.no_grad():
                 for j in parents_first(parents):
                     sym, evaluated = varied[j], sets[j]
+                    if parents[j] in failed or parents[j] in after_failed:
+                        after_failed.add(j)
                     key = (code, *(() if sym is None else self._sizes_of(sym)))
                     if key not in self.cache:
                         try:
                             self.cache[key] = self._record(evaluated, graph, sym)
                         except VariationFailed as e:
                             failed.add(j)
-                            if parents[j] not in failed:
+                            if j not in after_failed:
                                 failures.append(e)
-                            else:  # its parent's size failed too: it runs again from the parent's next size
+                            else:  # a run it starts from failed: it runs again from that run's next size
                                 _drop_frames(e)
                             continue
                     evaluated.release()
@@ -266,11 +280,16 @@ class _Runs:
         return []
 
     def _rebase(self, name: str) -> None:
-        """The run of ``name`` started from a symbol since kept static: run it again from the
-        example (a plain run of the traced graph), or keep ``name`` static too if that fails."""
+        """The run of ``name`` started from a symbol since kept static (or from a run made again):
+        run it again from the nearest run of its chain still varied, else from the example (a
+        plain run of the traced graph), or keep ``name`` static too if that fails."""
         import torch
 
-        del self.parents[name]
+        parent = self.parents.pop(name)
+        while parent is not None and not self._active(parent):
+            parent = self.parents.get(parent)
+        if parent is not None:
+            self.parents[name] = parent
         sym = self.plan.symbols[name]
         try:
             with torch.no_grad():
@@ -280,10 +299,13 @@ class _Runs:
             self.pin(name, f"{type(e).__name__}: {e}")
 
     def _sizes_of(self, sym) -> tuple:
-        """The sizes symbol ``sym``'s run changes from the example: (name, size) of its parent's
-        symbol, then its own."""
-        parent = self.parents.get(sym.name)
-        return (((parent, self.sizes[parent]),) if parent else ()) + ((sym.name, self.sizes[sym.name]),)
+        """The sizes symbol ``sym``'s run changes from the example: (name, size) of each run of its
+        chain, the first first, then its own."""
+        chain, name = [], sym.name
+        while name is not None:
+            chain.append((name, self.sizes[name]))
+            name = self.parents.get(name)
+        return tuple(reversed(chain))
 
     def _inputs(self, sym) -> list:
         values = self.values
@@ -330,25 +352,32 @@ class _Runs:
             raise VariationFailed(sym.name, reason) from e
 
 
-def batch_parent(varied, sizes) -> dict:
-    """{batch symbol: the symbol whose run the batch's run starts from}: the batch is varied at the
-    size of the cheapest other varied run (a quarter of the height, of the sequence), not the
-    example's: the batch run of a batch-1 example costs two examples, at a quarter of one size half
-    an example. The merge and the shape tracer compare each run with the run it starts from."""
-    others = [s for s in varied[1:] if not s.batch and sizes[s.name] < s.size]
-    if not others:
+def chain_parents(varied, sizes) -> dict:
+    """{symbol: the symbol whose run its run starts from}. The runs that vary a size other than the
+    batch at a smaller size form a chain, the smallest ratio first: the height at a quarter of the
+    example, the width at a quarter from that run (a sixteenth of the example's work, where from
+    the example it cost a quarter); the batch is varied from the last of them (batch 2 at a
+    sixteenth costs an eighth of a batch-1 example, at the full size it cost two). The merge and
+    the shape tracer compare each run with the run it starts from, which differs from it in that
+    one symbol."""
+    chain = sorted((s for s in varied[1:] if not s.batch and sizes[s.name] < s.size),
+                   key=lambda s: sizes[s.name] / s.size)
+    if not chain:
         return {}
-    parent = min(others, key=lambda s: sizes[s.name] / s.size)
-    return {s.name: parent.name for s in varied[1:] if s.batch}
+    parents = {later.name: earlier.name for earlier, later in itertools.pairwise(chain)}
+    parents.update({s.name: chain[-1].name for s in varied[1:] if s.batch})
+    return parents
 
 
-def _parent_indices(varied, parents: dict) -> list:
+def _parent_indices(varied, parents: dict, runs: int | None = None) -> list:
     """Per run: the index of the run it differs from in its symbol only (None for the example's):
-    a symbol's own run, not its odd-size probe, which comes later."""
+    a symbol's own run, not its odd-size probe, which comes later. The probes (the runs from
+    index ``runs`` on) start from the example."""
+    runs = len(varied) if runs is None else runs
     index: dict = {}
-    for j, s in enumerate(varied[1:], 1):
+    for j, s in enumerate(varied[1:runs], 1):
         index.setdefault(s.name, j)
-    return [None] + [index.get(parents.get(s.name), 0) for s in varied[1:]]
+    return [None] + [index.get(parents.get(s.name), 0) if j < runs else 0 for j, s in enumerate(varied[1:], 1)]
 
 
 def _drop_frames(error: BaseException) -> None:
