@@ -191,11 +191,15 @@ class _Runs:
     def _active(self, name) -> bool:
         return name in self.sizes and name in self.plan.symbols
 
+    def _chain(self, name) -> list:
+        """``name``, then the symbols whose runs its run starts from, nearest first."""
+        chain = [name]
+        while chain[-1] in self.parents:
+            chain.append(self.parents[chain[-1]])
+        return chain
+
     def _depth(self, name) -> int:
-        depth = 0
-        while name in self.parents:
-            name, depth = self.parents[name], depth + 1
-        return depth
+        return len(self._chain(name)) - 1
 
     def trace(self) -> None:
         last: dict[str, str] = {}
@@ -285,9 +289,8 @@ class _Runs:
         plain run of the traced graph), or keep ``name`` static too if that fails."""
         import torch
 
-        parent = self.parents.pop(name)
-        while parent is not None and not self._active(parent):
-            parent = self.parents.get(parent)
+        parent = next((p for p in self._chain(name)[1:] if self._active(p)), None)
+        del self.parents[name]
         if parent is not None:
             self.parents[name] = parent
         sym = self.plan.symbols[name]
@@ -301,11 +304,7 @@ class _Runs:
     def _sizes_of(self, sym) -> tuple:
         """The sizes symbol ``sym``'s run changes from the example: (name, size) of each run of its
         chain, the first first, then its own."""
-        chain, name = [], sym.name
-        while name is not None:
-            chain.append((name, self.sizes[name]))
-            name = self.parents.get(name)
-        return tuple(reversed(chain))
+        return tuple((name, self.sizes[name]) for name in reversed(self._chain(sym.name)))
 
     def _inputs(self, sym) -> list:
         values = self.values
