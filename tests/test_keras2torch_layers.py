@@ -304,3 +304,24 @@ def test_hashed_crossing_matches_tensorflow_on_negative_and_large_integers():
     x = (_rng(16).integers(-(2 ** 62), 2 ** 62, (40, 1)), _rng(17).integers(-1000, 1000, (40, 1)))
     ours = module(*[torch.from_numpy(v) for v in x]).numpy()
     np.testing.assert_array_equal(ours, keras.ops.convert_to_numpy(model(list(x))))
+
+
+STFT_CONFIGS = {"stft": {"mode": "stft", "frame_length": 8},
+                "log-same-expand": {"mode": "log", "frame_length": 8, "padding": "same", "frame_step": 3, "expand_dims": True}}
+
+
+@pytest.mark.parametrize("cfg", STFT_CONFIGS.values(), ids=STFT_CONFIGS.keys())
+def test_channels_first_stft_spectrogram_matches_keras_channels_last_on_the_transposed_signal(cfg):
+    """Keras' own channels_first STFTSpectrogram needs an NCHW convolution, which TensorFlow lacks on
+    CPU; the converted module is held to the channels_last layer (same DFT kernels) instead."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 30)).astype("float32")  # (N, C, T)
+    first = keras.Model(i := keras.Input((3, 30)), layers.STFTSpectrogram(data_format="channels_first", **cfg)(i))
+    last = keras.Model(j := keras.Input((30, 3)), layers.STFTSpectrogram(data_format="channels_last", **cfg)(j))
+    module = xlate.keras_to_torch(first, check=False, via="direct")
+    with torch.no_grad():
+        got = module(torch.from_numpy(x)).numpy()
+    want = np.asarray(last(x.transpose(0, 2, 1)))
+    # channels_last: (N, T', C * F) or (N, T', F, C); channels_first: (N, C * F, T') or (N, C, T', F)
+    want = want.transpose(0, 3, 1, 2) if cfg.get("expand_dims") else want.transpose(0, 2, 1)
+    assert got.shape == want.shape and got.shape[1:] == tuple(first.output.shape[1:])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
