@@ -11,7 +11,7 @@ from torch import nn
 
 import xlate
 from xlate.record import record_of
-from xlate.torch2keras.fxtrace import FastTrace
+from xlate.torch2keras.fxtrace import FastTrace, chain_parents
 from xlate.torch2keras.source_graph import Sym
 
 
@@ -38,7 +38,7 @@ def _reshapes(graph) -> list:
 
 
 def test_batch_run_starts_from_the_smaller_height_and_products_keep_both_symbols():
-    example = (torch.randn(1, 3, 32, 24),)
+    example = (torch.randn(1, 3, 32, 32),)
     trace = FastTrace(_Rows(), example)
     assert trace.runs.parents == {"s3": "s2", "s0": "s3"}, trace.runs.parents
     assert trace.runs._sizes_of(trace.plan.symbols["s0"]) == (("s2", 16), ("s3", 16), ("s0", 2))
@@ -80,7 +80,7 @@ def test_pinning_the_height_after_the_trace_runs_the_batch_again_at_the_full_hei
     """The emitter may keep a size static after the trace: the width's run, made at the height's
     smaller size, is run again from the example, then the batch's run from that one, and the merge
     sees the full height in both."""
-    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 24),))
+    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 32),))
     trace.pin(["s2"], "kept static by the test")
     assert trace.runs.parents == {"s0": "s3"}
     assert trace.runs._sizes_of(trace.plan.symbols["s0"]) == (("s3", 16), ("s0", 2))
@@ -92,8 +92,24 @@ def test_pinning_the_height_after_the_trace_runs_the_batch_again_at_the_full_hei
 def test_pinning_the_middle_of_the_chain_runs_the_batch_from_the_height():
     """The width kept static: the batch's run, which started from the width's, starts from the
     height's run instead."""
-    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 24),))
+    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 32),))
     trace.pin(["s3"], "kept static by the test")
     assert {k: v for k, v in trace.runs.parents.items() if k in trace.plan.symbols} == {"s0": "s2"}
-    assert _reshapes(trace.graph)[0] == [Sym("s0*s2"), 4, 24]
+    assert _reshapes(trace.graph)[0] == [Sym("s0*s2"), 4, 32]
     assert [d.dynamic for d in trace.graph.dims] == [True, False, True, False]
+
+
+def test_a_size_varied_by_little_starts_from_the_chain_and_ends_no_chain():
+    """An image's 3 channels varied to 2 save a third of the work and are usually refused by the
+    first convolution: that run starts from the chain's last, like the batch, so its failure
+    leaves no later run to do again."""
+    trace = FastTrace(_Rows(), (torch.randn(1, 3, 32, 32),))
+    s = trace.plan.symbols
+    varied = [None, s["s0"], s["s2"], s["s3"]]
+    sizes = {"s0": 2, "s1": 2, "s2": 16, "s3": 16}
+
+    class _Channels:  # the channel symbol as the trace saw it before the convolution refused it
+        name, size, batch = "s1", 3, False
+
+    assert chain_parents(varied + [_Channels()], sizes) == {"s3": "s2", "s0": "s3", "s1": "s3"}
+    assert chain_parents([None, s["s0"], _Channels()], sizes) == {}

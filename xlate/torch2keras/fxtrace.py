@@ -21,11 +21,12 @@ from __future__ import annotations
 import itertools
 import keyword
 import logging
+import math
 
 from ..errors import BadInputError, one_line
 from .bounds import apply_bounds
 from .dims import BATCH, DimPlan, Traced
-from .fx_common import BoundFound, FastTraceUnsupported, VariationFailed, parents_first
+from .fx_common import BoundFound, EqualityAsserted, FastTraceUnsupported, VariationFailed, parents_first
 from .fx_evaluate import RecordedSet
 from .fx_merge import merge
 from .fx_record import Run
@@ -156,7 +157,9 @@ class _Runs:
         self.module, self.root, self.names, self.values, self.plan = module, root, names, values, plan
         self.sizes: dict[str, int] = {}  # symbol -> the size its run uses
         self.recordings: dict[str, object] = {}  # "" (the example) or symbol -> Recording
-        self.probes: dict[str, tuple] = {}  # symbol -> (odd size, Recording) when the graph computes sizes
+        # symbol -> (odd size, Recording, the symbol of the run it starts from or None) when the
+        # graph computes sizes
+        self.probes: dict[str, tuple] = {}
         self.parents: dict[str, str] = {}  # symbol -> the symbol whose run its run starts from (chain_parents)
         self.cache: dict = {}
         # every trace and run starts from the module's own attributes (trace_dynamic's snapshot, if given)
@@ -181,12 +184,19 @@ class _Runs:
             if self._active(name) and (not self._active(parent) or parent in rerun):
                 self._rebase(name)
                 rerun.add(name)
+        for name, (_, _, base) in list(self.probes.items()):  # its run changed or went: probe again
+            if name in self.plan.symbols and base is not None and (not self._active(base) or base in rerun):
+                self.probes.pop(name)
+                probe = self._probe_run(self.graph, self.plan.symbols[name], self._probe_base())
+                if probe is not None:
+                    self.probes[name] = probe
         names = [n for n in self.sizes if n in self.plan.symbols]
         probes = [n for n in self.probes if n in self.plan.symbols]
         varied = [None] + [self.plan.symbols[n] for n in names + probes]
         sizes = [None] + [self.sizes[n] for n in names] + [self.probes[n][0] for n in probes]
         return varied, sizes, [self.recordings[""]] + [self.recordings[n] for n in names] + [
-            self.probes[n][1] for n in probes], _parent_indices(varied, self.parents, 1 + len(names))
+            self.probes[n][1] for n in probes], _parent_indices(
+            varied, self.parents, 1 + len(names), [self.probes[n][2] for n in probes])
 
     def _active(self, name) -> bool:
         return name in self.sizes and name in self.plan.symbols
@@ -316,25 +326,50 @@ class _Runs:
         """One more run per symbol at an odd size, for a graph that computes sizes with floor,
         ceil, // or %: a value that follows a size's parity looks constant across runs whose sizes
         differ by a power of two, and the merge must explain this run too. The odd size sits next
-        to the varied run's size (a quarter or half of the example's, so the run costs that much
-        less), else next to the example's."""
-        import torch
-
+        to the varied run's size (a quarter or half of the example's), else next to the example's.
+        Every probe starts from the varied run of least work (_probe_base): an image's height and
+        width are probed at a sixteenth of the example's work each, where from the example they
+        cost a quarter."""
+        base = self._probe_base()
         probes = {}
         for sym in symbols:
-            varied = self.sizes[sym.name]
-            size = next((p for p in (varied + 1, varied - 1, sym.size + 1, sym.size - 1)
-                         if p >= 2 and sym.within(p) and p not in (varied, sym.size)), None)
-            if size is None or sym.batch:
-                continue
-            try:
-                with torch.no_grad():
-                    self.state.restore()
-                    probes[sym.name] = (size, Run(self.module, self.root, graph).execute(
-                        self.names, _resized(self.values, sym, size)))
-            except Exception as e:  # noqa: BLE001 - not a size the module takes: nothing to check there
-                log.debug("no probe of %s at %d: %s", sym.name, size, e)
+            probe = None if sym.batch else self._probe_run(graph, sym, base)
+            if probe is not None:
+                probes[sym.name] = probe
         return probes
+
+    def _probe_base(self):
+        """The varied run of least work that varies no batch (None: the example's)."""
+        def work(name):
+            return math.prod(size / self.plan.symbols[n].size for n, size in self._sizes_of(self.plan.symbols[name]))
+
+        runs = [n for n in self.sizes if self._active(n)
+                and not any(self.plan.symbols[n2].batch for n2 in self._chain(n))]
+        return min(runs, key=lambda n: (work(n), -self._depth(n)), default=None)
+
+    def _probe_run(self, graph, sym, base):
+        """(odd size, Recording, base) of ``sym``'s probe: the run of ``base`` (None: the
+        example's) with ``sym`` at an odd size, so the two differ in ``sym`` alone; None when there
+        is no such size or the module refuses it."""
+        import torch
+
+        varied = self.sizes[sym.name]
+        size = next((p for p in (varied + 1, varied - 1, sym.size + 1, sym.size - 1)
+                     if p >= 2 and sym.within(p) and p not in (varied, sym.size)), None)
+        if size is None:
+            return None
+        sizes = dict(self._sizes_of(self.plan.symbols[base])) if base is not None else {}
+        sizes[sym.name] = size
+        values = self.values
+        for name, n in sizes.items():
+            values = _resized(values, self.plan.symbols[name], n)
+        try:
+            with torch.no_grad():
+                self.state.restore()
+                return size, Run(self.module, self.root, graph).execute(self.names, values), base
+        except Exception as e:  # noqa: BLE001 - not a size the module takes: nothing to check there
+            log.debug("no probe of %s at %d: %s", sym.name, size, e)
+            return None
 
     def _record(self, evaluated, graph, sym):
         try:
@@ -348,35 +383,44 @@ class _Runs:
                 if isinstance(e, FastTraceUnsupported):
                     raise
                 raise FastTraceUnsupported(f"running the example: {reason}") from e
-            raise VariationFailed(sym.name, reason) from e
+            raise VariationFailed(sym.name, reason, retry=not isinstance(e, EqualityAsserted)) from e
+
+
+#: a run joins the chain when it at most halves the work of the run it starts from
+CHAIN_RATIO = 0.5
 
 
 def chain_parents(varied, sizes) -> dict:
     """{symbol: the symbol whose run its run starts from}. The runs that vary a size other than the
-    batch at a smaller size form a chain, the smallest ratio first: the height at a quarter of the
-    example, the width at a quarter from that run (a sixteenth of the example's work, where from
-    the example it cost a quarter); the batch is varied from the last of them (batch 2 at a
-    sixteenth costs an eighth of a batch-1 example, at the full size it cost two). The merge and
-    the shape tracer compare each run with the run it starts from, which differs from it in that
-    one symbol."""
-    chain = sorted((s for s in varied[1:] if not s.batch and sizes[s.name] < s.size),
+    batch to at most half of it form a chain, the smallest ratio first: the height at a quarter of
+    the example, the width at a quarter from that run (a sixteenth of the example's work, where
+    from the example it cost a quarter). The others start from the last of them: the batch (batch 2
+    at a sixteenth costs an eighth of a batch-1 example, at the full size it cost two) and sizes
+    varied by a little, like an image's 3 channels varied to 2, which saves little work and which
+    the first convolution usually refuses: a run that fails leaves no run after it to do again.
+    The merge and the shape tracer compare each run with the run it starts from, which differs
+    from it in that one symbol."""
+    chain = sorted((s for s in varied[1:] if not s.batch and sizes[s.name] <= s.size * CHAIN_RATIO),
                    key=lambda s: sizes[s.name] / s.size)
     if not chain:
         return {}
     parents = {later.name: earlier.name for earlier, later in itertools.pairwise(chain)}
-    parents.update({s.name: chain[-1].name for s in varied[1:] if s.batch})
+    parents.update({s.name: chain[-1].name for s in varied[1:] if s.name not in parents and s is not chain[0]})
     return parents
 
 
-def _parent_indices(varied, parents: dict, runs: int | None = None) -> list:
+def _parent_indices(varied, parents: dict, runs: int | None = None, probe_bases=()) -> list:
     """Per run: the index of the run it differs from in its symbol only (None for the example's):
     a symbol's own run, not its odd-size probe, which comes later. The probes (the runs from
-    index ``runs`` on) start from the example."""
+    index ``runs`` on) start from the runs of the symbols in ``probe_bases`` (None or missing: the
+    example's)."""
     runs = len(varied) if runs is None else runs
     index: dict = {}
     for j, s in enumerate(varied[1:runs], 1):
         index.setdefault(s.name, j)
-    return [None] + [index.get(parents.get(s.name), 0) if j < runs else 0 for j, s in enumerate(varied[1:], 1)]
+    bases = list(probe_bases) + [None] * (len(varied) - runs - len(probe_bases))
+    return [None] + [index.get(parents.get(s.name), 0) for s in varied[1:runs]] + [
+        index.get(b, 0) for b in bases]
 
 
 def _drop_frames(error: BaseException) -> None:
