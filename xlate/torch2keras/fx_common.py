@@ -28,6 +28,21 @@ class VariationFailed(FastTraceUnsupported):
         self.retry = retry
 
 
+class EqualityAsserted(FastTraceUnsupported):
+    """``torch._assert(a == b)`` failed in a run: a size that breaks an equality of sizes breaks
+    it at every other size too, so its symbol is kept static rather than tried again."""
+
+
+def asserts_equality(node) -> bool:
+    """Whether fx node ``node`` is ``torch._assert`` of an ``==`` of two values."""
+    import operator
+
+    import torch
+
+    cond = node.args[0] if node.op == "call_function" and node.target is torch._assert and node.args else None
+    return getattr(cond, "op", None) == "call_function" and cond.target is operator.eq
+
+
 class BoundFound(FastTraceUnsupported):
     """A condition in the module's code bounds a symbol (``x.size(1) > 64: raise ...``): the trace
     restarts with the bound recorded, so every run's size lies within it."""

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 
 from ..frameworks import torch_to_numpy
 from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
-from .fx_common import FastTraceUnsupported, fetch_attr, meta_of, mutable, tensors_in
+from .fx_common import (
+    EqualityAsserted,
+    FastTraceUnsupported,
+    asserts_equality,
+    fetch_attr,
+    meta_of,
+    mutable,
+    tensors_in,
+)
 from .fx_getitem import record_getitem
 from .fx_setitem import VIEW_OPS, record_setitem, write_through_view
 from .fx_sizes import size_of
@@ -221,7 +229,8 @@ class Run:
         except Exception as e:  # the module's own code failed on this run
             if self.error is not None:
                 raise self.error from e
-            raise FastTraceUnsupported(f"running {n.format_node()}: {type(e).__name__}: {e}") from e
+            kind = EqualityAsserted if isinstance(e, AssertionError) and asserts_equality(n) else FastTraceUnsupported
+            raise kind(f"running {n.format_node()}: {type(e).__name__}: {e}") from e
         if self.error is not None:  # swallowed by the module's code: still ours to report
             raise self.error
         return value

@@ -31,6 +31,7 @@ from .fx_common import (
     BoundFound,
     FastTraceUnsupported,
     VariationFailed,
+    asserts_equality,
     module_path_of,
     parents_first,
     run_parents,
@@ -293,7 +294,22 @@ def shape_tracer_class():
                 what = f"{node.format_node()} at {module_path_of(node)}: {type(e).__name__}: {one_line(e, 160)}"
                 if j == 0:
                     self._fail(FastTraceUnsupported(f"evaluating {what}"))
-                self._fail(VariationFailed(self.varied[j].name, what))
+                if isinstance(e, AssertionError):
+                    self._assertion(node)
+                self._fail(VariationFailed(self.varied[j].name, what, retry=not (
+                    isinstance(e, AssertionError) and asserts_equality(node))))
+
+        def _assertion(self, node) -> None:
+            """A ``torch._assert`` on sizes that failed in a varied run (timm's ``_assert(H ==
+            self.img_size[0])``) is decided over each symbol's range like an ``if``: a size it holds
+            at only is kept static, and a bound narrows the range, at once, where trying other
+            sizes would fail at each of them. Returns when the condition is of another kind."""
+            cond = node.args[0] if node.op == "call_function" and node.target is torch._assert and node.args else None
+            if (isinstance(cond, torch.fx.Node) and cond.op == "call_function" and cond.target in COMPARISONS
+                    and len(cond.args) == 2 and not cond.kwargs):
+                sides = [self._ints(a) for a in cond.args]
+                if None not in sides:
+                    self._decide(cond.target, [a - b for a, b in zip(*sides)], cond)
 
         def _ints(self, arg, kinds=(int,)):
             """``arg``'s value in each input set when it is an int in all of them (one of ``kinds``),
