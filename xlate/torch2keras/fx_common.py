@@ -8,6 +8,8 @@ Nothing here imports torch at module import time.
 
 from __future__ import annotations
 
+import operator
+
 from .source_graph import TensorMeta
 
 
@@ -33,13 +35,16 @@ class EqualityAsserted(FastTraceUnsupported):
     it at every other size too, so its symbol is kept static rather than tried again."""
 
 
-def asserts_equality(node) -> bool:
-    """Whether fx node ``node`` is ``torch._assert`` of an ``==`` of two values."""
-    import operator
-
+def asserted(node):
+    """The condition fx node ``node`` asserts when it is ``torch._assert(condition, ...)``, else None."""
     import torch
 
-    cond = node.args[0] if node.op == "call_function" and node.target is torch._assert and node.args else None
+    return node.args[0] if node.op == "call_function" and node.target is torch._assert and node.args else None
+
+
+def asserts_equality(node) -> bool:
+    """Whether fx node ``node`` is ``torch._assert`` of an ``==`` of two values."""
+    cond = asserted(node)
     return getattr(cond, "op", None) == "call_function" and cond.target is operator.eq
 
 

@@ -31,6 +31,7 @@ from .fx_common import (
     BoundFound,
     FastTraceUnsupported,
     VariationFailed,
+    asserted,
     asserts_equality,
     module_path_of,
     parents_first,
@@ -294,22 +295,20 @@ def shape_tracer_class():
                 what = f"{node.format_node()} at {module_path_of(node)}: {type(e).__name__}: {one_line(e, 160)}"
                 if j == 0:
                     self._fail(FastTraceUnsupported(f"evaluating {what}"))
+                equality = False
                 if isinstance(e, AssertionError):
                     self._assertion(node)
-                self._fail(VariationFailed(self.varied[j].name, what, retry=not (
-                    isinstance(e, AssertionError) and asserts_equality(node))))
+                    equality = asserts_equality(node)
+                self._fail(VariationFailed(self.varied[j].name, what, retry=not equality))
 
         def _assertion(self, node) -> None:
             """A ``torch._assert`` on sizes that failed in a varied run (timm's ``_assert(H ==
             self.img_size[0])``) is decided over each symbol's range like an ``if``: a size it holds
             at only is kept static, and a bound narrows the range, at once, where trying other
             sizes would fail at each of them. Returns when the condition is of another kind."""
-            cond = node.args[0] if node.op == "call_function" and node.target is torch._assert and node.args else None
-            if (isinstance(cond, torch.fx.Node) and cond.op == "call_function" and cond.target in COMPARISONS
-                    and len(cond.args) == 2 and not cond.kwargs):
-                sides = [self._ints(a) for a in cond.args]
-                if None not in sides:
-                    self._decide(cond.target, [a - b for a, b in zip(*sides)], cond)
+            cond = asserted(node)
+            if isinstance(cond, torch.fx.Node) and _is_comparison(cond):
+                self._decide_ints(cond)
 
         def _ints(self, arg, kinds=(int,)):
             """``arg``'s value in each input set when it is an int in all of them (one of ``kinds``),
@@ -358,10 +357,10 @@ def shape_tracer_class():
             other condition on a traced value stops the trace."""
             node = proxy.node
             compare = node.target if node.op == "call_function" and node.target in COMPARISONS else None
-            if compare is not None and len(node.args) == 2 and not node.kwargs:
-                sides = [self._ints(a) for a in node.args]
-                if None not in sides:
-                    return self._decide(compare, [a - b for a, b in zip(*sides)], node)
+            if _is_comparison(node):
+                decided = self._decide_ints(node)
+                if decided is not None:
+                    return decided
                 sides = [self._ints(a, (int, float)) for a in node.args]
                 if None not in sides:
                     return self._decide_ratio(compare, sides, node)
@@ -370,6 +369,14 @@ def shape_tracer_class():
                 self._not_nonlinear(node)
                 return self._decide(operator.ne, values, node)
             return super().to_bool(proxy)
+
+        def _decide_ints(self, node):
+            """Comparison ``node`` decided over each symbol's range (``_decide``) when both its
+            sides are ints in every input set, else None."""
+            sides = [self._ints(a) for a in node.args]
+            if None in sides:
+                return None
+            return self._decide(node.target, [a - b for a, b in zip(*sides)], node)
 
         def _not_nonlinear(self, node) -> None:
             """Pin the sizes a bare ``if size:`` reads through %, //, floor or ceil: runs at a few
@@ -458,6 +465,11 @@ def _mode_off(mode):
         return
     with _pop_mode_temporarily():
         yield
+
+
+def _is_comparison(node) -> bool:
+    """Whether fx node ``node`` is ``a < b`` (or another of COMPARISONS) of two arguments."""
+    return node.op == "call_function" and node.target in COMPARISONS and len(node.args) == 2 and not node.kwargs
 
 
 def _render(node, depth: int = 0) -> str:

@@ -184,11 +184,15 @@ class _Runs:
             if self._active(name) and (not self._active(parent) or parent in rerun):
                 self._rebase(name)
                 rerun.add(name)
-        for name, (_, _, base) in list(self.probes.items()):  # its run changed or went: probe again
-            if name in self.plan.symbols and base is not None and (not self._active(base) or base in rerun):
-                self.probes.pop(name)
-                probe = self._probe_run(self.graph, self.plan.symbols[name], self._probe_base())
-                if probe is not None:
+        stale = [name for name, (_, _, base) in self.probes.items() if name in self.plan.symbols
+                 and base is not None and (not self._active(base) or base in rerun)]
+        if stale:  # the run a probe started from changed or went: probe again
+            base = self._probe_base()
+            for name in stale:
+                probe = self._probe_run(self.graph, self.plan.symbols[name], base)
+                if probe is None:
+                    del self.probes[name]
+                else:
                     self.probes[name] = probe
         names = [n for n in self.sizes if n in self.plan.symbols]
         probes = [n for n in self.probes if n in self.plan.symbols]
@@ -317,8 +321,12 @@ class _Runs:
         return tuple((name, self.sizes[name]) for name in reversed(self._chain(sym.name)))
 
     def _inputs(self, sym) -> list:
+        return self._inputs_at(self._sizes_of(sym))
+
+    def _inputs_at(self, sizes) -> list:
+        """The example's inputs with each (symbol name, size) of ``sizes`` resized, in order."""
         values = self.values
-        for name, size in self._sizes_of(sym):
+        for name, size in sizes:
             values = _resized(values, self.plan.symbols[name], size)
         return values
 
@@ -360,9 +368,7 @@ class _Runs:
             return None
         sizes = dict(self._sizes_of(self.plan.symbols[base])) if base is not None else {}
         sizes[sym.name] = size
-        values = self.values
-        for name, n in sizes.items():
-            values = _resized(values, self.plan.symbols[name], n)
+        values = self._inputs_at(sizes.items())
         try:
             with torch.no_grad():
                 self.state.restore()
