@@ -222,9 +222,11 @@ def _shapeless_handles():
         yield
         return
 
+    unknown = tf.TensorShape(None)  # unknown rank (None itself is refused by the op's fast path)
+
     def var_handle_op(*args, **kwargs):
         if "shape" in kwargs and tf.executing_eagerly():
-            kwargs["shape"] = None  # unknown rank
+            kwargs["shape"] = unknown
         return original(*args, **kwargs)
 
     gen.var_handle_op = var_handle_op
