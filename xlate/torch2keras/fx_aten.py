@@ -177,15 +177,47 @@ def _signature(values) -> str:
     return ",".join(out)
 
 
+class Arg:
+    """What the trace reads of one schema argument, read once per schema (``schema_args``): the
+    pybind schema objects build a new Python object, and ``str`` of a type a new string, on each
+    access, and every recorded ATen call asked for each of them."""
+
+    __slots__ = ("default", "has_default", "kwarg_only", "list_n", "name", "number", "real_type")
+
+    def __init__(self, a):
+        self.name = a.name
+        self.kwarg_only = a.kwarg_only
+        self.real_type = str(a.real_type)
+        # N for a fixed-size int list (int[2]): 1 and [1] are expanded to N values
+        self.list_n = a.N if a.N is not None and str(a.type).startswith(("List[", "Optional[List[")) else None
+        self.has_default = a.has_default_value()
+        self.default = _normalized(self, a.default_value) if self.has_default else None
+        self.number = self.real_type.endswith("number")
+
+
+_SCHEMA_ARGS: dict = {}
+
+
+def schema_args(schema) -> tuple:
+    """(every argument, the positional ones, the keyword-only ones, their names) of ``schema``, as
+    ``Arg``s; cached by the schema's id (schemas hash by value, which fails on list defaults), the
+    schema kept with them so that its id is never reused."""
+    hit = _SCHEMA_ARGS.get(id(schema))
+    if hit is None:
+        args = tuple(Arg(a) for a in schema.arguments)
+        hit = _SCHEMA_ARGS[id(schema)] = (args, tuple(a for a in args if not a.kwarg_only),
+                                          tuple(a for a in args if a.kwarg_only), frozenset(a.name for a in args),
+                                          schema)
+    return hit[:4]
+
+
 def bind(schema, args, kwargs, *, strict: bool = False):
     """Schema argument name -> value (defaults filled, lists normalized); None when ``strict`` and
     a value is not what Python would pass for that type (e.g. an int for a ScalarType)."""
-    params = schema.arguments
-    positional = [a for a in params if not a.kwarg_only]
+    params, positional, _, names = schema_args(schema)
     if len(args) > len(positional):
         return None if strict else _fail(schema, "too many arguments")
     bound = {a.name: v for a, v in zip(positional, args)}
-    names = {a.name for a in params}
     for k, v in kwargs.items():
         if k not in names and k == "input" and params and params[0].name == "self":
             k = "self"
@@ -196,13 +228,13 @@ def bind(schema, args, kwargs, *, strict: bool = False):
     for a in params:
         if a.name in bound:
             v = bound[a.name]
-            if strict and not _fits(str(a.real_type), v):
+            if strict and not _fits(a.real_type, v):
                 return None
-        elif a.has_default_value():
-            v = a.default_value
+            out[a.name] = _normalized(a, v)
+        elif a.has_default:
+            out[a.name] = list(a.default) if isinstance(a.default, list) else a.default  # never the cached one
         else:
             return None if strict else _fail(schema, f"missing {a.name}")
-        out[a.name] = _normalized(a, v)
     return out
 
 
@@ -244,24 +276,25 @@ def _fits(tp: str, v) -> bool:
     return False
 
 
-def _normalized(arg, v):
+def _normalized(arg: Arg, v):
     """int[2] given as 1 or [1] -> [1, 1] (the arg parser expands them); tuples, torch.Size -> lists."""
     if isinstance(v, tuple):
         v = list(v)
-    if arg.N is not None and str(arg.type).startswith(("List[", "Optional[List[")):
+    n = arg.list_n
+    if n is not None:
         if isinstance(v, int) and not isinstance(v, bool):
-            v = [v] * arg.N
-        elif isinstance(v, list) and len(v) == 1 and arg.N > 1:
-            v = v * arg.N
+            v = [v] * n
+        elif isinstance(v, list) and len(v) == 1 and n > 1:
+            v = v * n
     return v
 
 
-def is_default(arg, v) -> bool:
+def is_default(arg: Arg, v) -> bool:
     """As the dispatcher decides which arguments to print: a Scalar default only matches a value
     of the same Python type (softplus(beta=1.0) keeps beta; the schema default is the int 1)."""
-    if not arg.has_default_value():
+    if not arg.has_default:
         return False
-    return _same(v, _normalized(arg, arg.default_value), strict=str(arg.real_type).endswith("number"))
+    return _same(v, arg.default, strict=arg.number)
 
 
 def _same(a, b, strict: bool = False) -> bool:

@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from ..frameworks import torch_to_numpy
-from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, tensor_to
+from .fx_aten import CAST_METHODS, bind, by_aten, classify, is_default, resolve, schema_args, tensor_to
 from .fx_common import (
     EqualityAsserted,
     FastTraceUnsupported,
@@ -372,10 +372,9 @@ class Run:
         target = aten_name(op)
         if target not in by_aten():
             raise FastTraceUnsupported(f"{target} (no table row) at {self.where()}")
-        positional = [a for a in schema.arguments if not a.kwarg_only]
-        keyword_only = [a for a in schema.arguments if a.kwarg_only]
+        _, positional, keyword_only, _ = schema_args(schema)
         last = max((i for i, a in enumerate(positional) if not is_default(a, bound[a.name])), default=-1)
-        kept = positional[:last + 1]
+        kept = list(positional[:last + 1])
         kept_kw = [a for a in keyword_only if not is_default(a, bound[a.name])]
         args = {a.name: self._arg(bound[a.name]) for a in kept + kept_kw}
         if "self" in args:
@@ -387,7 +386,7 @@ class Run:
                           call_args=tuple(self._raw(bound[a.name]) for a in kept),
                           call_kwargs={a.name: self._raw(bound[a.name]) for a in kept_kw})
         self.rec.calls.append(node)
-        self.rec.arg_types[name] = {("input" if a.name == "self" else a.name): str(a.real_type)
+        self.rec.arg_types[name] = {("input" if a.name == "self" else a.name): a.real_type
                                     for a in kept + kept_kw}
         if isinstance(out, torch.Tensor):
             self._track(out, name)
