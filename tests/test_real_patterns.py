@@ -391,7 +391,7 @@ def test_avg_pool_divides_like_torch_at_the_borders(pool, head, batch):
     cls, args = AVG_POOLS[pool]
     shape = (4, 10) if cls is torch.nn.AvgPool1d else (4, 7, 10)  # an odd and an even size
     keras_model = _convert(BorderAvgPool(cls(*args), shape, head), torch.randn(batch, *shape))
-    assert keras_model.inputs[0].shape[0] is None  # ceil_mode pins the spatial sizes, not the batch
+    assert keras_model.inputs[0].shape[0] is None  # whatever the head pins, never the batch
 
 
 class CropPad(torch.nn.Module):

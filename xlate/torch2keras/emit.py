@@ -297,7 +297,16 @@ class Emitter:
                 continue
             for axis, torch_dim in enumerate(v.perm):
                 if isinstance(v.meta.shape[torch_dim], int) and shape[axis] is None:
-                    raise DynamicShapeError(f"size {v.meta.shape[torch_dim]} of {node.name} is dynamic in Keras")
+                    raise DynamicShapeError(f"size {v.meta.shape[torch_dim]} of {node.name} is dynamic in Keras",
+                                            self._axis_symbols(node, v.rank, torch_dim))
+
+    def _axis_symbols(self, node: SourceNode, rank: int, dim: int) -> set:
+        """The input symbols of axis ``dim`` of the node's operands of the same rank (a pooling's
+        spatial sizes, not its batch): what a size of its result that Keras has dynamic comes
+        from. Empty when none is known (the caller then pins every symbol the node depends on)."""
+        metas = [v.meta.shape[dim] for v in (self.env.get(r.name) for r in refs_in(node.args))
+                 if isinstance(v, Value) and isinstance(v.meta, TensorMeta) and v.meta.rank == rank]
+        return self.graph.input_symbols_of(metas)
 
     def _convert_node(self, node: SourceNode) -> None:
         if node.op == "module":

@@ -22,6 +22,17 @@ ADAPTIVE = {("avg", 1): "AdaptiveAveragePooling1D", ("avg", 2): "AdaptiveAverage
             ("max", 2): "AdaptiveMaxPooling2D", ("max", 3): "AdaptiveMaxPooling3D"}
 
 
+def _dynamic_ceil_extra(ctx, size, k, s, p):
+    """The ceil_mode overhang for a size known at run time only: stride - 1 at every size. The
+    windows that padding gives are then torch's ceil((n + 2p - k) / s) + 1, and when the last one
+    needs less overhang it never reads the rest. torch drops a last window that would start past
+    the padding; that can only happen when k < p + s, where the size stays static."""
+    if k >= p + s:
+        return s - 1
+    raise DynamicShapeError(f"ceil_mode pooling (kernel {k} < padding {p} + stride {s}) over a dynamic size "
+                            f"at {ctx.where()}", ctx.graph.input_symbols_of([size]))
+
+
 def _ceil_extra(n, k, s, p):
     """Extra end padding that reproduces torch's ceil_mode output size."""
     out = math.ceil((n + 2 * p - k) / s) + 1
@@ -45,18 +56,14 @@ def pool(ctx, node, row):
         raise ctx.unsupported("avg pooling with divisor_override")
     spatial = [x.meta.shape[2 + i] for i in range(n)]
     static = all(isinstance(s, int) for s in spatial)
-    if a.get("ceil_mode") and not static:
-        # the overhang depends on the spatial sizes only: the batch can stay dynamic
-        raise DynamicShapeError(f"ceil_mode pooling over a dynamic size at {ctx.where()}",
-                                ctx.graph.input_symbols_of(spatial))
     if static and any(k > s + 2 * p for s, k, p in zip(spatial, kernel, padding)):
         # a window longer than the padded input (HF EfficientNet's AvgPool2d(1280, ceil_mode=True)
         # on a 2x2 map): torch takes one window there, and its part past the padding sees only the
         # overhang, which neither sums nor counts, so the window is cut to the padded input
         kernel = tuple(min(k, s + 2 * p) for s, k, p in zip(spatial, kernel, padding))
         stride = tuple(k if k == s + 2 * p else st for s, k, p, st in zip(spatial, kernel, padding, stride))
-    extra = [_ceil_extra(s, k, st, p) if a.get("ceil_mode") else 0
-             for s, k, st, p in zip(spatial, kernel, stride, padding)]
+    extra = [0 if not a.get("ceil_mode") else _ceil_extra(s, k, st, p) if isinstance(s, int)
+             else _dynamic_ceil_extra(ctx, s, k, st, p) for s, k, st, p in zip(spatial, kernel, stride, padding)]
     pads = [(p, p + e) for p, e in zip(padding, extra)]
     cl = plan.channels_last(x.rank)
     t = ctx.keras_tensor(x, cl)
@@ -107,9 +114,14 @@ def _avg_pool(ctx, node, t, cl, spatial, kernel, stride, padding, extra, same):
                 shape[1 + axis] = scale.size
                 out = ops().multiply(out, _constant(ctx, scale.reshape(shape), f"avg_scale{axis}"))
         return ctx.new_value(out, cl, meta=meta)
-    # a dynamic size (count_include_pad=False; ceil_mode needs static sizes): the same pooling of
-    # a mask of ones on the input counts the real pixels of each window at run time
-    mask = pad_explicitly(ctx, ops().ones_like(t[..., :1]), pads, n, suffix="mask_pad")
+    # a dynamic size: the same pooling of a mask of ones counts each window's divisor at run time,
+    # ones over the input (or, count_include_pad, over the input and its padding), zeros over the
+    # ceil_mode overhang
+    if include_pad:
+        inner = pad_explicitly(ctx, t[..., :1], [(p, p) for p in padding], n, suffix="mask_inner_pad")
+        mask = pad_explicitly(ctx, ops().ones_like(inner), [(0, e) for e in extra], n, suffix="mask_pad")
+    else:
+        mask = pad_explicitly(ctx, ops().ones_like(t[..., :1]), pads, n, suffix="mask_pad")
     return ctx.new_value(ops().divide(out, pool(mask, suffix="mask_pool")), cl, meta=meta)
 
 
