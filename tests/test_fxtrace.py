@@ -125,7 +125,8 @@ def test_hf_fixture_fast_path_parity(name):
 
 
 def test_fast_path_timing_table():
-    """fx_trace vs torch.export trace() per fixture (median of 3 / one run), printed with -s."""
+    """Which fixtures take the fast path; fx_trace vs torch.export trace() per fixture (median of 3 /
+    one run) is printed with -s."""
     rows = []
     for name in sorted(tm.FIXTURES):
         module, example = tm.FIXTURES[name]()
@@ -145,10 +146,9 @@ def test_fast_path_timing_table():
             print(f"| {name} | no: {reason[:80]} | - | {1e3 * export:.0f} | - |")
         else:
             print(f"| {name} | yes | {1e3 * fast:.1f} | {1e3 * export:.0f} | {export / fast:.0f}x |")
+    # which fixtures take the fast path is asserted; how much faster it is is a benchmark figure,
+    # printed above, never an assertion (on a shared, loaded machine a timing can come out either way)
     assert {n for n, fast, _, _ in rows if fast is not None} >= FAST_PATH
-    for name, fast, export, _ in rows:
-        if fast is not None:
-            assert fast < export, f"{name}: fx_trace {fast:.3f}s is not faster than torch.export {export:.3f}s"
 
 
 def _seconds(fn, *args) -> float:
