@@ -51,11 +51,10 @@ def run_one(entry_id: str) -> dict:
     import torchvision  # noqa: F401
     import zoo_catalog as catalog
 
-    threads = _one_core()
     entry = next((e for e in catalog.entries(entry_id.split("/")[0]) if e.id == entry_id), None)
     if entry is None:
         raise SystemExit(f"unknown zoo entry {entry_id!r}")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(os.environ.get("ZOO_THREADS", "1")))
     row = {"id": entry.id, "family": entry.family, "kind": entry.kind}
     try:
         module, example = catalog.build(entry)
@@ -68,19 +67,6 @@ def run_one(entry_id: str) -> dict:
     row["status"] = next((c["status"] for c in row["conversions"] if c["status"] != "pass"), "pass")
     row["versions"] = _versions()
     return row
-
-
-def _one_core() -> int:
-    """Thread counts for this model process (``ZOO_THREADS``, default 1), for torch and TensorFlow
-    alike: the zoo runs ``--jobs`` processes on as many cores, and TensorFlow's own pools (a thread
-    per core each) would have one process's Keras work compete with the other's for both cores.
-    Called after torch is imported (the other order segfaults) and before TensorFlow runs an op."""
-    import tensorflow as tf
-
-    threads = int(os.environ.get("ZOO_THREADS", "1"))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return threads
 
 
 def _versions() -> dict:
