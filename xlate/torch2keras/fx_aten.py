@@ -205,10 +205,10 @@ def schema_args(schema) -> tuple:
     hit = _SCHEMA_ARGS.get(id(schema))
     if hit is None:
         args = tuple(Arg(a) for a in schema.arguments)
-        hit = _SCHEMA_ARGS[id(schema)] = (args, tuple(a for a in args if not a.kwarg_only),
-                                          tuple(a for a in args if a.kwarg_only), frozenset(a.name for a in args),
+        hit = _SCHEMA_ARGS[id(schema)] = ((args, tuple(a for a in args if not a.kwarg_only),
+                                           tuple(a for a in args if a.kwarg_only), frozenset(a.name for a in args)),
                                           schema)
-    return hit[:4]
+    return hit[0]
 
 
 def bind(schema, args, kwargs, *, strict: bool = False):

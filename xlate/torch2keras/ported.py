@@ -198,10 +198,9 @@ def unscoped_variable_names():
         name = kwargs.get("name")
         if isinstance(name, str) and name and not name.endswith("/"):
             kwargs["name"] = name.rsplit("/", 1)[-1] + "/"  # a trailing "/": an absolute scope, no prefix
-        with _shapeless_handles():
-            return next_creator(**kwargs)
+        return next_creator(**kwargs)
 
-    with tf.variable_creator_scope(creator):
+    with tf.variable_creator_scope(creator), _shapeless_handles():
         yield
 
 
