@@ -201,3 +201,23 @@ def test_no_op_that_moves_a_tensor_to_other_memory_is_recorded():
     from xlate.torch2keras.fx_aten import by_aten
 
     assert not {"aten.resize_.default", "aten.resize_as_.default", "aten.set_.source_Tensor"} & set(by_aten())
+
+
+def test_runs_of_one_root_share_its_lookups_and_record_alike():
+    """Every run of a trace looks up the same submodules, module stacks and parameters
+    (fx_record.run_cache, kept on the trace root): the second run records exactly what the first
+    did, its parameter arrays are views of the module's own tensors, and another root starts
+    from its own cache."""
+    module, x = _Block().eval(), torch.randn(2, 3, 8, 8)
+    names, root = _inputs(module, x)
+    graph = symbolic_trace(root, names, [[x.clone()]], [None])
+    first = _whole(module, root, names, graph, x)
+    cache = root.__dict__["_xlate_run_cache"]
+    assert cache["modules"] and cache["stacks"] and cache["params"] and cache["known"]
+    second = _whole(module, root, names, graph, x)
+    assert _summary(second) == _summary(first)
+    tensors = dict(module.state_dict(keep_vars=True))
+    for path, array, _ in second.param_values.values():
+        assert array.__array_interface__["data"][0] == tensors[path].data_ptr()
+    _, other_root = _inputs(module, x)
+    assert "_xlate_run_cache" not in other_root.__dict__

@@ -8,6 +8,7 @@ Nothing here imports torch at module import time.
 
 from __future__ import annotations
 
+import functools
 import operator
 
 from .source_graph import TensorMeta
@@ -89,10 +90,16 @@ def meta_of(value):
     import torch
 
     if isinstance(value, torch.Tensor):
-        return TensorMeta(tuple(int(d) for d in value.shape), str(value.dtype).replace("torch.", ""))
+        return TensorMeta(tuple(value.shape), dtype_name(value.dtype))  # a concrete tensor's sizes are ints
     if isinstance(value, (tuple, list)):
         return (list if isinstance(value, list) else tuple)(meta_of(v) for v in value)
     return value
+
+
+@functools.cache
+def dtype_name(dtype) -> str:
+    """torch.float32 -> "float32" (cached: every recorded value asks)."""
+    return str(dtype).replace("torch.", "")
 
 
 def tensors_in(values) -> list:

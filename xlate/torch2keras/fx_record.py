@@ -48,6 +48,18 @@ class Recording:
     module_types: dict = field(default_factory=dict)
 
 
+def run_cache(root) -> dict:
+    """What every run of one trace root looks up alike, kept on the root: the submodule of each
+    call_module target, each fx node's module stack, the module's parameters and buffers, each
+    parameter as a NumPy view and its meta.
+    The runs of one trace all start from the same module state (ModuleState.restore)."""
+    cache = root.__dict__.get("_xlate_run_cache")
+    if cache is None:
+        cache = {"modules": {}, "stacks": {}, "params": {}}
+        object.__setattr__(root, "_xlate_run_cache", cache)
+    return cache
+
+
 class Run:
     """Interprets the fx graph on real tensors and records the ATen calls torch makes."""
 
@@ -59,11 +71,13 @@ class Run:
         self.root = root
         self.graph = graph
         self.root_type = _public_name(type(module))
-        self.known = {}  # id(tensor) -> (kind, path, tensor): parameters, buffers, fx constants
-        for path, p in module.named_parameters():
-            self.known[id(p)] = ("p", path, p)
-        for path, b in module.named_buffers():
-            self.known[id(b)] = ("b", path, b)
+        self.cache = run_cache(root)
+        known = self.cache.get("known")
+        if known is None:  # the module's own tensors, alike in every run (each run adds its fx constants)
+            known = {id(p): ("p", path, p) for path, p in module.named_parameters()}
+            known.update((id(b), ("b", path, b)) for path, b in module.named_buffers())
+            self.cache["known"] = known
+        self.known = dict(known)  # id(tensor) -> (kind, path, tensor): parameters, buffers, fx constants
         # id(tensor) -> (node name, a weak reference to that tensor): a tensor may die once no
         # later node reads it (its memory goes back during the run), and an id reused by a new
         # tensor then finds a dead reference instead of the old name
@@ -104,11 +118,17 @@ class Run:
             raise FastTraceUnsupported(f"a tensor of unknown origin ({tuple(tensor.shape)}) used at {self.where()}")
         kind, path, value = known
         name = self._name(f"{kind}_{path.replace('.', '_')}")
-        try:
-            array = torch_to_numpy(value)
-        except Exception as e:  # e.g. bfloat16
-            raise FastTraceUnsupported(f"parameter {path}: {e}") from e
-        self.rec.params.append(SourceNode(name, "param", meta=meta_of(value)))
+        cached = self.cache["params"].get(id(value))
+        if cached is not None and cached[0] is value:
+            _, array, meta = cached
+        else:  # the same tensor in every run of the trace: converted once
+            try:
+                array = torch_to_numpy(value)
+            except Exception as e:  # e.g. bfloat16
+                raise FastTraceUnsupported(f"parameter {path}: {e}") from e
+            meta = meta_of(value)
+            self.cache["params"][id(value)] = (value, array, meta)
+        self.rec.params.append(SourceNode(name, "param", meta=meta))
         self.rec.param_values[name] = (path, array, kind == "p")
         self.refs[id(tensor)] = (name, weakref.ref(tensor))
         return Ref(name)
@@ -202,16 +222,24 @@ class Run:
         return value
 
     def _enter(self, n) -> None:
-        stack = [("", self.root_type)]
-        for path, tp in (n.meta.get("nn_module_stack") or {}).values():
-            name = _public_name(tp) if isinstance(tp, type) else str(tp)
-            stack.append((path, name))
-            self.rec.module_types.setdefault(path, name)
-        self.stack = tuple(stack)
+        stacks = self.cache["stacks"]
+        stack = stacks.get(n)
+        if stack is None:  # the node's module stack, the same in every run
+            stack = [("", self.root_type)]
+            for path, tp in (n.meta.get("nn_module_stack") or {}).values():
+                stack.append((path, _public_name(tp) if isinstance(tp, type) else str(tp)))
+            stack = stacks[n] = tuple(stack)
+        types = self.rec.module_types
+        for path, name in stack[1:]:
+            if path not in types:
+                types[path] = name
+        self.stack = stack
 
     def _call(self, n, args, kwargs):
         if n.op == "call_module":
-            mod = self.root.get_submodule(n.target)
+            mod = self.cache["modules"].get(n.target)
+            if mod is None:
+                mod = self.cache["modules"][n.target] = self.root.get_submodule(n.target)
             if _public_name(type(mod)) in MODULE_LEVEL:
                 return self._module_node(n.target, mod, args, kwargs)
             fn = mod

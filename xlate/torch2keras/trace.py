@@ -9,6 +9,7 @@ nn.MultiheadAttention) are exported with a preserved call signature and collapse
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 
@@ -26,8 +27,10 @@ def _qualname(cls) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+@functools.cache
 def _public_name(cls) -> str:
-    """torch.nn.modules.conv.Conv2d -> torch.nn.Conv2d where that alias exists."""
+    """torch.nn.modules.conv.Conv2d -> torch.nn.Conv2d where that alias exists (cached: the
+    recorder asks once per module call of every run)."""
     import torch
 
     if getattr(torch.nn, cls.__name__, None) is cls:
@@ -58,8 +61,9 @@ def _size(d):
     return int(d)
 
 
+@functools.cache
 def aten_name(op) -> str:
-    """An ATen overload as the table names it: aten.conv2d.default."""
+    """An ATen overload as the table names it: aten.conv2d.default (cached: asked per recorded call)."""
     return f"aten.{op._schema.name.split('::')[-1]}.{op._overloadname}"
 
 
