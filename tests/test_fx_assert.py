@@ -48,3 +48,36 @@ def test_an_assertion_of_a_bound_narrows_the_size():
     trace = FastTrace(_Multiple(), (torch.randn(2, 32),))
     dims = {(d.index, d.axis): d for d in trace.graph.dims}
     assert dims[(0, 1)].dynamic and dims[(0, 1)].low == 20, dims[(0, 1)]
+
+
+class _Patches(nn.Module):
+    """timm's PatchEmbed: an assert per image side whose message formats the size, so fx keeps each
+    as a node that fails when the runs are recorded, then a position embedding of fixed length."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Conv2d(3, 8, 4, 4)
+        self.pos = nn.Parameter(torch.randn(1, 64, 8))
+
+    def forward(self, x):
+        _, _, h, w = x.shape
+        torch._assert(h == 32, f"Input height ({h}) doesn't match model (32).")
+        torch._assert(w == 32, f"Input width ({w}) doesn't match model (32).")
+        return (self.proj(x).flatten(2).transpose(1, 2) + self.pos).mean(1)
+
+
+def test_the_sizes_a_failed_run_hides_are_tried_alone_in_the_same_attempt(monkeypatch):
+    """The width's run starts from the height's, the channels' from the width's: when the height's
+    run fails, the other two are run alone from the example at once, so one attempt finds all three
+    failures (it took three attempts, each a new trace and example run)."""
+    attempts = []
+    attempt = _Runs._attempt
+    monkeypatch.setattr(_Runs, "_attempt", lambda self: attempts.append(dict(self.sizes)) or attempt(self))
+    trace = FastTrace(_Patches(), (torch.randn(1, 3, 32, 32),))
+    assert len(attempts) == 2 and set(attempts[1]) == {"s0"}, attempts
+    dims = {(d.index, d.axis): d for d in trace.graph.dims}
+    assert "Input height" in dims[(0, 2)].reason and "Input width" in dims[(0, 3)].reason
+    assert not dims[(0, 1)].dynamic and dims[(0, 0)].dynamic
+    module = _Patches().eval()
+    model = xlate.torch_to_keras(module, (torch.randn(1, 3, 32, 32),), via="direct")
+    assert [d["dynamic"] for d in record_of(model).dims] == [True, False, False, False]

@@ -275,6 +275,16 @@ class _Runs:
                     sym, evaluated = varied[j], sets[j]
                     if parents[j] in failed or parents[j] in after_failed:
                         after_failed.add(j)
+                        if not sym.batch:
+                            # its run starts from one that failed, so its own failure would be
+                            # blamed on that run's symbol and found an attempt later: run its
+                            # symbol alone from the example now (a ViT's height, width and channels
+                            # each fail an assert: one attempt, not three)
+                            evaluated.release()
+                            failure = self._alone(graph, sym)
+                            if failure is not None:
+                                failures.append(failure)
+                            continue
                     key = (code, *(() if sym is None else self._sizes_of(sym)))
                     if key not in self.cache:
                         try:
@@ -296,6 +306,26 @@ class _Runs:
         self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
         self.graph = graph
         return []
+
+    def _alone(self, graph, sym):
+        """The VariationFailed of a plain run of ``graph`` on the example with ``sym`` alone at
+        its size, or None when that run goes through (the symbol then runs again, in its chain,
+        next attempt)."""
+        import torch
+
+        values = self._inputs_at([(sym.name, self.sizes[sym.name])])
+        try:
+            with torch.no_grad():
+                self.state.restore()
+                Run(self.module, self.root, graph).execute(self.names, values)
+        except Exception as e:  # noqa: BLE001 - judged as _record judges a varied run's failure
+            reason = str(e) if isinstance(e, FastTraceUnsupported) else f"{type(e).__name__}: {e}"
+            failure = VariationFailed(sym.name, reason, retry=not isinstance(e, EqualityAsserted))
+            _drop_frames(e)
+            return failure
+        finally:
+            self.state.restore()
+        return None
 
     def _rebase(self, name: str) -> None:
         """The run of ``name`` started from a symbol since kept static (or from a run made again):
