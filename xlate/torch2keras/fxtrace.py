@@ -264,6 +264,8 @@ class _Runs:
                 graph = symbolic_trace(self.root, self.names, sets, varied, parents)
             finally:
                 self.state.restore()
+            # no shape question stepped any run: the graph depends on none of the sizes varied
+            unasked = all(s.run.done == 0 for s in sets)
             for s in sets:  # the values no later node reads go before any set's recording goes on
                 s.settle(graph)
             code = graph.python_code("self").src
@@ -301,11 +303,28 @@ class _Runs:
         finally:  # each set's tensors go once it is recorded, or when the attempt fails
             for s in sets:
                 s.release()
-        if failures:
+        if failures and not (unasked and self._pinned_away(failures)):
             return failures
-        self.probes = self._probe(graph, varied[1:]) if has_nonlinear_sizes(graph) else {}
+        varied = [s for s in varied[1:] if s.name in self.plan.symbols]
+        self.probes = self._probe(graph, varied) if has_nonlinear_sizes(graph) else {}
         self.graph = graph
         return []
+
+    def _pinned_away(self, failures) -> bool:
+        """Pin the symbols of ``failures`` and keep this attempt, when the graph did not depend on
+        them and nothing else changes without them: every failure pins its symbol (no other size
+        to try) and no run starts from its run. An image's channels varied to 2 fail at the first
+        convolution of nearly every CNN: the next attempt traced the same graph again (and found
+        every other run recorded already) only to drop that run. Returns whether it did."""
+        starts = set(self.parents.values())
+        if any(e.symbol in starts or (e.retry and e.symbol in self.sizes and not _weight_mismatch(e.reason))
+               for e in failures):
+            return False
+        for e in failures:
+            _drop_frames(e)
+            self.pin(e.symbol, e.reason)
+            self.parents.pop(e.symbol, None)
+        return True
 
     def _alone(self, graph, sym):
         """The VariationFailed of a plain run of ``graph`` on the example with ``sym`` alone at
