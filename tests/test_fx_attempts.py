@@ -60,3 +60,43 @@ def test_a_graph_that_asked_about_sizes_is_traced_again_without_the_failed_run(m
     assert not dims[(0, 1)].dynamic and dims[(0, 2)].dynamic and dims[(0, 3)].dynamic
     model = xlate.torch_to_keras(_Asks().eval(), (x,), via="direct")
     assert [d["dynamic"] for d in record_of(model).dims] == [True, False, True, True]
+
+
+def _kept(x, p: float):
+    return x if p == 0.0 else x * (1 - p)  # torchvision's stochastic_depth in eval mode: no size read
+
+
+def _padded_even(x):
+    return nn.functional.pad(x, (0, x.shape[-1] % 2))  # the width's parity, out of the graph's sight
+
+
+torch.fx.wrap("_kept")
+torch.fx.wrap("_padded_even")
+
+
+class _KeptWhole(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fn = fn
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (_kept(y, 0.0) if self.fn == "kept" else _padded_even(y)).mean((2, 3))
+
+
+def test_a_function_fx_kept_whole_is_probed_at_odd_sizes_only_when_it_reads_sizes(monkeypatch):
+    """The odd-size probes (two more runs) check sizes computed with //, % or rounding; a function
+    fx keeps whole may compute them out of the graph's sight, unless the recorded runs saw it read
+    no size (and it takes none)."""
+    probed = []
+    probe = _Runs._probe
+    monkeypatch.setattr(_Runs, "_probe", lambda self, graph, symbols: probed.append(1) or probe(self, graph, symbols))
+    x = torch.randn(1, 3, 16, 16)
+    for fn, probes in (("kept", 0), ("padded", 1)):
+        probed.clear()
+        FastTrace(_KeptWhole(fn).eval(), (x,))
+        assert len(probed) == probes, fn
+        model = xlate.torch_to_keras(_KeptWhole(fn).eval(), (x,), via="direct")  # gate: odd sizes too
+        if fn == "kept":
+            assert [d["dynamic"] for d in record_of(model).dims] == [True, False, True, True]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import types
 
 from .source_graph import TensorMeta
 
@@ -137,3 +138,10 @@ def mutable(value):
         return tuple(mutable(v) for v in value)
     return value
 
+
+def opaque_function(target) -> bool:
+    """A Python function of the model's own library in the fx graph: fx kept it whole
+    (``torch.fx.wrap``), so what it computes from sizes is out of the graph's sight."""
+    module = getattr(target, "__module__", None) or ""
+    return isinstance(target, types.FunctionType) and not module.split(".")[0] in (
+        "torch", "_operator", "operator", "math", "builtins")

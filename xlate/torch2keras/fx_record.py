@@ -26,6 +26,7 @@ from .fx_common import (
     fetch_attr,
     meta_of,
     mutable,
+    opaque_function,
     tensors_in,
 )
 from .fx_getitem import record_getitem
@@ -33,6 +34,9 @@ from .fx_setitem import VIEW_OPS, record_setitem, write_through_view
 from .fx_sizes import size_of
 from .source_graph import Ref, SourceNode
 from .trace import MODULE_LEVEL, _public_name, aten_name
+
+#: the tensor attributes and methods that read its sizes
+SIZE_READS = frozenset({"size", "shape", "numel", "nelement", "stride"})
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Recording:
     param_values: dict  # node name -> (torch path, array, trainable)
     arg_types: dict  # node name -> {arg name: schema type}, for Sym checks
     module_types: dict = field(default_factory=dict)
+    #: the fx nodes of functions fx kept whole (fx_common.opaque_function) that read a tensor's size
+    sized_opaque: set = field(default_factory=set)
 
 
 def run_cache(root) -> dict:
@@ -96,6 +102,7 @@ class Run:
         self.error: BaseException | None = None
         self.protected: set | None = None
         self.inputs: dict = {}  # placeholder name -> tensor
+        self.opaque: str | None = None  # the fx node running, when it calls a function fx kept whole
         self.done = 0  # how many fx nodes have run
 
     # -- names and references --
@@ -245,6 +252,7 @@ class Run:
             fn = mod
         elif n.op == "call_function":
             fn = n.target
+            self.opaque = n.name if opaque_function(fn) else None
         else:
             self_obj, *rest = args
             fn, args = getattr(self_obj, n.target), tuple(rest)
@@ -259,6 +267,8 @@ class Run:
                 raise self.error from e
             kind = EqualityAsserted if isinstance(e, AssertionError) and asserts_equality(n) else FastTraceUnsupported
             raise kind(f"running {n.format_node()}: {type(e).__name__}: {e}") from e
+        finally:
+            self.opaque = None
         if self.error is not None:  # swallowed by the module's code: still ours to report
             raise self.error
         return value
@@ -303,6 +313,8 @@ class Run:
     def on_torch_function(self, mode, func, types_, args, kwargs):
         kind, name = classify(func)
         if kind == "meta":
+            if self.opaque is not None and name in SIZE_READS:
+                self.rec.sized_opaque.add(self.opaque)
             return func(*args, **kwargs)
         if kind == "python":
             from torch.overrides import redispatch_function

@@ -34,6 +34,7 @@ from .fx_common import (
     asserted,
     asserts_equality,
     module_path_of,
+    opaque_function,
     parents_first,
     run_parents,
 )
@@ -108,14 +109,18 @@ def symbolic_trace(root, names, inputs, varied, parents=None):
 NONLINEAR = {operator.floordiv, operator.mod, operator.truediv, operator.pow, math.ceil, math.floor}
 
 
-def has_nonlinear_sizes(graph) -> bool:
+def has_nonlinear_sizes(graph, sized_opaque=None) -> bool:
     """Whether the fx graph computes a value from a dynamic size with floor, ceil, // or %, or
     may: a function fx keeps whole (``torch.fx.wrap``: torchvision's shifted_window_attention pads
-    to whole windows) computes from the sizes of real tensors where the graph cannot see it."""
+    to whole windows) computes from the sizes of real tensors where the graph cannot see it.
+    ``sized_opaque``: the names of those function nodes that read a size in the recorded runs
+    (None: unknown, any may); one that reads none and takes no size (torchvision's
+    stochastic_depth in eval mode returns its input) computes nothing from sizes."""
     sized = set()
     for node in graph.nodes:
         inputs = node.all_input_nodes
-        if node.op == "call_function" and _opaque(node.target):
+        if node.op == "call_function" and opaque_function(node.target) and (
+                sized_opaque is None or node.name in sized_opaque or any(a in sized for a in inputs)):
             return True
         reads_size = (node.op == "call_method" and node.target in ("size", "numel")) or (
             node.op == "call_function" and node.target in (getattr, operator.getitem) and inputs
@@ -129,13 +134,6 @@ def has_nonlinear_sizes(graph) -> bool:
                 return True
             sized.add(node)
     return False
-
-
-def _opaque(target) -> bool:
-    """A Python function of the model's own library in the graph: fx kept it whole."""
-    module = getattr(target, "__module__", None) or ""
-    return isinstance(target, types.FunctionType) and not module.split(".")[0] in (
-        "torch", "_operator", "operator", "math", "builtins")
 
 
 def decided(compare, k1, c1, k2, c2) -> bool:

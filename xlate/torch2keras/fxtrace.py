@@ -306,7 +306,8 @@ class _Runs:
         if failures and not (unasked and self._pinned_away(failures)):
             return failures
         varied = [s for s in varied[1:] if s.name in self.plan.symbols]
-        self.probes = self._probe(graph, varied) if has_nonlinear_sizes(graph) else {}
+        sized_opaque = set().union(*(r.sized_opaque for r in self.recordings.values()))
+        self.probes = self._probe(graph, varied) if has_nonlinear_sizes(graph, sized_opaque) else {}
         self.graph = graph
         return []
 
