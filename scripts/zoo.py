@@ -63,6 +63,7 @@ def run_one(entry_id: str) -> dict:
         return row
     row["params"] = sum(p.numel() for p in module.parameters())
     _warm_up()
+    row["machine_ms"] = machine_reference()
     row["conversions"] = [_convert_once(module, example, batch) for batch in BATCHES]
     row["status"] = next((c["status"] for c in row["conversions"] if c["status"] != "pass"), "pass")
     row["versions"] = _versions()
@@ -79,6 +80,25 @@ def _versions() -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+def machine_reference() -> float:
+    """Milliseconds of a fixed pure-Python workload (best of 3), measured in each model process:
+    conversion time is mostly interpreter time, so tables measured on different days (or
+    machines) compare through it."""
+    def work():
+        d, total = {}, 0
+        for i in range(200_000):
+            d[i & 1023] = total
+            total += len(str(i)) + d.get(i & 511, 0) % 7
+        return total
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 1)
 
 
 def _warm_up() -> None:

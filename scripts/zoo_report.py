@@ -61,6 +61,15 @@ def _speed(rows) -> list[str]:
     return lines
 
 
+def _machine(rows) -> list[str]:
+    refs = [r["machine_ms"] for r in rows if r.get("machine_ms") is not None]
+    if not refs:
+        return []
+    return [(f"Machine reference (scripts/zoo.py machine_reference, a fixed pure-Python workload, median "
+             f"of {len(refs)} model processes): {statistics.median(refs):.0f} ms. Conversion time is mostly "
+             "interpreter time: tables measured on other days or machines compare through it.")]
+
+
 def _rules(rows) -> list[str]:
     gated = [c for _, c in _conversions(rows) if "tolerance_pass" in c]
     old = sum(c["tolerance_pass"] for c in gated)
@@ -136,7 +145,7 @@ def write(rows, path: Path) -> None:
         "**" + summary_line(rows) + "**",
         "",
         "## Totals", "", *_totals(rows), "",
-        "## Conversion time (median)", "", *_speed(rows), "",
+        "## Conversion time (median)", "", *_speed(rows), "", *_machine(rows), "",
         "## Parity rule", "", *_rules(rows), "",
         "## Failures by cause", "", *_failures(rows), "",
         "## Per model", "", *_per_model(rows), "",
@@ -151,7 +160,7 @@ def benchmarks_section(rows) -> str:
         "## The real-model zoo (torch -> Keras)", "",
         f"From `make zoo` (docs/zoo.json, per model in docs/zoo.md); xlate commits measured: {commits}.", "",
         "**" + summary_line(rows) + "**", "",
-        *_speed(rows), "",
+        *_speed(rows), "", *_machine(rows), "",
     ])
 
 
