@@ -242,7 +242,7 @@ class _Runs:
             for e in failures:
                 _drop_frames(e)
                 last[e.symbol] = e.reason
-                if e.retry and e.symbol in self.sizes and not _weight_mismatch(e.reason):
+                if self._retries(e):
                     self.plan.symbols[e.symbol].tried.append(self.sizes.pop(e.symbol))
                 else:
                     self.pin(e.symbol, e.reason)
@@ -305,11 +305,15 @@ class _Runs:
                 s.release()
         if failures and not (unasked and self._pinned_away(failures)):
             return failures
-        varied = [s for s in varied[1:] if s.name in self.plan.symbols]
+        active = [s for s in varied[1:] if s.name in self.plan.symbols]  # less any symbol just pinned
         sized_opaque = set().union(*(r.sized_opaque for r in self.recordings.values()))
-        self.probes = self._probe(graph, varied) if has_nonlinear_sizes(graph, sized_opaque) else {}
+        self.probes = self._probe(graph, active) if has_nonlinear_sizes(graph, sized_opaque) else {}
         self.graph = graph
         return []
+
+    def _retries(self, failure) -> bool:
+        """Whether a failed run's symbol is tried at another size next (else it is pinned)."""
+        return failure.retry and failure.symbol in self.sizes and not _weight_mismatch(failure.reason)
 
     def _pinned_away(self, failures) -> bool:
         """Pin the symbols of ``failures`` and keep this attempt, when the graph did not depend on
@@ -318,8 +322,7 @@ class _Runs:
         convolution of nearly every CNN: the next attempt traced the same graph again (and found
         every other run recorded already) only to drop that run. Returns whether it did."""
         starts = set(self.parents.values())
-        if any(e.symbol in starts or (e.retry and e.symbol in self.sizes and not _weight_mismatch(e.reason))
-               for e in failures):
+        if any(e.symbol in starts or self._retries(e) for e in failures):
             return False
         for e in failures:
             _drop_frames(e)
@@ -338,9 +341,8 @@ class _Runs:
             with torch.no_grad():
                 self.state.restore()
                 Run(self.module, self.root, graph).execute(self.names, values)
-        except Exception as e:  # noqa: BLE001 - judged as _record judges a varied run's failure
-            reason = str(e) if isinstance(e, FastTraceUnsupported) else f"{type(e).__name__}: {e}"
-            failure = VariationFailed(sym.name, reason, retry=not isinstance(e, EqualityAsserted))
+        except Exception as e:  # noqa: BLE001 - the module's own code failed at that size
+            failure = _variation_failure(sym, e)
             _drop_frames(e)
             return failure
         finally:
@@ -434,12 +436,18 @@ class _Runs:
         except VariationFailed:
             raise
         except Exception as e:  # the module's own code failed on these inputs
-            reason = str(e) if isinstance(e, FastTraceUnsupported) else f"{type(e).__name__}: {e}"
             if sym is None:
                 if isinstance(e, FastTraceUnsupported):
                     raise
-                raise FastTraceUnsupported(f"running the example: {reason}") from e
-            raise VariationFailed(sym.name, reason, retry=not isinstance(e, EqualityAsserted)) from e
+                raise FastTraceUnsupported(f"running the example: {type(e).__name__}: {e}") from e
+            raise _variation_failure(sym, e) from e
+
+
+def _variation_failure(sym, error: BaseException) -> VariationFailed:
+    """A varied run's failure, blamed on its symbol: another size may work unless an assertion of
+    equality failed."""
+    reason = str(error) if isinstance(error, FastTraceUnsupported) else f"{type(error).__name__}: {error}"
+    return VariationFailed(sym.name, reason, retry=not isinstance(error, EqualityAsserted))
 
 
 #: a run joins the chain when it at most halves the work of the run it starts from
