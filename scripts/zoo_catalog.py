@@ -12,6 +12,7 @@ Runs in .venv-zoo (scripts/setup_zoo.sh). torch and torchvision are imported bef
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def torchvision_entries() -> list[Entry]:
     out = []
     for module, kind in ((M, "cnn"), (M.segmentation, "segmentation"), (M.video, "video")):
         for name in M.list_models(module=module):
-            if kind == "cnn" and any(k in name for k in ("vit_", "swin", "maxvit")):
+            if any(k in name for k in ("vit_", "swin", "maxvit", "mvit")):  # attention, also in video
                 tag = "vit"
             else:
                 tag = kind
@@ -86,8 +87,6 @@ def select_timm() -> dict:
     """The smallest real model (no ``test_*`` variants) of each timm architecture module, plus the
     smallest of up to two further families in modules that hold several (byobnet's gernet/repvgg),
     within the parameter budget. Built on the meta device (no weights allocated) to count."""
-    import re
-
     import timm
     import torch
 
@@ -107,7 +106,7 @@ def select_timm() -> dict:
             size = list(model.pretrained_cfg.get("input_size", (3, 224, 224)))
             family = re.match(r"[a-z]+", name).group(0)
             item = {"name": name, "module": module, "params": params, "input_size": size,
-                    "kind": "vit" if _is_transformer(model) else "cnn"}
+                    "kind": "vit" if is_transformer(model) else "cnn"}
             if params > PARAM_BUDGET or max(size[1:]) > 512:
                 excluded.setdefault(name, f"{params / 1e6:.0f}M parameters at {size[1]}px: over the zoo budget")
                 continue
@@ -125,10 +124,20 @@ def select_timm() -> dict:
             "excluded_modules": sorted({m for m in timm.list_modules()} - {i["module"] for i in models})}
 
 
-def _is_transformer(model) -> bool:
+#: module classes that compute attention between tokens or positions (timm's Attention, EvaAttention,
+#: ClassAttn, XCA, MHSA, HaloAttn, WindowMultiHeadAttention...): a model with one counts as a
+#: transformer (hybrids such as CoAtNet, MaxViT and MobileViT included), not a CNN
+ATTENTION_CLASS = re.compile(r"attn|attention|^xca$|^mhsa$", re.IGNORECASE)
+#: attention over channels or kernel branches only, which CNNs use (SKNet, ResNeSt)
+CHANNEL_ATTENTION = frozenset({"SelectiveKernelAttn", "SplitAttn"})
+
+
+def is_transformer(model) -> bool:
+    """Whether ``model`` has an attention module (by class name; channel attention excepted)."""
     import torch
 
-    return any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ in ("Attention", "WindowAttention")
+    return any(isinstance(m, torch.nn.MultiheadAttention)
+               or (ATTENTION_CLASS.search(type(m).__name__) and type(m).__name__ not in CHANNEL_ATTENTION)
                for m in model.modules())
 
 
