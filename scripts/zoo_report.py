@@ -58,6 +58,10 @@ def _speed(rows) -> list[str]:
         lines.append(f"| {label} | {_median(c['seconds'] for _, c in sel if c['batch'] == 1)} | "
                      f"{_median(c['seconds'] for _, c in sel if c['batch'] == 2)} | "
                      f"{_median(c.get('gate_seconds') for _, c in sel)} | {peak} |")
+    models = {label: len({r["id"] for r, _ in sel}) for label, sel in (("cnn", cnn), ("transformer", tf))}
+    lines += ["", (f"{models['cnn']} CNNs and {models['transformer']} transformers converted. A model with an "
+                   "attention module is a transformer (hybrids such as CoAtNet, MaxViT and MobileViT included; "
+                   "channel attention such as SKNet's does not count): scripts/zoo_catalog.py is_transformer.")]
     return lines
 
 
