@@ -100,3 +100,32 @@ def test_a_function_fx_kept_whole_is_probed_at_odd_sizes_only_when_it_reads_size
         model = xlate.torch_to_keras(_KeptWhole(fn).eval(), (x,), via="direct")  # gate: odd sizes too
         if fn == "kept":
             assert [d["dynamic"] for d in record_of(model).dims] == [True, False, True, True]
+
+
+class _PositionBias(nn.Module):
+    """A learned bias of the example's height and width added after a size question (LeViT's and
+    Hiera's position biases): every other height and every other width fails at the add."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bias = nn.Parameter(torch.randn(1, 8, 16, 16))
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y + self.bias
+        return y.mean((2, 3)) if y.shape[-1] > 1 else y.flatten(1)
+
+
+def test_a_run_that_starts_from_one_failed_in_the_trace_is_tried_alone_in_the_same_attempt(monkeypatch):
+    x = torch.randn(1, 3, 16, 16)
+    attempts, dims = _attempts(monkeypatch, _PositionBias().eval(), x)
+    # each attempt fails the height and the width at one size together (the width's run, which
+    # starts from the height's, runs alone from the example): not one symbol per attempt
+    for sizes in attempts[1:-1]:
+        assert "s2" in sizes and "s3" in sizes, attempts
+    assert attempts[-1].keys() == {"s0"}, attempts
+    assert dims[(0, 0)].dynamic and not dims[(0, 2)].dynamic and not dims[(0, 3)].dynamic
+    module = _PositionBias().eval()
+    model = xlate.torch_to_keras(module, (x,), via="direct")
+    assert [d["dynamic"] for d in record_of(model).dims] == [True, False, False, False]

@@ -161,6 +161,7 @@ class _Runs:
         # graph computes sizes
         self.probes: dict[str, tuple] = {}
         self.parents: dict[str, str] = {}  # symbol -> the symbol whose run its run starts from (chain_parents)
+        self.order: list[str] = []  # the varied symbols in the order the tracer steps their runs
         self.cache: dict = {}
         # every trace and run starts from the module's own attributes (trace_dynamic's snapshot, if given)
         self.state = state if state is not None else ModuleState(module)
@@ -230,7 +231,7 @@ class _Runs:
                 if not failures:
                     return
             except VariationFailed as e:
-                failures = [e]
+                failures = [e, *self._after_alone(e.symbol)]
             except BoundFound as e:
                 _drop_frames(e)
                 failures = []
@@ -255,6 +256,8 @@ class _Runs:
         varied = [None] + [self.plan.symbols[n] for n in names]
         self.parents = chain_parents(varied, self.sizes)
         parents = _parent_indices(varied, self.parents)
+        # the order the tracer steps the runs in, at each node (parents first)
+        self.order = [varied[j].name for j in parents_first(parents) if varied[j] is not None]
         inputs = [_copies(self.values)] + [self._inputs(s) for s in varied[1:]]
         # the runs the tracer steps to answer shape questions are the recordings (fx_evaluate.py)
         sets = [RecordedSet(self.module, self.root, self.names, values) for values in inputs]
@@ -348,6 +351,50 @@ class _Runs:
         finally:
             self.state.restore()
         return None
+
+    def _after_alone(self, failed: str) -> list:
+        """The VariationFailed of each run the tracer steps after ``failed``'s, run alone from the
+        example: a run that fails while the graph is traced stops the trace at that node before the
+        runs after it reach the node (those that start from it would be blamed on its symbol), so
+        their symbols were tried an attempt later, one at a time. LeViT's and Hiera's position
+        biases refuse every other height and width: 10 attempts, now 6. Batch runs are not tried
+        here (at the example's full size they cost a second example run)."""
+        import torch
+
+        names = self.order
+        out = []
+        for name in names[names.index(failed) + 1:] if failed in names else ():
+            sym = self.plan.symbols.get(name)
+            if sym is None or sym.batch or name not in self.sizes:
+                continue
+            try:
+                with torch.no_grad():
+                    self.state.restore()
+                    self.root(*self._inputs_at([(name, self.sizes[name])]))
+            except Exception as e:  # noqa: BLE001 - the module's own code failed at that size
+                where = self._failing_module(e)
+                _drop_frames(e)
+                failure = _variation_failure(sym, e)
+                out.append(VariationFailed(name, f"{failure.reason} at {where}", retry=failure.retry))
+            finally:
+                self.state.restore()
+        return out
+
+    def _failing_module(self, error: BaseException) -> str:
+        """The path of the innermost submodule whose code is on ``error``'s traceback (the reason
+        a symbol is kept static names where, as a traced run's failure does)."""
+        import torch
+
+        paths = self.cache.get("module paths")
+        if paths is None:
+            paths = self.cache["module paths"] = {id(m): p for p, m in self.module.named_modules()}
+        where, tb = "", error.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if isinstance(owner, torch.nn.Module) and id(owner) in paths:
+                where = paths[id(owner)]
+            tb = tb.tb_next
+        return where or "<root>"
 
     def _rebase(self, name: str) -> None:
         """The run of ``name`` started from a symbol since kept static (or from a run made again):
