@@ -12,10 +12,11 @@ import xlate
 from xlate.record import record_of
 from xlate.torch2keras.fx_common import FastTraceUnsupported
 from xlate.torch2keras.fx_evaluate import RecordedSet
+from xlate.torch2keras.fx_inputs import bind_inputs, traceable_root
 from xlate.torch2keras.fx_record import Run
 from xlate.torch2keras.fx_sizes import SizeInt
 from xlate.torch2keras.fx_tracer import symbolic_trace
-from xlate.torch2keras.fxtrace import _bind_inputs, _traceable_root, fx_trace
+from xlate.torch2keras.fxtrace import fx_trace
 
 from .test_fxtrace import REFUSED, _InPlaceOnView, _InPlaceThroughView, fast_parity
 
@@ -91,8 +92,8 @@ class _Block(nn.Module):
 
 
 def _inputs(module, x):
-    names, _values, call = _bind_inputs(module, (x,), {})
-    return names, _traceable_root(module, names, call)
+    names, _values, call = bind_inputs(module, (x,), {})
+    return names, traceable_root(module, names, call)
 
 
 def _summary(rec) -> list:

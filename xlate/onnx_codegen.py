@@ -49,14 +49,14 @@ def _identifier(name: str, taken: set[str]) -> str:
 
 def _trace(module, example):
     """The fx graph of ``module`` at the example's shapes (every shape question answered concretely)."""
-    from .torch2keras import fxtrace
+    from .torch2keras import fx_inputs, fxtrace
 
     args, kwargs = fxtrace._as_tuple(example)
-    names, values, call = fxtrace._bind_inputs(module, args, kwargs)
-    root = fxtrace._traceable_root(module, names, call)
+    names, values, call = fx_inputs.bind_inputs(module, args, kwargs)
+    root = fx_inputs.traceable_root(module, names, call)
     try:
         # the example alone: no size varies, so none is left symbolic
-        return root, fxtrace.symbolic_trace(root, names, [fxtrace._copies(values)], [None])
+        return root, fxtrace.symbolic_trace(root, names, [fx_inputs.copies(values)], [None])
     except fxtrace.FastTraceUnsupported as e:
         raise UnsupportedOpError([("torch.fx", one_line(e, 200))], direction="ONNX->torch source",
                                  hint="xlate onnx2keras may still convert this graph") from None

@@ -19,7 +19,6 @@ torch.export (export_trace.py).
 from __future__ import annotations
 
 import itertools
-import keyword
 import logging
 import math
 
@@ -28,6 +27,7 @@ from .bounds import apply_bounds
 from .dims import BATCH, DimPlan, Traced
 from .fx_common import BoundFound, EqualityAsserted, FastTraceUnsupported, VariationFailed, parents_first
 from .fx_evaluate import RecordedSet
+from .fx_inputs import bind_inputs, copies, is_small, refuse_hooks, resized, traceable_root
 from .fx_merge import merge
 from .fx_record import Run
 from .fx_tracer import decided as _decided  # noqa: F401 - the batch decision rule, tested on its own
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SYMBOL = BATCH
 MAX_ATTEMPTS = 24
-SMALL_INPUT = 1 << 16  # elements per sample
-SMALL_MODEL = 10_000_000  # parameters
 
 
 def trace_dynamic(module, example_inputs, dynamic="auto") -> Traced:
@@ -100,18 +98,18 @@ class FastTrace(Traced):
         if not isinstance(module, torch.nn.Module):
             raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
         args, kwargs = _as_tuple(example_inputs)
-        names, values, call = _bind_inputs(module, args, kwargs)
+        names, values, call = bind_inputs(module, args, kwargs)
         self.plan = DimPlan(names, [tuple(v.shape) for v in values], dynamic)
-        _refuse_hooks(module)
+        refuse_hooks(module)
         was_training = module.training
         module.eval()
         threads = torch.get_num_threads()
-        if _small(module, values):
+        if is_small(module, values):
             # the ops of a small model cost less than waking (and, on a busy machine, waiting for) the
             # intra-op thread pool
             torch.set_num_threads(1)
         try:
-            root = _traceable_root(module, names, call)
+            root = traceable_root(module, names, call)
             self.runs = _Runs(module, root, names, values, self.plan, state)
             self.runs.trace()
         finally:
@@ -258,7 +256,7 @@ class _Runs:
         parents = _parent_indices(varied, self.parents)
         # the order the tracer steps the runs in, at each node (parents first)
         self.order = [varied[j].name for j in parents_first(parents) if varied[j] is not None]
-        inputs = [_copies(self.values)] + [self._inputs(s) for s in varied[1:]]
+        inputs = [copies(self.values)] + [self._inputs(s) for s in varied[1:]]
         # the runs the tracer steps to answer shape questions are the recordings (fx_evaluate.py)
         sets = [RecordedSet(self.module, self.root, self.names, values) for values in inputs]
         self.state.restore()
@@ -426,7 +424,7 @@ class _Runs:
         """The example's inputs with each (symbol name, size) of ``sizes`` resized, in order."""
         values = self.values
         for name, size in sizes:
-            values = _resized(values, self.plan.symbols[name], size)
+            values = resized(values, self.plan.symbols[name], size)
         return values
 
     def _probe(self, graph, symbols) -> dict:
@@ -544,97 +542,9 @@ def _drop_frames(error: BaseException) -> None:
         error = following
 
 
-# --- inputs and the traced root ---------------------------------------------------------------
-
-
 #: a failure of this kind repeats at every other size: a weight's shape fixes the size
 _WEIGHT_MISMATCH = ("shapes cannot be multiplied", "channels, but got")
 
 
 def _weight_mismatch(reason: str) -> bool:
     return any(k in reason for k in _WEIGHT_MISMATCH)
-
-
-def _bind_inputs(module, args, kwargs):
-    """Input names (as torch.export names them), tensors, and how the root forward is called."""
-    import inspect
-
-    import torch
-
-    values = list(args) if args else list(kwargs.values())
-    if not values or not all(isinstance(v, torch.Tensor) for v in values):
-        raise FastTraceUnsupported("example inputs that are not all tensors")
-    if kwargs:
-        names = list(kwargs)
-        keys = tuple(names)
-
-        def call(*vals):
-            return module.forward(**dict(zip(keys, vals)))
-    else:
-        params = list(inspect.signature(module.forward).parameters.values())
-        names = []
-        for p in params:
-            if len(names) == len(values):
-                break
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                names.append(p.name)
-            elif p.kind == p.VAR_POSITIONAL:
-                names += [f"{p.name}_{i}" for i in range(len(values) - len(names))]
-        if len(names) != len(values):
-            raise FastTraceUnsupported("more example inputs than forward() takes positionally")
-
-        def call(*vals):
-            return module.forward(*vals)
-    if len(set(names)) != len(names) or not all(n.isidentifier() and not keyword.iskeyword(n) and n != "self"
-                                                 for n in names):
-        raise FastTraceUnsupported(f"input names {names} are not plain identifiers")
-    return names, values, call
-
-
-def _small(module, values) -> bool:
-    per_sample = sum(v[0].numel() if v.dim() else 1 for v in values)
-    return per_sample < SMALL_INPUT and sum(p.numel() for p in module.parameters()) < SMALL_MODEL
-
-
-def _copies(values) -> list:
-    return [v.clone() for v in values]
-
-
-def _resized(values, sym, size: int) -> list:
-    """The examples with symbol ``sym``'s axes cut or repeated cyclically to ``size`` (token ids and
-    masks stay valid)."""
-    import torch
-
-    out = list(values)
-    for index, axis in sym.members:
-        v = out[index]
-        out[index] = v.index_select(axis, torch.arange(size) % v.shape[axis])
-    return [v.clone() for v in out]
-
-
-def _refuse_hooks(module):
-    import torch.nn.modules.module as mm
-
-    if mm._global_forward_hooks or mm._global_forward_pre_hooks:
-        raise FastTraceUnsupported("global forward hooks")
-    for m in module.modules():
-        if m._forward_hooks or m._forward_pre_hooks:
-            raise FastTraceUnsupported(f"forward hooks on {type(m).__name__}")
-
-
-def _traceable_root(module, names, call):
-    """A module whose forward takes exactly the example inputs, by name, and calls ``module``.
-
-    It shares the module's children, parameters and buffers, so fx sees the same module paths. The
-    forward is compiled from source because fx reads the argument names from its code object
-    (``*args`` forwards cannot be traced with a known number of inputs)."""
-    import torch
-
-    arglist = ", ".join(names)
-    namespace = {"_call": call}
-    exec(f"def forward(self, {arglist}):\n    return _call({arglist})\n", namespace)  # noqa: S102 - names checked
-    root = type("XlateTraceRoot", (torch.nn.Module,), {"forward": namespace["forward"]})()
-    object.__setattr__(root, "_modules", module._modules)
-    object.__setattr__(root, "_parameters", module._parameters)
-    object.__setattr__(root, "_buffers", module._buffers)
-    return root
