@@ -24,6 +24,7 @@ import functools
 import math
 import operator
 import types
+import weakref
 from fractions import Fraction
 
 from ..errors import one_line
@@ -99,6 +100,7 @@ def symbolic_trace(root, names, inputs, varied, parents=None):
         # (tracer.error), which would hold them until a full garbage collection, one set per attempt
         # (the caller releases the sets of a failed trace; those of a complete one are recorded)
         tracer.sets = []
+        tracer.watched = []
     if tracer.error is not None:
         raise tracer.error
     return graph
@@ -222,6 +224,12 @@ def shape_tracer_class():
             self.error = None
             self.factories = None  # symbolic_trace's TorchFunctionMode, off while the graph is evaluated
             self.tensor_names = None  # ({id: name} of the root's parameters, of its buffers), on first use
+            # the proxies alive per node, so that a value no later node can read is dropped
+            # (fx_evaluate.py): a node gets a reader only through a proxy of it
+            self.alive: dict = {}  # fx node -> its proxies not yet dead
+            self.watched: list = []  # a weak reference per proxy counted, calling back when it dies
+            self.died: list = []  # nodes whose last proxy died, since the values were last dropped
+            self.dead: set = set()  # nodes no later node can read, whose values are not dropped yet
 
         def _fail(self, error):
             """Raise ``error``, keeping it so that a try/except in the module cannot hide it."""
@@ -263,7 +271,29 @@ def shape_tracer_class():
             return super().call_module(m, forward, args, kwargs)
 
         def proxy(self, node):
-            return ShapeProxy(node, self)
+            proxy = ShapeProxy(node, self)
+            # a getattr node (x.T) is also held by fx's Attribute, which is not a proxy of it
+            if node.op in ("call_function", "call_method", "call_module") and node.target is not getattr:
+                self.alive[node] = self.alive.get(node, 0) + 1
+                self.watched.append(weakref.ref(proxy, functools.partial(_proxy_died, weakref.ref(self), node)))
+            return proxy
+
+        def _drop_dead(self, evaluated=None) -> None:
+            """Drop the values of nodes no later node can read: their last proxy died and every node
+            that reads them has run (``evaluated``: the node just run in every set)."""
+            done = self.sets[0].env
+            ready = []
+            if self.died:
+                self.dead.update(self.died)
+                self.died = []
+                ready = list(self.dead)
+            elif evaluated is not None:
+                ready = [a for a in (*evaluated.all_input_nodes, evaluated) if a in self.dead]
+            for node in ready:
+                if node in done and all(u in done for u in node.users):
+                    self.dead.discard(node)
+                    for s in self.sets:
+                        s.drop(node)
 
         def where(self) -> str:
             paths = [path for path, _ in self.module_stack.values() if path]
@@ -283,11 +313,13 @@ def shape_tracer_class():
             self.evaluating = True
             try:
                 with torch.no_grad(), _mode_off(self.factories):
+                    self._drop_dead()
                     for node in self.graph.nodes:
                         if node in self.sets[0].env:
                             continue
                         for j in self.order:
                             self._evaluate_guarded(node, j)
+                        self._drop_dead(node)
                         if node is target:
                             return
             finally:
@@ -457,6 +489,17 @@ def shape_tracer_class():
             return int(self.inputs[j][self.names[index]].shape[axis])
 
     return ShapeTracer
+
+
+def _proxy_died(tracer_ref, node, _ref) -> None:
+    """A proxy of ``node`` died: noted, and its value dropped at the next evaluation (a proxy may die
+    in the middle of one, when the collector frees a cycle)."""
+    tracer = tracer_ref()
+    if tracer is None or node not in tracer.alive:
+        return
+    tracer.alive[node] -= 1
+    if tracer.alive[node] == 0:
+        tracer.died.append(node)
 
 
 @contextlib.contextmanager
