@@ -177,8 +177,9 @@ def _parity_figures(report) -> dict:
 
 
 def _trace_path(record) -> str:
-    notes = " ".join(record.notes) if record else ""
-    return "fx" if "torch.fx" in notes else "export" if "torch.export" in notes else "?"
+    # "traced by torch.export (the fx fast path does not apply: torch.fx: ...)" is an export
+    traced = next((n for n in record.notes if n.startswith("traced by ")), "") if record else ""
+    return "fx" if traced.startswith("traced by torch.fx") else "export" if "torch.export" in traced else "?"
 
 
 def _dynamic_dims(keras_model) -> list:
