@@ -204,9 +204,6 @@ def shape_tracer_class():
                 raise AttributeError(f"'Tensor' object has no attribute '{k}'")
             return super().__getattr__(k)
 
-        def __int__(self):
-            return self.tracer.to_int(self)
-
         def __setitem__(self, index, value):
             # a node of its own (fx has none): its runs write the tensor in place (fx_setitem.py)
             self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
@@ -411,16 +408,6 @@ def shape_tracer_class():
                 self._not_nonlinear(node)
                 return self._decide(operator.ne, values, node)
             return super().to_bool(proxy)
-
-        def to_int(self, proxy) -> int:
-            """``int()`` of a size: the module's code needs a Python number there (timm SAM's
-            ``int(2 * max(q_size, k_size) - 1)``), the same in every run, else the sizes it changes
-            with are kept static. ``int()`` of a tensor (a value, not a size) stops the trace."""
-            values = self._ints(proxy.node, (int, float))
-            if values is None:
-                raise TypeError("int() argument must be a string, a bytes-like object or a real number, "
-                                "not a traced tensor")
-            return self.static([int(v) for v in values], "int() of a size", lambda v: v)
 
         def _decide_ints(self, node):
             """Comparison ``node`` decided over each symbol's range (``_decide``) when both its
