@@ -45,7 +45,7 @@ docs: setup
 	$(BIN)/python scripts/gen_support.py
 
 # The real-model zoo (torchvision, timm, Hugging Face) lives in its own venv: real torchvision
-# needs torch 2.14.1. `make zoo` converts every model (about two hours on 2 cores) and rewrites
+# needs torch 2.14.1. `make zoo` converts every model (67 min on 2 cores on 2026-12-05) and rewrites
 # docs/zoo.md; `make zoo-smoke` (part of `make test`) converts 12 of them and fails unless all pass.
 ZOO := .venv-zoo/bin/python
 ZOO_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(2, os.cpu_count() or 1))")
