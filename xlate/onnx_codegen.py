@@ -56,7 +56,7 @@ def _trace(module, example):
     root = fx_inputs.traceable_root(module, names, call)
     try:
         # the example alone: no size varies, so none is left symbolic
-        return root, fxtrace.symbolic_trace(root, names, [fx_inputs.copies(values)], [None])
+        return root, fxtrace.symbolic_trace(root, names, [values], [None])  # evaluated on copies
     except fxtrace.FastTraceUnsupported as e:
         raise UnsupportedOpError([("torch.fx", one_line(e, 200))], direction="ONNX->torch source",
                                  hint="xlate onnx2keras may still convert this graph") from None

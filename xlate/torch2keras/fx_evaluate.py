@@ -87,19 +87,21 @@ def plain_value(root, node, env, inputs):
 
 
 class PlainSet:
-    """One input set evaluated plainly (nothing recorded)."""
+    """One input set evaluated plainly (nothing recorded). A value read after it was dropped is
+    computed again, with every value before it, from fresh copies of the inputs: a node may have
+    written them in place."""
 
-    def __init__(self, root, named: dict):
-        self.root = root
-        self.named = named  # placeholder name -> tensor
-        self.env: dict = {}
+    def __init__(self, root, names, values):
+        self.root, self.names, self.values = root, names, values  # never run: every run gets copies
+        self.named, self.env = dict(zip(names, _copies(values))), {}  # placeholder name -> tensor
 
     def evaluate(self, node) -> None:
         try:
             self.env[node] = plain_value(self.root, node, self.env, self.named)
         except ValueDropped:  # every value again from its start
-            nodes, self.env = list(self.env), {}
-            for n in nodes + [node]:
+            nodes = [*self.env, node]
+            self.named, self.env = dict(zip(self.names, _copies(self.values))), {}
+            for n in nodes:
                 self.env[n] = plain_value(self.root, n, self.env, self.named)
 
     def drop(self, node) -> None:
@@ -185,43 +187,36 @@ class RecordedSet:
         self.named = dict(zip(names, values))  # for the tracer: the set's sizes
         self.run = SteppedRun(module, root)
         self.run.begin(names, _copies(values))
-        self.env = self.run.env
+        self.plainly = None  # a PlainSet, once the recording cannot go on or a dropped value was read
         self.failed = None  # the recording's error, once it could not go on
         self.replayed = False  # a dropped value was read: evaluated plainly, recorded from scratch
         self.fresh = False  # recorded again from scratch
 
+    @property
+    def env(self) -> dict:
+        """The set's values of the nodes evaluated so far."""
+        return self.run.env if self.plainly is None else self.plainly.env
+
     def evaluate(self, node) -> None:
-        if self.failed is not None or self.replayed:
-            try:
-                self.env[node] = plain_value(self.root, node, self.env, self.plain)
-                return
-            except ValueDropped:
-                pass
-            self.plain_from_start(list(self.env) + [node])
-            return
+        if self.plainly is not None:
+            return self.plainly.evaluate(node)
         try:
             self.run.step(node)
             return
         except ValueDropped:
             self.replayed = True
+            nodes = [*self.run.nodes, node]
         except Exception as e:  # noqa: BLE001 - judged below: the module's failure or the recording's
             self.failed = e
+            nodes = self.run.nodes  # the failed node last
         # the set's values from its start, plainly; raises the module's own failure, if it is one
-        nodes = self.run.nodes if self.failed is not None else self.run.nodes + [node]
         self.run.release()
-        self.plain_from_start(nodes)
-
-    def plain_from_start(self, nodes) -> None:
-        self.plain, self.env = dict(zip(self.names, _copies(self.values))), {}
+        self.plainly = PlainSet(self.root, self.names, self.values)
         for n in nodes:
-            self.env[n] = plain_value(self.root, n, self.env, self.plain)
+            self.plainly.evaluate(n)
 
     def drop(self, node) -> None:
-        if self.failed is not None or self.replayed:
-            if droppable(self.env.get(node)):
-                self.env[node] = DROPPED
-        else:
-            self.run.drop(node)
+        (self.run if self.plainly is None else self.plainly).drop(node)
 
     def settle(self, graph) -> None:
         """The trace is complete: decide how this set is recorded, and drop what is not needed
@@ -235,7 +230,7 @@ class RecordedSet:
         run.settle(graph)
         if self.fresh or self.failed is not None:
             run.release()
-            self.env, self.plain = {}, None
+            self.plainly = None
 
     def recording(self, graph):
         """The recorded run of the complete ``graph``; raises what that run raises. The set's
@@ -257,7 +252,7 @@ class RecordedSet:
         """Drop the run's tensors now: a run and its recorder refer to each other, so left to the
         collector, the tensors of a run stepped through the whole trace could outlive it."""
         self.run.release()
-        self.env, self.plain = {}, None
+        self.plainly = None
 
 
 def _stateless(target) -> bool:

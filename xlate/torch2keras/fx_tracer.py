@@ -68,7 +68,7 @@ def symbolic_trace(root, names, inputs, varied, parents=None):
     ``parents[j]`` (the example's, 0, unless given)."""
     from torch.overrides import TorchFunctionMode
 
-    sets = [PlainSet(root, dict(zip(names, s))) if isinstance(s, (list, tuple)) else s for s in inputs]
+    sets = [PlainSet(root, names, s) if isinstance(s, (list, tuple)) else s for s in inputs]
     tracer = shape_tracer_class()(leaf_types(), root, sets, varied, parents)
 
     class Factories(TorchFunctionMode):
